@@ -1,0 +1,187 @@
+"""The error tree of the pipeline, and the stable ``error_code`` each error writes on a row.
+
+Every failure that reaches an item row is a :class:`PipelineError` with a ``code`` (written to
+``image_optimization_items.error_code``) and a ``transient`` flag (retry with backoff, or fail at
+once). Library exceptions (httpx, psycopg, redis, minio, Pillow) are translated into this tree
+at the module that calls the library, with ``raise ... from exc``::
+
+    PipelineError                      internal_error
+    ├── ConfigurationError             configuration_error
+    ├── SourceError                    (fetching and validating the input image)
+    │   ├── InvalidSourceUrl           invalid_source_url     permanent
+    │   ├── SourceBlocked              source_blocked         permanent (SSRF guard)
+    │   ├── SourceUnreachable          source_unreachable     transient
+    │   ├── SourceHttpError            source_http_error      5xx transient, 4xx permanent
+    │   ├── SourceTooLarge             source_too_large       permanent
+    │   ├── EmptySource                empty_source           permanent
+    │   ├── UnsupportedMediaType       unsupported_media_type permanent
+    │   ├── NotAnImage                 not_an_image           permanent
+    │   ├── ImageTruncated             image_truncated        permanent
+    │   └── ImageTooLarge              image_too_large        permanent (pixel cap / bomb)
+    ├── ValidationError                (the row itself)
+    │   ├── UnknownModel               unknown_model          permanent
+    │   └── InvalidParams              invalid_params         permanent
+    ├── StorageError                   storage_error          transient
+    ├── ProviderError                  (the provider's HTTP API)
+    │   ├── ProviderUnavailable        provider_unavailable   transient (5xx, connect errors)
+    │   ├── ProviderTimeout            provider_timeout       transient
+    │   ├── ProviderRateLimited        provider_rate_limited  transient (429, carries Retry-After)
+    │   ├── ProviderRejected           provider_rejected      permanent (4xx other than 429)
+    │   └── ProviderProtocolError      provider_protocol_error transient (malformed JSON)
+    ├── PredictionFailed               prediction_failed      permanent (status "failed")
+    ├── PredictionCanceled             canceled               permanent (status "canceled")
+    ├── OutputInvalid                  output_invalid         permanent
+    ├── ItemTimeout                    timeout                permanent (older than the max age)
+    └── RateLimitTimeout               rate_limit_timeout     transient (no token before deadline)
+"""
+
+from __future__ import annotations
+
+
+class PipelineError(Exception):
+    """Root of every error the pipeline raises on purpose.
+
+    Attributes:
+        code: stable snake_case ``error_code`` stored on the item row.
+        transient: True when a later attempt may succeed (retry with backoff).
+    """
+
+    code: str = "internal_error"
+    transient: bool = False
+
+    def __init__(self, message: str, *, transient: bool | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if transient is not None:
+            self.transient = transient
+
+
+class ConfigurationError(PipelineError):
+    code = "configuration_error"
+
+
+class SourceError(PipelineError):
+    code = "source_error"
+
+
+class InvalidSourceUrl(SourceError):
+    code = "invalid_source_url"
+
+
+class SourceBlocked(SourceError):
+    code = "source_blocked"
+
+
+class SourceUnreachable(SourceError):
+    code = "source_unreachable"
+    transient = True
+
+
+class SourceHttpError(SourceError):
+    """The source server answered with an HTTP error; 5xx and 408/429 are transient."""
+
+    code = "source_http_error"
+
+    def __init__(self, message: str, *, status_code: int) -> None:
+        super().__init__(message, transient=status_code >= 500 or status_code in (408, 429))
+        self.status_code = status_code
+
+
+class SourceTooLarge(SourceError):
+    code = "source_too_large"
+
+
+class EmptySource(SourceError):
+    code = "empty_source"
+
+
+class UnsupportedMediaType(SourceError):
+    code = "unsupported_media_type"
+
+
+class NotAnImage(SourceError):
+    code = "not_an_image"
+
+
+class ImageTruncated(SourceError):
+    code = "image_truncated"
+
+
+class ImageTooLarge(SourceError):
+    code = "image_too_large"
+
+
+class ValidationError(PipelineError):
+    code = "validation_error"
+
+
+class UnknownModel(ValidationError):
+    code = "unknown_model"
+
+
+class InvalidParams(ValidationError):
+    code = "invalid_params"
+
+
+class StorageError(PipelineError):
+    code = "storage_error"
+    transient = True
+
+
+class ProviderError(PipelineError):
+    code = "provider_error"
+
+
+class ProviderUnavailable(ProviderError):
+    code = "provider_unavailable"
+    transient = True
+
+
+class ProviderTimeout(ProviderError):
+    code = "provider_timeout"
+    transient = True
+
+
+class ProviderRateLimited(ProviderError):
+    """HTTP 429 from the provider.
+
+    Attributes:
+        retry_after: seconds to pause the whole budget, from ``Retry-After``.
+    """
+
+    code = "provider_rate_limited"
+    transient = True
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ProviderRejected(ProviderError):
+    code = "provider_rejected"
+
+
+class ProviderProtocolError(ProviderError):
+    code = "provider_protocol_error"
+    transient = True
+
+
+class PredictionFailed(PipelineError):
+    code = "prediction_failed"
+
+
+class PredictionCanceled(PipelineError):
+    code = "canceled"
+
+
+class OutputInvalid(PipelineError):
+    code = "output_invalid"
+
+
+class ItemTimeout(PipelineError):
+    code = "timeout"
+
+
+class RateLimitTimeout(PipelineError):
+    code = "rate_limit_timeout"
+    transient = True
