@@ -20,7 +20,10 @@ at the module that calls the library, with ``raise ... from exc``::
     │   └── ImageTooLarge              image_too_large        permanent (pixel cap / bomb)
     ├── ValidationError                (the row itself)
     │   ├── UnknownModel               unknown_model          permanent
-    │   └── InvalidParams              invalid_params         permanent
+    │   ├── InvalidParams              invalid_params         permanent
+    │   │   └── MissingPrompt          missing_prompt         permanent
+    │   ├── InvalidStoreId             invalid_store_id       permanent (empty store id)
+    │   └── InvalidPriority            invalid_priority       permanent (negative priority)
     ├── StorageError                   storage_error          transient
     ├── ProviderError                  (the provider's HTTP API)
     │   ├── ProviderUnavailable        provider_unavailable   transient (5xx, connect errors)
@@ -32,7 +35,9 @@ at the module that calls the library, with ``raise ... from exc``::
     ├── PredictionCanceled             canceled               permanent (status "canceled")
     ├── OutputInvalid                  output_invalid         permanent
     ├── ItemTimeout                    timeout                permanent (older than the max age)
-    └── RateLimitTimeout               rate_limit_timeout     transient (no token before deadline)
+    ├── RateLimitTimeout               rate_limit_timeout     transient (no token before deadline)
+    ├── DatabaseUnavailable            database_unavailable   transient (never written to a row)
+    └── RateLimiterUnavailable         rate_limiter_unavailable transient (Redis unreachable)
 """
 
 from __future__ import annotations
@@ -123,6 +128,18 @@ class InvalidParams(ValidationError):
     code = "invalid_params"
 
 
+class MissingPrompt(InvalidParams):
+    code = "missing_prompt"
+
+
+class InvalidStoreId(ValidationError):
+    code = "invalid_store_id"
+
+
+class InvalidPriority(ValidationError):
+    code = "invalid_priority"
+
+
 class StorageError(PipelineError):
     code = "storage_error"
     transient = True
@@ -184,4 +201,18 @@ class ItemTimeout(PipelineError):
 
 class RateLimitTimeout(PipelineError):
     code = "rate_limit_timeout"
+    transient = True
+
+
+class DatabaseUnavailable(PipelineError):
+    """Postgres could not be reached or the connection broke; the caller retries later."""
+
+    code = "database_unavailable"
+    transient = True
+
+
+class RateLimiterUnavailable(PipelineError):
+    """The rate limiter's Redis could not be reached; nothing was granted, retry later."""
+
+    code = "rate_limiter_unavailable"
     transient = True

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.errors import InvalidParams, UnknownModel
+from pipeline.errors import InvalidParams, MissingPrompt, UnknownModel
 
 Params = Mapping[str, Any]
 
@@ -59,7 +59,8 @@ class ModelSpec:
             The JSON object to send as ``input``.
 
         Raises:
-            InvalidParams: unknown parameter, bad value, or missing prompt.
+            InvalidParams: unknown parameter or bad value.
+            MissingPrompt: the model needs a prompt and there is none.
         """
         cleaned = self.validate(prompt, params)
         payload: dict[str, Any] = {**self.defaults, **cleaned}
@@ -78,7 +79,7 @@ class ModelSpec:
             InvalidParams: unknown parameter, bad value, or missing prompt.
         """
         if self.requires_prompt and not (prompt and prompt.strip()):
-            raise InvalidParams(f"model {self.name} needs a prompt")
+            raise MissingPrompt(f"model {self.name} needs a prompt")
         cleaned: dict[str, Any] = {}
         for key, value in params.items():
             check = self.allowed_params.get(key)

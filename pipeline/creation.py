@@ -1,0 +1,177 @@
+"""Creation: turn one QUEUED item into a prediction at the provider (the creation actor's body).
+
+Order (DESIGN §4): claim the item (QUEUED → SUBMITTING, one worker only), fetch and validate the
+source, store the normalized input at a stable key, presign it, take a token from the global
+create budget, POST the prediction, and record its id in the statement that sets PROCESSING.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+from pipeline.errors import (
+    InvalidSourceUrl,
+    PipelineError,
+    ProviderRateLimited,
+    RateLimitTimeout,
+)
+from pipeline.fetch import SourceFetcher, parse_s3_url
+from pipeline.images import normalize_input
+from pipeline.lifecycle import Fail, Retry, decide
+from pipeline.models import ModelSpec, get_model
+from pipeline.provider import ProviderClient
+from pipeline.ratelimit import RateLimiter
+from pipeline.repository import Repository, Row
+from pipeline.storage import ObjectStorage, input_key
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class CreationPolicy:
+    """Knobs of the creation step (from Settings).
+
+    Attributes:
+        max_attempts: attempts before a transient error becomes FAILED.
+        backoff_base: first retry delay, seconds.
+        backoff_cap: longest retry delay, seconds.
+        acquire_timeout: longest wait for a create token, seconds.
+        default_retry_after: pause when a 429 has no ``Retry-After``, seconds.
+        max_input_bytes: download cap for a source image, bytes.
+        max_input_pixels: decompression-bomb cap for a source image, pixels.
+    """
+
+    max_attempts: int
+    backoff_base: float
+    backoff_cap: float
+    acquire_timeout: float
+    default_retry_after: float
+    max_input_bytes: int
+    max_input_pixels: int
+
+
+@dataclass(frozen=True)
+class CreationOutcome:
+    """What one run did: ``submitted``, ``skipped``, ``retry``, ``failed`` or ``released``."""
+
+    action: str
+    prediction_id: str | None = None
+    error_code: str | None = None
+
+
+class CreationService:
+    """Runs the creation step for one item id; safe to run twice for the same id."""
+
+    def __init__(
+        self,
+        *,
+        repo: Repository,
+        storage: ObjectStorage,
+        fetcher: SourceFetcher,
+        provider: ProviderClient,
+        create_limiter: RateLimiter,
+        allowlist: dict[str, ModelSpec],
+        policy: CreationPolicy,
+        on_submitted: Callable[[int], None],
+    ) -> None:
+        self._repo = repo
+        self._storage = storage
+        self._fetcher = fetcher
+        self._provider = provider
+        self._limiter = create_limiter
+        self._allowlist = allowlist
+        self._policy = policy
+        self._on_submitted = on_submitted
+
+    def run(self, item_id: int) -> CreationOutcome:
+        """Create the prediction for ``item_id`` if it is QUEUED; otherwise do nothing.
+
+        Never raises a :class:`PipelineError`: each one ends as a retry or a FAILED row.
+        Raises :class:`pipeline.errors.DatabaseUnavailable` when Postgres is gone (the message
+        is retried by the broker; the rescuer covers the rest).
+        """
+        attempt = self._repo.claim_submission(item_id)
+        if attempt is None:
+            log.info("creation_skipped", item_id=item_id, reason="not_queued")
+            return CreationOutcome("skipped")
+        row = self._repo.get_work_item(item_id)
+        if row is None:
+            return CreationOutcome("skipped")
+        bound = log.bind(item_id=item_id, job_id=row["job_id"], store_id=row["store_id"])
+        try:
+            prediction_id = self._submit(row, bound)
+        except ProviderRateLimited as exc:
+            self._limiter.pause(exc.retry_after, reason="provider_429")
+            self._repo.release_submission(item_id, exc.retry_after, exc.code, exc.message)
+            bound.warning("provider_rate_limited", retry_after_seconds=exc.retry_after)
+            return CreationOutcome("released", error_code=exc.code)
+        except RateLimitTimeout as exc:
+            self._repo.release_submission(item_id, 1.0, exc.code, exc.message)
+            bound.info("rate_limit_wait_timeout")
+            return CreationOutcome("released", error_code=exc.code)
+        except PipelineError as exc:
+            return self._handle_error(item_id, attempt, exc, bound)
+        if not self._repo.mark_processing(item_id, prediction_id):
+            # Canceled (or rescued) while we were submitting: don't leave a paid orphan running.
+            bound.warning("prediction_orphaned", prediction_id=prediction_id)
+            try:
+                self._provider.cancel_prediction(prediction_id)
+            except PipelineError as exc:
+                bound.warning("orphan_cancel_failed", error_code=exc.code)
+            return CreationOutcome("skipped", prediction_id=prediction_id)
+        bound.info("prediction_created", prediction_id=prediction_id, attempt=attempt)
+        self._on_submitted(item_id)
+        return CreationOutcome("submitted", prediction_id=prediction_id)
+
+    def _submit(self, row: Row, bound: structlog.typing.FilteringBoundLogger) -> str:
+        spec = get_model(str(row["model"]), self._allowlist)
+        params = dict(row["params"] or {})
+        spec.validate(row["prompt"], params)
+        key = self._store_input(row, spec)
+        image_url = self._storage.presigned_get_url(key)
+        payload = spec.build_input(image_url, row["prompt"], params)
+        waited = self._limiter.acquire(self._policy.acquire_timeout)
+        bound.debug("create_token_granted", waited_seconds=round(waited, 3))
+        return self._provider.create_prediction(spec, payload).id
+
+    def _store_input(self, row: Row, spec: ModelSpec) -> str:
+        existing = row["input_key"]
+        if existing and self._storage.exists(existing):
+            return str(existing)
+        data = self._read_source(str(row["source_url"]))
+        image = normalize_input(
+            data, max_pixels=self._policy.max_input_pixels, target_max_pixels=spec.max_input_pixels
+        )
+        key = input_key(row["store_id"], row["job_id"], row["id"], image.extension)
+        self._storage.put_bytes(key, image.data, image.content_type)
+        self._repo.record_input(int(row["id"]), key)
+        return key
+
+    def _read_source(self, url: str) -> bytes:
+        s3 = parse_s3_url(url)
+        if s3 is None:
+            return self._fetcher.fetch(url).data
+        bucket, key = s3
+        if bucket != self._storage.bucket:
+            raise InvalidSourceUrl(f"s3 source bucket {bucket!r} is not the pipeline's bucket")
+        return self._storage.get_bytes(key, max_bytes=self._policy.max_input_bytes)
+
+    def _handle_error(
+        self, item_id: int, attempt: int, exc: PipelineError, bound: structlog.typing.FilteringBoundLogger
+    ) -> CreationOutcome:
+        p = self._policy
+        decision = decide(exc, attempt, max_attempts=p.max_attempts, base=p.backoff_base, cap=p.backoff_cap)
+        if isinstance(decision, Retry):
+            self._repo.retry_later(
+                item_id, ("SUBMITTING",), decision.delay, decision.code, decision.message
+            )
+            bound.warning("creation_retry", error_code=exc.code, attempt=attempt,
+                          delay_seconds=round(decision.delay, 2))
+            return CreationOutcome("retry", error_code=exc.code)
+        assert isinstance(decision, Fail)
+        self._repo.fail_item(item_id, ("SUBMITTING",), decision.code, decision.message)
+        bound.warning("item_failed", error_code=decision.code, error_message=decision.message)
+        return CreationOutcome("failed", error_code=decision.code)

@@ -1,0 +1,120 @@
+"""Polling: advance one PROCESSING item (the polling actor's body).
+
+GET the prediction under the read budget. ``succeeded``: download the output, check it decodes
+within the pixel cap, store it at ``results/{store_id}/{job_id}/{item_id}.{ext}`` and set DONE
+with its size. ``failed``/``canceled``: FAILED with the provider's error. Otherwise poll again
+later with backoff. Transient errors poll again; they never lose the prediction id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import structlog
+
+from pipeline.errors import (
+    OutputInvalid,
+    PipelineError,
+    PredictionCanceled,
+    PredictionFailed,
+    ProviderRateLimited,
+    RateLimitTimeout,
+)
+from pipeline.images import inspect_output
+from pipeline.lifecycle import backoff_delay, poll_delay
+from pipeline.provider import Prediction, ProviderClient
+from pipeline.ratelimit import RateLimiter
+from pipeline.repository import Repository, Row
+from pipeline.storage import ObjectStorage, result_key
+
+log = structlog.get_logger(__name__)
+
+_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
+
+
+@dataclass(frozen=True)
+class PollingPolicy:
+    """Knobs of the polling step (from Settings); durations in seconds, sizes in bytes/pixels."""
+
+    initial_delay: float
+    max_delay: float
+    acquire_timeout: float
+    max_output_bytes: int
+    max_output_pixels: int
+
+
+@dataclass(frozen=True)
+class PollOutcome:
+    """``done``, ``failed``, ``again`` (poll after ``delay`` seconds) or ``skipped``."""
+
+    action: str
+    delay: float = 0.0
+    error_code: str | None = None
+
+
+class PollingService:
+    """Runs one poll of one item; safe to run twice for the same id."""
+
+    def __init__(
+        self,
+        *,
+        repo: Repository,
+        storage: ObjectStorage,
+        provider: ProviderClient,
+        read_limiter: RateLimiter,
+        policy: PollingPolicy,
+    ) -> None:
+        self._repo = repo
+        self._storage = storage
+        self._provider = provider
+        self._limiter = read_limiter
+        self._policy = policy
+
+    def run(self, item_id: int) -> PollOutcome:
+        """Poll ``item_id`` if it is PROCESSING; the caller schedules ``again`` outcomes."""
+        row = self._repo.get_work_item(item_id)
+        if row is None or row["status"] != "PROCESSING" or not row["prediction_id"]:
+            return PollOutcome("skipped")
+        bound = log.bind(item_id=item_id, job_id=row["job_id"], store_id=row["store_id"],
+                         prediction_id=row["prediction_id"])
+        polls = int(row["poll_count"])
+        try:
+            self._limiter.acquire(self._policy.acquire_timeout)
+            prediction = self._provider.get_prediction(str(row["prediction_id"]))
+            polls = self._repo.record_poll(item_id) or polls + 1
+            if prediction.status == "succeeded":
+                return self._finish(row, prediction, bound)
+            if prediction.status == "failed":
+                raise PredictionFailed(f"prediction failed: {prediction.error or 'no error given'}")
+            if prediction.status == "canceled":
+                raise PredictionCanceled("prediction was canceled at the provider")
+        except ProviderRateLimited as exc:
+            self._limiter.pause(exc.retry_after, reason="provider_429")
+            return PollOutcome("again", delay=exc.retry_after, error_code=exc.code)
+        except RateLimitTimeout as exc:
+            return PollOutcome("again", delay=1.0, error_code=exc.code)
+        except PipelineError as exc:
+            if exc.transient:
+                delay = backoff_delay(min(polls, 8) + 1, base=self._policy.initial_delay,
+                                      cap=self._policy.max_delay)
+                bound.warning("poll_retry", error_code=exc.code, delay_seconds=round(delay, 2))
+                return PollOutcome("again", delay=delay, error_code=exc.code)
+            self._repo.fail_item(item_id, ("PROCESSING",), exc.code, exc.message)
+            bound.warning("item_failed", error_code=exc.code, error_message=exc.message)
+            return PollOutcome("failed", error_code=exc.code)
+        delay = poll_delay(polls, initial=self._policy.initial_delay, maximum=self._policy.max_delay)
+        return PollOutcome("again", delay=delay)
+
+    def _finish(self, row: Row, prediction: Prediction, bound: structlog.typing.FilteringBoundLogger) -> PollOutcome:
+        if not prediction.output_urls:
+            raise OutputInvalid("prediction succeeded without an output URL")
+        data = self._provider.download(prediction.output_urls[0], max_bytes=self._policy.max_output_bytes)
+        info = inspect_output(data, max_pixels=self._policy.max_output_pixels)
+        ext = _EXTENSIONS.get(info.format, "bin")
+        key = result_key(row["store_id"], row["job_id"], row["id"], ext)
+        self._storage.put_bytes(key, data, info.content_type)
+        if self._repo.mark_done(int(row["id"]), output_key=key, width=info.width,
+                                height=info.height, size=len(data), content_type=info.content_type):
+            bound.info("item_done", output_key=key, width=info.width, height=info.height,
+                       output_bytes=len(data))
+        return PollOutcome("done")

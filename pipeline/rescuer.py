@@ -1,0 +1,146 @@
+"""The rescuer: finds work that a crash or a lost Redis message left behind, and recovers it.
+
+Each duty is a ``run_once(now)`` that returns what it did (River's ``JobRescuer`` shape), run by
+the scheduler leader on an interval:
+
+- lost QUEUED messages are sent again (a duplicate is harmless: the claim is conditional);
+- PROCESSING items not polled for a while get a poll;
+- SUBMITTING items whose worker died half-way are resolved: if the provider lists a prediction
+  made from this item's input image, it is adopted (no second prediction); otherwise the item
+  is queued again. The window where we cannot tell: a worker that died after the provider
+  accepted the POST but before the prediction appears in ``GET /predictions`` — we wait
+  ``submitting_timeout`` (minutes) before looking, which Replicate's list endpoint covers;
+- items older than the maximum age are canceled at the provider and FAILED with ``timeout``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import structlog
+
+from pipeline.errors import PipelineError
+from pipeline.provider import ProviderClient
+from pipeline.repository import Repository
+from pipeline.storage import ObjectStorage
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class RescuerConfig:
+    """Thresholds in seconds; ``batch`` bounds the rows one pass touches."""
+
+    queued_timeout: float = 120.0
+    processing_timeout: float = 90.0
+    submitting_timeout: float = 300.0
+    max_age: float = 3600.0
+    batch: int = 500
+
+
+@dataclass(frozen=True)
+class RescueResult:
+    """Counts of each recovery action of one pass."""
+
+    requeued: int = 0
+    repolled: int = 0
+    adopted: int = 0
+    resubmitted: int = 0
+    expired: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.requeued + self.repolled + self.adopted + self.resubmitted + self.expired
+
+
+class Rescuer:
+    """All recovery duties; ``run_once`` runs each of them once."""
+
+    def __init__(
+        self,
+        *,
+        repo: Repository,
+        provider: ProviderClient,
+        storage: ObjectStorage,
+        send_create: Callable[[Iterable[int]], int],
+        send_poll: Callable[[int], None],
+        config: RescuerConfig,
+    ) -> None:
+        self._repo = repo
+        self._provider = provider
+        self._storage = storage
+        self._send_create = send_create
+        self._send_poll = send_poll
+        self._config = config
+
+    def run_once(self, now: datetime) -> RescueResult:
+        result = RescueResult(
+            requeued=self.requeue_lost_queued(now),
+            repolled=self.repoll_stale_processing(now),
+            expired=self.expire_old_items(now),
+        )
+        adopted, resubmitted = self.resolve_stale_submitting(now)
+        result = RescueResult(result.requeued, result.repolled, adopted, resubmitted, result.expired)
+        if result.total:
+            log.warning("rescuer_recovered", requeued=result.requeued, repolled=result.repolled,
+                        adopted=result.adopted, resubmitted=result.resubmitted,
+                        expired=result.expired)
+        return result
+
+    def requeue_lost_queued(self, now: datetime) -> int:
+        """Send creation messages again for QUEUED items idle past ``queued_timeout``."""
+        ids = self._repo.stale_queued(now, self._config.queued_timeout, self._config.batch)
+        touched = self._repo.touch_queued(ids)
+        return self._send_create(touched)
+
+    def repoll_stale_processing(self, now: datetime) -> int:
+        """Send a poll for PROCESSING items not polled for ``processing_timeout``."""
+        ids = self._repo.stale_processing(now, self._config.processing_timeout, self._config.batch)
+        for item_id in ids:
+            self._send_poll(item_id)
+        return len(ids)
+
+    def resolve_stale_submitting(self, now: datetime) -> tuple[int, int]:
+        """Adopt the prediction a dead worker created, or queue the item again.
+
+        Returns:
+            ``(adopted, resubmitted)``.
+        """
+        adopted = resubmitted = 0
+        rows = self._repo.stale_submitting(now, self._config.submitting_timeout, self._config.batch)
+        for row in rows:
+            item_id = int(row["id"])
+            prediction_id = None
+            if row["input_key"]:
+                prefix = self._storage.presigned_get_url(str(row["input_key"])).split("?", 1)[0]
+                since = row["updated_at"] - timedelta(seconds=self._config.submitting_timeout)
+                try:
+                    found = self._provider.find_predictions_by_image(prefix, created_after=since)
+                except PipelineError as exc:
+                    log.warning("rescuer_lookup_failed", item_id=item_id, error_code=exc.code)
+                    continue  # can't tell now; try again next pass rather than pay twice
+                if found:
+                    prediction_id = found[0].id
+            if prediction_id and self._repo.adopt_prediction(item_id, prediction_id):
+                self._send_poll(item_id)
+                adopted += 1
+            elif prediction_id is None and self._repo.requeue_submitting(item_id):
+                self._send_create([item_id])
+                resubmitted += 1
+        return adopted, resubmitted
+
+    def expire_old_items(self, now: datetime) -> int:
+        """Cancel at the provider and FAIL (``timeout``) items older than ``max_age``."""
+        expired = 0
+        for row in self._repo.expired_items(now, self._config.max_age, self._config.batch):
+            if row["prediction_id"]:
+                try:
+                    self._provider.cancel_prediction(str(row["prediction_id"]))
+                except PipelineError as exc:
+                    log.warning("cancel_failed", item_id=row["id"], error_code=exc.code)
+            message = f"not finished within {self._config.max_age:.0f} s"
+            if self._repo.fail_item(int(row["id"]), (str(row["status"]),), "timeout", message):
+                expired += 1
+        return expired

@@ -1,0 +1,70 @@
+"""The two dramatiq queues, seen from the side that sends: creation and polling messages.
+
+Messages carry only an item id: Postgres holds the truth, a message is a hint to look at that
+item. Senders build ``dramatiq.Message`` objects directly, so the scheduler does not import the
+worker's actors (and their heavy dependencies).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+
+CREATE_QUEUE = "imageopt-create"
+POLL_QUEUE = "imageopt-poll"
+CREATE_ACTOR = "create_prediction"
+POLL_ACTOR = "poll_prediction"
+
+
+def build_broker(redis_url: str, namespace: str) -> RedisBroker:
+    """A Redis broker whose keys live under ``{namespace}-dramatiq``, both queues declared."""
+    broker = RedisBroker(url=redis_url, namespace=f"{namespace}-dramatiq")
+    broker.declare_queue(CREATE_QUEUE)
+    broker.declare_queue(POLL_QUEUE)
+    return broker
+
+
+class TaskQueue:
+    """Sends creation and polling messages.
+
+    Args:
+        broker: the dramatiq broker (shared with the actors in worker processes).
+    """
+
+    def __init__(self, broker: dramatiq.Broker) -> None:
+        self._broker = broker
+
+    def send_create(self, item_ids: Iterable[int]) -> int:
+        """Enqueue one creation message per item; returns how many were sent."""
+        sent = 0
+        for item_id in item_ids:
+            self._broker.enqueue(dramatiq.Message(
+                queue_name=CREATE_QUEUE, actor_name=CREATE_ACTOR, args=(int(item_id),),
+                kwargs={}, options={},
+            ))
+            sent += 1
+        return sent
+
+    def send_poll(self, item_id: int, delay_seconds: float = 0.0) -> None:
+        """Enqueue a poll of ``item_id`` after ``delay_seconds``."""
+        delay_ms = int(delay_seconds * 1000)
+        message = dramatiq.Message(
+            queue_name=POLL_QUEUE, actor_name=POLL_ACTOR, args=(int(item_id),), kwargs={},
+            options={},
+        )
+        self._broker.enqueue(message, delay=delay_ms if delay_ms > 0 else None)
+
+    def queue_lengths(self) -> dict[str, int]:
+        """Messages waiting per queue (ready + delayed), as the broker counts them."""
+        client = getattr(self._broker, "client", None)
+        namespace = getattr(self._broker, "namespace", "dramatiq")
+        if client is None:
+            return {}
+        lengths: dict[str, int] = {}
+        for queue in (CREATE_QUEUE, POLL_QUEUE):
+            ready = client.llen(f"{namespace}:{queue}")
+            delayed = client.llen(f"{namespace}:{queue}.DQ")
+            lengths[queue] = int(ready) + int(delayed)
+        return lengths
