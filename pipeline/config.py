@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     scheduler_tick_seconds: float = Field(1.0, validation_alias="IMAGEOPT_SCHEDULER_TICK_SECONDS")
     heartbeat_seconds: float = Field(30.0, validation_alias="IMAGEOPT_HEARTBEAT_SECONDS")
 
+    # --- workers ----------------------------------------------------------------------------
+    worker_processes: int = Field(1, validation_alias="IMAGEOPT_WORKER_PROCESSES")
+    worker_threads: int = Field(8, validation_alias="IMAGEOPT_WORKER_THREADS")
+
     # --- observability ----------------------------------------------------------------------
     log_level: str = Field("INFO", validation_alias="IMAGEOPT_LOG_LEVEL")
     log_format: str = Field("json", validation_alias="IMAGEOPT_LOG_FORMAT")

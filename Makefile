@@ -1,0 +1,57 @@
+# imageopt — `make demo` runs the main job on real images; `make test` runs the suite.
+# Both set up everything first (venv, packages, a local S3 server) and stop what they started.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+IMAGES ?= ../shared/data/images
+STAMP := $(VENV)/.installed
+
+DEMO_ENV := IMAGEOPT_DB_SCHEMA=$${IMAGEOPT_DB_SCHEMA:-imageopt_demo} \
+	IMAGEOPT_REDIS_NAMESPACE=$${IMAGEOPT_REDIS_NAMESPACE:-imageopt-demo}
+TEST_S3 := 127.0.0.1:18333
+
+.PHONY: help venv services demo test test-fast check fmt clean
+
+help:
+	@echo "make demo [IMAGES=DIR]   run the main job on DIR/<store>/<images> and print a summary"
+	@echo "make test                run the whole test suite (real Postgres, Redis, S3, emulator)"
+	@echo "make check               format check, lint and types"
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+services: venv
+	@$(BIN)/python scripts/local_services.py check
+
+demo: services
+	@set -e; \
+	if scripts/s3-server.sh status >/dev/null 2>&1; then started=0; else scripts/s3-server.sh start; started=1; fi; \
+	trap '[ $$started = 1 ] && scripts/s3-server.sh stop >/dev/null' EXIT; \
+	$(DEMO_ENV) $(BIN)/imageopt demo --images "$(IMAGES)"
+
+test: services
+	@set -e; \
+	export S3_ENDPOINT=$(TEST_S3) IMAGEOPT_RUN_DIR=$(CURDIR)/.run/test; \
+	if scripts/s3-server.sh status >/dev/null 2>&1; then started=0; else scripts/s3-server.sh start; started=1; fi; \
+	trap '[ $$started = 1 ] && scripts/s3-server.sh stop >/dev/null' EXIT; \
+	$(BIN)/pytest
+
+check: venv
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+fmt: venv
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	-scripts/s3-server.sh stop
+	rm -rf .run .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,114 @@
+"""Local processes for the demo, tests and benchmarks: start, watch, stop (never leave strays).
+
+Each child runs in its own session (process group) so that stopping it also stops the worker
+processes dramatiq forks. Output goes to ``<run_dir>/logs/<name>.log``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float = 20.0) -> None:
+    """Wait until ``url`` answers any HTTP status.
+
+    Raises:
+        TimeoutError: nothing answered within ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1.0)
+        except httpx.HTTPError:
+            time.sleep(0.1)
+        else:
+            return
+    raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
+
+
+@dataclass
+class ProcessGroup:
+    """Named child processes sharing one environment.
+
+    Args:
+        env: environment of every child (on top of nothing: pass ``os.environ`` in if wanted).
+        log_dir: where each child's combined stdout/stderr goes.
+    """
+
+    env: Mapping[str, str]
+    log_dir: Path
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start(self, name: str, *args: str, extra_env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Start ``imageopt ARGS...`` (the CLI of this interpreter) as ``name``."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = (self.log_dir / f"{name}.log").open("ab")
+        proc = subprocess.Popen(  # noqa: S603 - our own CLI with our own arguments
+            [sys.executable, "-m", "pipeline", *args],
+            env={**self.env, **(extra_env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        self.procs[name] = proc
+        return proc
+
+    def kill(self, name: str, sig: signal.Signals = signal.SIGKILL) -> None:
+        """Send ``sig`` to the whole process group of ``name`` (SIGKILL by default)."""
+        proc = self.procs[name]
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        if sig == signal.SIGKILL:
+            proc.wait(timeout=10)
+
+    def stop(self, name: str, timeout: float = 15.0) -> int | None:
+        """SIGTERM the group, wait up to ``timeout`` seconds, then SIGKILL; returns the exit code."""
+        proc = self.procs.pop(name, None)
+        if proc is None:
+            return None
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return proc.wait()
+        try:
+            return proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            return proc.wait()
+
+    def stop_all(self) -> None:
+        for name in list(self.procs):
+            self.stop(name)
+
+    def alive(self, name: str) -> bool:
+        proc = self.procs.get(name)
+        return proc is not None and proc.poll() is None
+
+    def log_tail(self, name: str, lines: int = 30) -> str:
+        path = self.log_dir / f"{name}.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])

@@ -1,0 +1,31 @@
+"""Read-side summaries for the CLI and the demo: counts by status, per store and per job."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline.repository import STATUSES, Repository
+
+
+def status_report(repo: Repository, *, job_id: int | None = None, store_id: str | None = None) -> dict[str, Any]:
+    """Counts of items by status.
+
+    Returns:
+        ``{"items": {status: n}, "stores": {store: {status: n}}, "jobs": {job: {status: n}},
+        "errors": {store: {error_code: n}}}``; every status appears in ``items`` (0 if none).
+    """
+    items = dict.fromkeys(STATUSES, 0)
+    stores: dict[str, dict[str, int]] = {}
+    jobs: dict[str, dict[str, int]] = {}
+    for row in repo.status_counts(job_id=job_id, store_id=store_id):
+        n = int(row["n"])
+        items[row["status"]] += n
+        per_store = stores.setdefault(row["store_id"], dict.fromkeys(STATUSES, 0))
+        per_store[row["status"]] += n
+        per_job = jobs.setdefault(str(row["job_id"]), dict.fromkeys(STATUSES, 0))
+        per_job[row["status"]] += n
+    errors: dict[str, dict[str, int]] = {}
+    for row in repo.error_counts(job_id=job_id):
+        if store_id is None or row["store_id"] == store_id:
+            errors.setdefault(row["store_id"], {})[row["error_code"] or "unknown"] = int(row["n"])
+    return {"items": items, "stores": stores, "jobs": jobs, "errors": errors}

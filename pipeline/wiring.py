@@ -1,0 +1,141 @@
+"""Builds the pipeline's collaborators from :class:`pipeline.config.Settings` (entry points only).
+
+Each process kind (scheduler, worker, api, CLI) calls these once and passes the objects down.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from pipeline.config import Settings
+from pipeline.creation import CreationPolicy, CreationService
+from pipeline.db import create_pool
+from pipeline.fetch import SourceFetcher
+from pipeline.logging import configure_logging
+from pipeline.models import ModelSpec, build_allowlist
+from pipeline.polling import PollingPolicy, PollingService
+from pipeline.provider import ProviderClient
+from pipeline.ratelimit import Budget, RateLimiter
+from pipeline.repository import Repository
+from pipeline.ssrf import AddressPolicy
+from pipeline.storage import ObjectStorage
+from pipeline.taskqueue import TaskQueue, build_broker
+
+
+def setup_logging(settings: Settings) -> None:
+    """Configure logging for this process, redacting the configured secrets."""
+    configure_logging(
+        settings.log_level,
+        settings.log_format,
+        secrets=(
+            settings.replicate_api_token.get_secret_value(),
+            settings.s3_secret_key.get_secret_value(),
+            settings.s3_access_key.get_secret_value(),
+        ),
+    )
+
+
+def allowlist(settings: Settings) -> dict[str, ModelSpec]:
+    return build_allowlist(settings.replicate_default_aspect_ratio)
+
+
+def redis_client(settings: Settings) -> redis.Redis:
+    return redis.Redis.from_url(settings.redis_url, socket_timeout=10, health_check_interval=30)
+
+
+def limiters(settings: Settings, client: redis.Redis) -> tuple[RateLimiter, RateLimiter]:
+    """The account's ``create`` and ``read`` budgets."""
+    window = settings.rate_window_seconds
+    return (
+        RateLimiter(client, Budget("create", settings.create_rpm, window), namespace=settings.redis_namespace),
+        RateLimiter(client, Budget("read", settings.read_rpm, window), namespace=settings.redis_namespace),
+    )
+
+
+def provider_client(settings: Settings) -> ProviderClient:
+    return ProviderClient(
+        settings.replicate_base_url,
+        settings.replicate_api_token.get_secret_value(),
+        timeout=settings.provider_timeout_seconds,
+        default_retry_after=settings.default_retry_after_seconds,
+    )
+
+
+def storage(settings: Settings) -> ObjectStorage:
+    return ObjectStorage.from_settings(settings)
+
+
+@dataclass
+class WorkerServices:
+    """Everything a worker process needs, built once per process (after the fork)."""
+
+    repo: Repository
+    queue: TaskQueue
+    creation: CreationService
+    polling: PollingService
+    closers: list[Any]
+
+    def close(self) -> None:
+        for closer in self.closers:
+            closer.close()
+
+
+def worker_services(settings: Settings, queue: TaskQueue, pool_size: int) -> WorkerServices:
+    """Build the creation and polling services for one worker process.
+
+    Args:
+        settings: process settings.
+        queue: sender for follow-up messages (the poll after a submission).
+        pool_size: Postgres connections (one per worker thread, plus a spare).
+    """
+    pool = create_pool(settings.database_url, settings.db_schema, max_size=pool_size, name="worker")
+    repo = Repository(pool)
+    client = redis_client(settings)
+    create_limiter, read_limiter = limiters(settings, client)
+    store = storage(settings)
+    provider = provider_client(settings)
+    fetcher = SourceFetcher(
+        max_bytes=settings.max_input_bytes,
+        timeout=settings.fetch_timeout_seconds,
+        max_redirects=settings.fetch_max_redirects,
+        policy=AddressPolicy.from_setting(settings.source_allowlist),
+    )
+    creation = CreationService(
+        repo=repo,
+        storage=store,
+        fetcher=fetcher,
+        provider=provider,
+        create_limiter=create_limiter,
+        allowlist=allowlist(settings),
+        policy=CreationPolicy(
+            max_attempts=settings.max_attempts,
+            backoff_base=settings.backoff_base_seconds,
+            backoff_cap=settings.backoff_max_seconds,
+            acquire_timeout=settings.rate_limit_acquire_timeout_seconds,
+            default_retry_after=settings.default_retry_after_seconds,
+            max_input_bytes=settings.max_input_bytes,
+            max_input_pixels=settings.max_input_pixels,
+        ),
+        on_submitted=lambda item_id: queue.send_poll(item_id, settings.poll_initial_delay_seconds),
+    )
+    polling = PollingService(
+        repo=repo,
+        storage=store,
+        provider=provider,
+        read_limiter=read_limiter,
+        policy=PollingPolicy(
+            initial_delay=settings.poll_initial_delay_seconds,
+            max_delay=settings.poll_max_delay_seconds,
+            acquire_timeout=settings.rate_limit_acquire_timeout_seconds,
+            max_output_bytes=settings.max_output_bytes,
+            max_output_pixels=settings.max_output_pixels,
+        ),
+    )
+    return WorkerServices(repo, queue, creation, polling, [fetcher, provider, pool, client])
+
+
+def build_queue(settings: Settings) -> TaskQueue:
+    return TaskQueue(build_broker(settings.redis_url, settings.redis_namespace))

@@ -1,0 +1,99 @@
+"""Shared fixtures: real Postgres (a fresh schema per test), Redis (a fresh key namespace per
+test), the S3 server (a fresh bucket per session) and the emulator."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from pipeline.config import Settings
+from pipeline.migrate import drop_schema, migrate
+
+IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "images"
+DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(scope="session")
+def images_dir() -> Path:
+    """The shared corpus of real photos (``../shared/data/images``)."""
+    if not IMAGES.is_dir():
+        pytest.fail(f"shared images not found at {IMAGES}")
+    return IMAGES
+
+
+@pytest.fixture(scope="session")
+def s3_settings() -> Iterator[dict[str, str]]:
+    """An S3 server (started if needed) and a bucket of this session's own, emptied after."""
+    from pipeline.storage import ObjectStorage
+    from tests.support.s3 import ensure_s3_server
+
+    endpoint = ensure_s3_server()
+    bucket = f"test-{uuid.uuid4().hex[:10]}"
+    values = {
+        "S3_ENDPOINT": endpoint.endpoint,
+        "S3_ACCESS_KEY": endpoint.access_key,
+        "S3_SECRET_KEY": endpoint.secret_key,
+        "S3_BUCKET": bucket,
+    }
+    storage = ObjectStorage(endpoint=endpoint.endpoint, access_key=endpoint.access_key,
+                            secret_key=endpoint.secret_key, bucket=bucket)
+    storage.ensure_bucket()
+    yield values
+    for key in list(storage.list_keys("")):
+        storage.delete(key)
+    storage.remove_bucket()
+
+
+@pytest.fixture
+def db_schema() -> Iterator[str]:
+    """A freshly migrated schema of this test's own, dropped afterwards."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    migrate(DATABASE_URL, schema)
+    yield schema
+    drop_schema(DATABASE_URL, schema)
+
+
+@pytest.fixture
+def redis_namespace() -> Iterator[str]:
+    """A Redis key namespace of this test's own; its keys are deleted afterwards."""
+    namespace = f"t-{uuid.uuid4().hex[:12]}"
+    yield namespace
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        for pattern in (f"{namespace}:*", f"{namespace}-dramatiq*"):
+            keys = list(client.scan_iter(match=pattern, count=1000))
+            if keys:
+                client.delete(*keys)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def pipeline_env(db_schema: str, redis_namespace: str, s3_settings: dict[str, str]) -> dict[str, str]:
+    """Environment variables for pipeline processes under test (no emulator URL yet)."""
+    return {
+        "DATABASE_URL": DATABASE_URL,
+        "REDIS_URL": REDIS_URL,
+        "IMAGEOPT_DB_SCHEMA": db_schema,
+        "IMAGEOPT_REDIS_NAMESPACE": redis_namespace,
+        "IMAGEOPT_SOURCE_ALLOWLIST": "127.0.0.0/8",
+        **s3_settings,
+    }
+
+
+def settings_from(env: dict[str, str]) -> Settings:
+    """Settings built from ``env`` only (what a child process with that env would read)."""
+    saved = dict(os.environ)
+    try:
+        os.environ.clear()
+        os.environ.update(env)
+        return Settings()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)

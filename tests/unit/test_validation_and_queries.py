@@ -1,0 +1,67 @@
+"""Row validation before queueing, and the named-queries file (pure logic)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from pipeline.models import build_allowlist
+from pipeline.queries import load_queries, parse_queries
+from pipeline.validation import validate_item
+
+ALLOWLIST = build_allowlist("1:1")
+
+
+def _row(**overrides: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "store_id": "s1", "priority": 0, "source_url": "https://example.com/a.jpg",
+        "model": "nightmareai/real-esrgan", "prompt": None, "params": {},
+    }
+    row.update(overrides)
+    return row
+
+
+@pytest.mark.parametrize(
+    ("overrides", "code"),
+    [
+        ({"store_id": ""}, "invalid_store_id"),
+        ({"store_id": "   "}, "invalid_store_id"),
+        ({"priority": -1}, "invalid_priority"),
+        ({"source_url": "file:///etc/passwd"}, "invalid_source_url"),
+        ({"source_url": "ftp://example.com/a.jpg"}, "invalid_source_url"),
+        ({"source_url": "http://"}, "invalid_source_url"),
+        ({"source_url": "s3://bucket-only"}, "invalid_source_url"),
+        ({"model": "someone/unknown"}, "unknown_model"),
+        ({"params": {"scale": 9}}, "invalid_params"),
+        ({"params": {"bogus": 1}}, "invalid_params"),
+        ({"model": "google/nano-banana"}, "missing_prompt"),
+        ({"model": "stability-ai/sdxl", "prompt": "x", "params": {"num_inference_steps": 50}}, "invalid_params"),
+    ],
+)
+def test_rows_that_can_never_succeed_get_their_error_code(overrides: dict[str, Any], code: str) -> None:
+    error = validate_item(_row(**overrides), ALLOWLIST)
+    assert error is not None
+    assert error.code == code
+
+
+def test_a_good_row_passes_and_s3_sources_are_accepted() -> None:
+    assert validate_item(_row(), ALLOWLIST) is None
+    assert validate_item(_row(source_url="s3://bucket/inputs/a.jpg"), ALLOWLIST) is None
+    assert validate_item(_row(model="google/nano-banana", prompt="white background"), ALLOWLIST) is None
+
+
+def test_prompt_edit_model_gets_the_default_aspect_ratio_and_image_list() -> None:
+    spec = build_allowlist("16:9")["google/nano-banana"]
+    payload = spec.build_input("http://x/a.png", "make it pop", {})
+    assert payload["aspect_ratio"] == "16:9"
+    assert payload["image_input"] == ["http://x/a.png"]
+    assert payload["prompt"] == "make it pop"
+
+
+def test_queries_file_parses_and_rejects_duplicates() -> None:
+    queries = load_queries()
+    assert "mark_queued" in queries
+    assert all("%(" in q or "SELECT" in q or "UPDATE" in q for q in queries.values())
+    with pytest.raises(ValueError, match="twice"):
+        parse_queries("-- name: a\n-- d\nSELECT 1;\n-- name: a\n-- d\nSELECT 2;\n")

@@ -1,0 +1,54 @@
+"""The dramatiq actors: thin shells around :mod:`pipeline.creation` and :mod:`pipeline.polling`.
+
+Run with ``imageopt worker`` (which runs ``dramatiq workers.actors``). Settings are read once,
+here, at import in each worker process; services are built lazily after dramatiq forks.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import dramatiq
+import structlog
+
+from pipeline.config import Settings
+from pipeline.taskqueue import CREATE_ACTOR, CREATE_QUEUE, POLL_ACTOR, POLL_QUEUE, TaskQueue, build_broker
+from pipeline.wiring import WorkerServices, setup_logging, worker_services
+
+settings = Settings()
+setup_logging(settings)
+broker = build_broker(settings.redis_url, settings.redis_namespace)
+dramatiq.set_broker(broker)
+queue = TaskQueue(broker)
+log = structlog.get_logger(__name__)
+
+_services: WorkerServices | None = None
+_lock = threading.Lock()
+
+
+def services() -> WorkerServices:
+    """This process's services, built on first use (one pool per process, shared by threads)."""
+    global _services  # noqa: PLW0603 - one lazily built set of services per worker process
+    with _lock:
+        if _services is None:
+            _services = worker_services(settings, queue, pool_size=settings.worker_threads + 2)
+        return _services
+
+
+# Creation: fetch + store + token + POST. Transient failures go back to PENDING through
+# Postgres (metered again); dramatiq retries only when Postgres itself is unreachable.
+@dramatiq.actor(actor_name=CREATE_ACTOR, queue_name=CREATE_QUEUE, max_retries=5,
+                min_backoff=1_000, max_backoff=60_000, time_limit=180_000)
+def create_prediction(item_id: int) -> None:
+    """Create the prediction for one QUEUED item (see :class:`pipeline.creation.CreationService`)."""
+    outcome = services().creation.run(item_id)
+    log.debug("creation_outcome", item_id=item_id, action=outcome.action)
+
+
+@dramatiq.actor(actor_name=POLL_ACTOR, queue_name=POLL_QUEUE, max_retries=5,
+                min_backoff=1_000, max_backoff=60_000, time_limit=180_000)
+def poll_prediction(item_id: int) -> None:
+    """Poll one PROCESSING item; schedule the next poll when it is still running."""
+    outcome = services().polling.run(item_id)
+    if outcome.action == "again":
+        queue.send_poll(item_id, outcome.delay)
