@@ -25,7 +25,8 @@ from pipeline.models import ModelSpec, get_model
 from pipeline.provider import ProviderClient
 from pipeline.ratelimit import RateLimiter
 from pipeline.repository import Repository, Row
-from pipeline.storage import ObjectStorage, input_key
+from pipeline.keys import input_key
+from pipeline.storage import ObjectStorage
 
 log = structlog.get_logger(__name__)
 

@@ -25,7 +25,8 @@ from pipeline.lifecycle import backoff_delay, poll_delay
 from pipeline.provider import Prediction, ProviderClient
 from pipeline.ratelimit import RateLimiter
 from pipeline.repository import Repository, Row
-from pipeline.storage import ObjectStorage, result_key
+from pipeline.keys import result_key
+from pipeline.storage import ObjectStorage
 
 log = structlog.get_logger(__name__)
 
