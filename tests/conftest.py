@@ -41,8 +41,12 @@ def s3_settings() -> Iterator[dict[str, str]]:
         "S3_SECRET_KEY": endpoint.secret_key,
         "S3_BUCKET": bucket,
     }
-    storage = ObjectStorage(endpoint=endpoint.endpoint, access_key=endpoint.access_key,
-                            secret_key=endpoint.secret_key, bucket=bucket)
+    storage = ObjectStorage(
+        endpoint=endpoint.endpoint,
+        access_key=endpoint.access_key,
+        secret_key=endpoint.secret_key,
+        bucket=bucket,
+    )
     storage.ensure_bucket()
     yield values
     for key in list(storage.list_keys("")):
@@ -75,7 +79,9 @@ def redis_namespace() -> Iterator[str]:
 
 
 @pytest.fixture
-def pipeline_env(db_schema: str, redis_namespace: str, s3_settings: dict[str, str]) -> dict[str, str]:
+def pipeline_env(
+    db_schema: str, redis_namespace: str, s3_settings: dict[str, str]
+) -> dict[str, str]:
     """Environment variables for pipeline processes under test (no emulator URL yet)."""
     return {
         "DATABASE_URL": DATABASE_URL,

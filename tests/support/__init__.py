@@ -1,0 +1,1 @@
+"""Helpers that tests and ``conftest.py`` share: real servers started on demand, over sockets."""
