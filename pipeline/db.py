@@ -37,11 +37,16 @@ def connect_kwargs(schema: str) -> dict[str, object]:
     }
 
 
-def connect(database_url: str, schema: str, *, autocommit: bool = False) -> psycopg.Connection[dict[str, object]]:
+def connect(
+    database_url: str, schema: str, *, autocommit: bool = False
+) -> psycopg.Connection[dict[str, object]]:
     """Open one connection (for LISTEN, migrations and CLI commands)."""
-    kwargs = connect_kwargs(schema)
-    kwargs["autocommit"] = autocommit
-    return psycopg.connect(database_url, **kwargs)  # type: ignore[call-overload, no-any-return]
+    return psycopg.connect(
+        database_url,
+        options=f"-c search_path={check_schema_name(schema)}",
+        autocommit=autocommit,
+        row_factory=dict_row,
+    )
 
 
 def create_pool(

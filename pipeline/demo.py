@@ -39,10 +39,16 @@ class StorePlan:
 # portraits, the prompt-edit model and SDXL img2img with prompts.
 PLANS: dict[str, StorePlan] = {
     "portraits": StorePlan("tencentarc/gfpgan", params={"scale": 2}),
-    "food": StorePlan("google/nano-banana", prompt="Place the product on a clean white background",
-                      params={"aspect_ratio": "1:1"}),
-    "garden": StorePlan("stability-ai/sdxl", prompt="bright natural daylight, crisp detail",
-                        params={"num_inference_steps": 20}),
+    "food": StorePlan(
+        "google/nano-banana",
+        prompt="Place the product on a clean white background",
+        params={"aspect_ratio": "1:1"},
+    ),
+    "garden": StorePlan(
+        "stability-ai/sdxl",
+        prompt="bright natural daylight, crisp detail",
+        params={"num_inference_steps": 20},
+    ),
 }
 DEFAULT_PLAN = StorePlan("nightmareai/real-esrgan", params={"scale": 2})
 
@@ -82,8 +88,10 @@ def run_demo(base: Settings, images: Path, *, timeout: float = 600.0) -> int:
         "IMAGEOPT_LOG_FORMAT": "json",
     }
     settings = base.model_copy(update={"replicate_base_url": env["REPLICATE_BASE_URL"]})
-    print(f"demo: schema {settings.db_schema}, redis namespace {settings.redis_namespace}, "
-          f"S3 {settings.s3_endpoint}/{settings.s3_bucket}, emulator :{port}")
+    print(
+        f"demo: schema {settings.db_schema}, redis namespace {settings.redis_namespace}, "
+        f"S3 {settings.s3_endpoint}/{settings.s3_bucket}, emulator :{port}"
+    )
     drop_schema(settings.database_url, settings.db_schema)
     migrate(settings.database_url, settings.db_schema)
     _reset_redis(settings)
@@ -93,12 +101,24 @@ def run_demo(base: Settings, images: Path, *, timeout: float = 600.0) -> int:
     pool = create_pool(settings.database_url, settings.db_schema, max_size=2, name="demo")
     repo = Repository(pool)
     try:
-        group.start("emulator", "emulator", "--port", str(port), "--latency-min", "0.5",
-                    "--latency-max", "2.0")
+        group.start(
+            "emulator",
+            "emulator",
+            "--port",
+            str(port),
+            "--latency-min",
+            "0.5",
+            "--latency-max",
+            "2.0",
+        )
         wait_http(f"http://127.0.0.1:{port}/v1/predictions")
         group.start("scheduler", "scheduler")
-        group.start("worker-create", "worker", "--queues", "create", "--processes", "1", "--threads", "8")
-        group.start("worker-poll", "worker", "--queues", "poll", "--processes", "1", "--threads", "8")
+        group.start(
+            "worker-create", "worker", "--queues", "create", "--processes", "1", "--threads", "8"
+        )
+        group.start(
+            "worker-poll", "worker", "--queues", "poll", "--processes", "1", "--threads", "8"
+        )
         started = time.monotonic()
         job_ids = _submit_all(repo, settings, stores)
         finished = _watch(repo, job_ids, started, timeout, group)
@@ -119,20 +139,32 @@ def _submit_all(repo: Repository, settings: Settings, stores: list[Path]) -> lis
     for folder in stores:
         plan = plan_for(folder.name)
         items = []
-        for file in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
+        for file in sorted(
+            p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
+        ):
             key = f"uploads/{folder.name}/{file.name}"
             storage.put_bytes(key, file.read_bytes(), "application/octet-stream")
             items.append({"source_url": f"s3://{settings.s3_bucket}/{key}"})
         if not items:
             continue
-        job_id = repo.insert_job(store_id=folder.name, model=plan.model, prompt=plan.prompt,
-                                 params=plan.params or {}, preset=None, items=items)
+        job_id = repo.insert_job(
+            store_id=folder.name,
+            model=plan.model,
+            prompt=plan.prompt,
+            params=plan.params or {},
+            preset=None,
+            items=items,
+        )
         job_ids.append(job_id)
-        print(f"submitted job {job_id}: store {folder.name}, {len(items)} images, model {plan.model}")
+        print(
+            f"submitted job {job_id}: store {folder.name}, {len(items)} images, model {plan.model}"
+        )
     return job_ids
 
 
-def _watch(repo: Repository, job_ids: list[int], started: float, timeout: float, group: ProcessGroup) -> bool:
+def _watch(
+    repo: Repository, job_ids: list[int], started: float, timeout: float, group: ProcessGroup
+) -> bool:
     last = ""
     while True:
         rows = repo.job_summary(job_ids)
@@ -141,8 +173,10 @@ def _watch(repo: Repository, job_ids: list[int], started: float, timeout: float,
         failed = sum(int(r["failed"]) for r in rows)
         canceled = sum(int(r["canceled"]) for r in rows)
         depths = repo.queue_depths()
-        line = (f"[{time.monotonic() - started:6.1f}s] done {done}/{total}  failed {failed}  "
-                + "  ".join(f"{k.lower()} {v}" for k, v in depths.items()))
+        line = (
+            f"[{time.monotonic() - started:6.1f}s] done {done}/{total}  failed {failed}  "
+            + "  ".join(f"{k.lower()} {v}" for k, v in depths.items())
+        )
         if line.split("]", 1)[1] != last:
             print(line, flush=True)
             last = line.split("]", 1)[1]
@@ -157,10 +191,15 @@ def _watch(repo: Repository, job_ids: list[int], started: float, timeout: float,
         time.sleep(1.0)
 
 
-def _summary(repo: Repository, settings: Settings, job_ids: list[int], wall: float, run_dir: Path) -> None:
+def _summary(
+    repo: Repository, settings: Settings, job_ids: list[int], wall: float, run_dir: Path
+) -> None:
     storage = ObjectStorage.from_settings(settings)
     print()
-    print(f"{'store':<18}{'job':>5}{'items':>7}{'done':>6}{'failed':>8}{'wall s':>9}{'items/min':>11}  model / errors")
+    print(
+        f"{'store':<18}{'job':>5}{'items':>7}{'done':>6}{'failed':>8}{'wall s':>9}"
+        f"{'items/min':>11}  model / errors"
+    )
     results: dict[str, list[dict[str, Any]]] = {}
     for row in repo.job_summary(job_ids):
         finished_at = row["last_completed_at"]
@@ -172,25 +211,42 @@ def _summary(repo: Repository, settings: Settings, job_ids: list[int], wall: flo
             if item["status"] == "FAILED":
                 codes[item["error_code"]] = codes.get(item["error_code"], 0) + 1
         errors = ", ".join(f"{k}={v}" for k, v in sorted(codes.items()))
-        print(f"{row['store_id']:<18}{row['id']:>5}{row['total']:>7}{row['done']:>6}{row['failed']:>8}"
-              f"{span:>9.1f}{rate:>11.1f}  {row['model']}" + (f" / {errors}" if errors else ""))
+        print(
+            f"{row['store_id']:<18}{row['id']:>5}{row['total']:>7}{row['done']:>6}{row['failed']:>8}"
+            f"{span:>9.1f}{rate:>11.1f}  {row['model']}" + (f" / {errors}" if errors else "")
+        )
         results[row["store_id"]] = [
-            {"item_id": i["id"], "status": i["status"], "key": i["output_key"],
-             "width": i["output_width"], "height": i["output_height"], "bytes": i["output_bytes"],
-             "error_code": i["error_code"], "source_url": i["source_url"]}
+            {
+                "item_id": i["id"],
+                "status": i["status"],
+                "key": i["output_key"],
+                "width": i["output_width"],
+                "height": i["output_height"],
+                "bytes": i["output_bytes"],
+                "error_code": i["error_code"],
+                "source_url": i["source_url"],
+            }
             for i in items
         ]
     total_done = sum(1 for items in results.values() for i in items if i["status"] == "DONE")
     total = sum(len(items) for items in results.values())
-    print(f"\nall stores: {total} items, {total_done} done, wall {wall:.1f} s, "
-          f"{60.0 * total / wall:.1f} items/min")
-    print(f"\nresults in bucket '{settings.s3_bucket}' at {settings.s3_endpoint}, keys results/<store>/<job>/<item>.<ext>:")
+    print(
+        f"\nall stores: {total} items, {total_done} done, wall {wall:.1f} s, "
+        f"{60.0 * total / wall:.1f} items/min"
+    )
+    print(
+        f"\nresults in bucket '{settings.s3_bucket}' at {settings.s3_endpoint}, "
+        "keys results/<store>/<job>/<item>.<ext>:"
+    )
     for store, items in results.items():
         done = [i for i in items if i["status"] == "DONE"]
         if done:
             sample = done[0]
             url = storage.presigned_get_url(sample["key"])
-            print(f"  {store}: {len(done)} results, e.g. {sample['key']} ({sample['width']}x{sample['height']})")
+            print(
+                f"  {store}: {len(done)} results, e.g. {sample['key']} "
+                f"({sample['width']}x{sample['height']})"
+            )
             print(f"    presigned (expires in {settings.presign_expiry_seconds} s): {url}")
     out = run_dir / "demo-results.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ processes dramatiq forks. Output goes to ``<run_dir>/logs/<name>.log``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -56,7 +57,9 @@ class ProcessGroup:
     log_dir: Path
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
-    def start(self, name: str, *args: str, extra_env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def start(
+        self, name: str, *args: str, extra_env: Mapping[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         """Start ``imageopt ARGS...`` (the CLI of this interpreter) as ``name``."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = (self.log_dir / f"{name}.log").open("ab")
@@ -82,7 +85,7 @@ class ProcessGroup:
             proc.wait(timeout=10)
 
     def stop(self, name: str, timeout: float = 15.0) -> int | None:
-        """SIGTERM the group, wait up to ``timeout`` seconds, then SIGKILL; returns the exit code."""
+        """SIGTERM the group, wait up to ``timeout`` s, then SIGKILL; returns the exit code."""
         proc = self.procs.pop(name, None)
         if proc is None:
             return None
@@ -93,10 +96,8 @@ class ProcessGroup:
         try:
             return proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             return proc.wait()
 
     def stop_all(self) -> None:

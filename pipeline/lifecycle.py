@@ -47,7 +47,7 @@ def backoff_delay(
         cap: upper bound, seconds.
         rand: source of uniform [0, 1) numbers (injectable for tests).
     """
-    ceiling = min(cap, base * 2 ** max(0, attempt - 1))
+    ceiling = float(min(cap, base * 2 ** max(0, attempt - 1)))
     return ceiling / 2 + rand() * ceiling / 2
 
 
@@ -92,7 +92,9 @@ def decide(
     errors fail at once. The last transient error's code stays on the FAILED row.
     """
     if error.transient and attempts < max_attempts:
-        return Retry(backoff_delay(attempts, base=base, cap=cap, rand=rand), error.code, error.message)
+        return Retry(
+            backoff_delay(attempts, base=base, cap=cap, rand=rand), error.code, error.message
+        )
     if error.transient:
         return Fail(error.code, f"{error.message} (gave up after {attempts} attempts)")
     return Fail(error.code, error.message)

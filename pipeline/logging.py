@@ -69,5 +69,7 @@ def configure_logging(level: str = "INFO", fmt: str = "json", secrets: Iterable[
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
-    logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=level.upper(), stream=sys.stderr, format="%(levelname)s %(name)s %(message)s"
+    )
     logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -75,7 +75,12 @@ def migrate(database_url: str, schema: str) -> list[Migration]:
                     (migration.version, migration.name),
                 )
                 applied_now.append(migration)
-                log.info("migration_applied", version=migration.version, name=migration.name, schema=schema)
+                log.info(
+                    "migration_applied",
+                    version=migration.version,
+                    name=migration.name,
+                    schema=schema,
+                )
     return applied_now
 
 

@@ -38,13 +38,16 @@ def check_source_url(url: str) -> None:
         raise InvalidSourceUrl(f"source_url is malformed: {exc}") from exc
     if parts.scheme.lower() not in ALLOWED_SCHEMES:
         raise InvalidSourceUrl(
-            f"source_url scheme {parts.scheme or '(none)'!r} is not supported; use http, https or s3"
+            f"source_url scheme {parts.scheme or '(none)'!r} is not supported "
+            "(use http, https or s3)"
         )
     if not parts.netloc or (parts.scheme == "s3" and not parts.path.strip("/")):
         raise InvalidSourceUrl("source_url has no host (or no key for s3://bucket/key)")
 
 
-def validate_item(row: Mapping[str, Any], allowlist: Mapping[str, ModelSpec]) -> PipelineError | None:
+def validate_item(
+    row: Mapping[str, Any], allowlist: Mapping[str, ModelSpec]
+) -> PipelineError | None:
     """Return the error that dooms this item, or None when it may be queued.
 
     Args:

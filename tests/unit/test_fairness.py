@@ -45,7 +45,9 @@ def test_limit_zero_selects_nothing_and_keeps_the_cursor() -> None:
     st.dictionaries(st.text(min_size=1, max_size=3), st.integers(0, 20), min_size=1, max_size=8),
     st.integers(0, 60),
 )
-def test_every_backlogged_store_gets_within_one_item_of_every_other(sizes: dict[str, int], limit: int) -> None:
+def test_every_backlogged_store_gets_within_one_item_of_every_other(
+    sizes: dict[str, int], limit: int
+) -> None:
     heads = {store: [(store, i) for i in range(n)] for store, n in sizes.items()}
     chosen = round_robin(heads, {}, None, limit).items
     assert len(chosen) == min(limit, sum(sizes.values()))

@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 
 from pipeline.errors import ImageTruncated, ProviderUnavailable, SourceHttpError
-from pipeline.lifecycle import FINAL, TRANSITIONS, Fail, Retry, backoff_delay, can_transition, decide, poll_delay
+from pipeline.lifecycle import (
+    FINAL,
+    TRANSITIONS,
+    Fail,
+    Retry,
+    backoff_delay,
+    can_transition,
+    decide,
+    poll_delay,
+)
 
 
 def test_transient_errors_retry_until_the_last_attempt_then_fail_with_their_code() -> None:
@@ -18,7 +27,9 @@ def test_transient_errors_retry_until_the_last_attempt_then_fail_with_their_code
 
 
 def test_permanent_errors_fail_at_once() -> None:
-    assert decide(ImageTruncated("cut"), 1, max_attempts=5, base=1, cap=10) == Fail("image_truncated", "cut")
+    assert decide(ImageTruncated("cut"), 1, max_attempts=5, base=1, cap=10) == Fail(
+        "image_truncated", "cut"
+    )
 
 
 def test_http_5xx_from_a_source_is_transient_and_4xx_permanent() -> None:
@@ -30,7 +41,9 @@ def test_http_5xx_from_a_source_is_transient_and_4xx_permanent() -> None:
 def test_backoff_is_between_half_and_all_of_the_capped_exponential(attempt: int) -> None:
     ceiling = min(300.0, 2.0 * 2 ** (attempt - 1))
     assert backoff_delay(attempt, base=2, cap=300, rand=lambda: 0.0) == ceiling / 2
-    assert backoff_delay(attempt, base=2, cap=300, rand=lambda: 0.999999) == pytest.approx(ceiling, rel=1e-5)
+    assert backoff_delay(attempt, base=2, cap=300, rand=lambda: 0.999999) == pytest.approx(
+        ceiling, rel=1e-5
+    )
 
 
 def test_poll_delay_grows_and_is_capped() -> None:

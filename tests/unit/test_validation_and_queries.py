@@ -15,8 +15,12 @@ ALLOWLIST = build_allowlist("1:1")
 
 def _row(**overrides: Any) -> dict[str, Any]:
     row: dict[str, Any] = {
-        "store_id": "s1", "priority": 0, "source_url": "https://example.com/a.jpg",
-        "model": "nightmareai/real-esrgan", "prompt": None, "params": {},
+        "store_id": "s1",
+        "priority": 0,
+        "source_url": "https://example.com/a.jpg",
+        "model": "nightmareai/real-esrgan",
+        "prompt": None,
+        "params": {},
     }
     row.update(overrides)
     return row
@@ -36,10 +40,15 @@ def _row(**overrides: Any) -> dict[str, Any]:
         ({"params": {"scale": 9}}, "invalid_params"),
         ({"params": {"bogus": 1}}, "invalid_params"),
         ({"model": "google/nano-banana"}, "missing_prompt"),
-        ({"model": "stability-ai/sdxl", "prompt": "x", "params": {"num_inference_steps": 50}}, "invalid_params"),
+        (
+            {"model": "stability-ai/sdxl", "prompt": "x", "params": {"num_inference_steps": 50}},
+            "invalid_params",
+        ),
     ],
 )
-def test_rows_that_can_never_succeed_get_their_error_code(overrides: dict[str, Any], code: str) -> None:
+def test_rows_that_can_never_succeed_get_their_error_code(
+    overrides: dict[str, Any], code: str
+) -> None:
     error = validate_item(_row(**overrides), ALLOWLIST)
     assert error is not None
     assert error.code == code
@@ -48,7 +57,10 @@ def test_rows_that_can_never_succeed_get_their_error_code(overrides: dict[str, A
 def test_a_good_row_passes_and_s3_sources_are_accepted() -> None:
     assert validate_item(_row(), ALLOWLIST) is None
     assert validate_item(_row(source_url="s3://bucket/inputs/a.jpg"), ALLOWLIST) is None
-    assert validate_item(_row(model="google/nano-banana", prompt="white background"), ALLOWLIST) is None
+    assert (
+        validate_item(_row(model="google/nano-banana", prompt="white background"), ALLOWLIST)
+        is None
+    )
 
 
 def test_prompt_edit_model_gets_the_default_aspect_ratio_and_image_list() -> None:
