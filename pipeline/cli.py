@@ -10,7 +10,6 @@ import csv
 import json
 import os
 import sys
-import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -27,7 +26,6 @@ app = typer.Typer(
 )
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
-CONTENT_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp"}
 
 
 def _settings() -> Settings:
@@ -62,8 +60,12 @@ def worker(
     queues: Annotated[str, typer.Option(help="create, poll, or create,poll")] = "create,poll",
     processes: Annotated[int | None, typer.Option(help="worker processes (IMAGEOPT_WORKER_PROCESSES)")] = None,
     threads: Annotated[int | None, typer.Option(help="threads per process (IMAGEOPT_WORKER_THREADS)")] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="/metrics port of this group (IMAGEOPT_WORKER_METRICS_PORT)")
+    ] = None,
 ) -> None:
     """Run dramatiq worker processes for the creation and/or polling queues."""
+    from pipeline.metrics_server import worker_metrics_env
     from pipeline.taskqueue import CREATE_QUEUE, POLL_QUEUE
 
     names = {"create": CREATE_QUEUE, "poll": POLL_QUEUE}
@@ -74,6 +76,8 @@ def worker(
     nproc = processes or settings.worker_processes
     nthreads = threads or settings.worker_threads
     os.environ["IMAGEOPT_WORKER_THREADS"] = str(nthreads)
+    port = settings.worker_metrics_port if metrics_port is None else metrics_port
+    os.environ.update(worker_metrics_env(settings, port))  # multiprocess metrics, before dramatiq
     argv = [sys.executable, "-m", "dramatiq", "workers.actors", "--processes", str(nproc),
             "--threads", str(nthreads), "--queues", *[names[q] for q in chosen]]
     os.execv(sys.executable, argv)  # noqa: S606 - replace this process with dramatiq's CLI
@@ -143,21 +147,21 @@ def _items_from_csv(path: Path) -> list[dict[str, Any]]:
 def _items_from_folder(path: Path, store: str, settings: Settings) -> list[dict[str, Any]]:
     """Upload each file to object storage and use its ``s3://`` URL as the source."""
     from pipeline.storage import ObjectStorage
+    from pipeline.uploads import CONTENT_TYPES, new_batch, store_upload
 
     storage = ObjectStorage.from_settings(settings)
     storage.ensure_bucket()
-    batch = uuid.uuid4().hex[:12]
+    batch = new_batch()
     items = []
-    for file in sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")):
-        key = f"uploads/{_safe(store)}/{batch}/{_safe(file.name)}"
+    files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+    for index, file in enumerate(files):
         content_type = CONTENT_TYPES.get(file.suffix.lower(), "application/octet-stream")
-        storage.put_bytes(key, file.read_bytes(), content_type)
-        items.append({"source_url": f"s3://{settings.s3_bucket}/{key}"})
+        url = store_upload(
+            storage, store_id=store, batch=batch, index=index, name=file.name,
+            data=file.read_bytes(), content_type=content_type,
+        )  # fmt: skip
+        items.append({"source_url": url})
     return items
-
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name).lstrip(".") or "_"
 
 
 @app.command()
@@ -206,13 +210,15 @@ def status(
 ) -> None:
     """Item counts by status, per store and per job (the seeds' distribution query)."""
     from pipeline.db import create_pool
+    from pipeline.quotas import quota_config
     from pipeline.reporting import status_report
     from pipeline.repository import Repository
 
     settings = _settings()
     pool = create_pool(settings.database_url, settings.db_schema, max_size=1, name="cli")
     try:
-        report = status_report(Repository(pool), job_id=job, store_id=store)
+        report = status_report(Repository(pool), job_id=job, store_id=store,
+                               quota=quota_config(settings))
     finally:
         pool.close()
     if as_json:
@@ -225,48 +231,150 @@ def status(
         typer.echo(f"job   {job_id:<20} " + "  ".join(f"{k}={v}" for k, v in counts.items() if v))
     for store_id, codes in report["errors"].items():
         typer.echo(f"errors {store_id:<19} " + "  ".join(f"{k}={v}" for k, v in codes.items()))
+    for store_id, q in report.get("quotas", {}).items():
+        held = f"  held={q['pending_held']} PENDING until {q['frees_at']}" if q["pending_held"] else ""
+        typer.echo(f"quota {store_id:<20} used={q['used']}/{q['quota']} per "
+                   f"{q['window_seconds']:.0f}s  remaining={q['remaining']}{held}")
 
 
 @app.command()
 def retry(
     job: Annotated[int | None, typer.Option(help="only this job")] = None,
     error_code: Annotated[str | None, typer.Option(help="only items FAILED with this code")] = None,
+    item: Annotated[int | None, typer.Option(help="only this item (must be FAILED)")] = None,
 ) -> None:
-    """Send FAILED items (dead letters) back to PENDING; prints how many."""
+    """Send FAILED items (dead letters) back to PENDING, attempts reset; prints how many."""
+    from pipeline.cancellation import retry_item
     from pipeline.db import create_pool
     from pipeline.repository import Repository
 
     settings = _settings()
     pool = create_pool(settings.database_url, settings.db_schema, max_size=1, name="cli")
     try:
-        ids = Repository(pool).retry_failed(job, error_code)
+        if item is not None:
+            ids = [item] if retry_item(Repository(pool), item) else []
+        else:
+            ids = Repository(pool).retry_failed(job, error_code)
     finally:
         pool.close()
     typer.echo(f"{len(ids)} item(s) back to PENDING")
 
 
 @app.command()
-def cancel(job: Annotated[int, typer.Argument(help="job id")]) -> None:
-    """Cancel a job's unfinished items (running predictions are canceled at the provider)."""
+def cancel(
+    job: Annotated[int | None, typer.Argument(help="job id")] = None,
+    item: Annotated[int | None, typer.Option(help="cancel only this item")] = None,
+) -> None:
+    """Cancel a job's unfinished items, or one item (--item); running predictions are canceled
+    at the provider."""
+    from pipeline.cancellation import cancel_item, cancel_job
     from pipeline.db import create_pool
     from pipeline.repository import Repository
     from pipeline.wiring import provider_client
 
+    if (job is None) == (item is None):
+        raise _fail("give a JOB id or --item ID (one of them)")
     settings = _settings()
     pool = create_pool(settings.database_url, settings.db_schema, max_size=1, name="cli")
     provider = provider_client(settings)
     try:
-        rows = Repository(pool).cancel_job(job)
-        for row in rows:
-            if row["prediction_id"]:
-                try:
-                    provider.cancel_prediction(str(row["prediction_id"]))
-                except PipelineError as exc:
-                    typer.echo(f"warning: cancel of {row['prediction_id']} failed: {exc.code}", err=True)
+        repo = Repository(pool)
+        results = [cancel_item(repo, provider, item)] if item is not None else cancel_job(
+            repo, provider, int(job or 0))
     finally:
         pool.close()
         provider.close()
-    typer.echo(f"{len(rows)} item(s) canceled")
+    for result in results:
+        if result.provider_canceled is False:
+            typer.echo(f"warning: item {result.item_id}: cancel at the provider failed: "
+                       f"{result.error_code}", err=True)
+    if item is not None and not results[0].canceled:
+        status_text = results[0].previous_status or "not found"
+        typer.echo(f"item {item} not canceled ({status_text})")
+        raise typer.Exit(1)
+    typer.echo(f"{sum(r.canceled for r in results)} item(s) canceled")
+
+
+@app.command("api")
+def api_command(
+    host: Annotated[str | None, typer.Option(help="bind address (IMAGEOPT_API_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (IMAGEOPT_API_PORT)")] = None,
+) -> None:
+    """Run the HTTP API and web console (default http://127.0.0.1:8080/)."""
+    from pipeline.api import serve
+    from pipeline.wiring import setup_logging
+
+    settings = _settings()
+    setup_logging(settings)
+    serve(settings, host or settings.api_host, port or settings.api_port)
+
+
+api_key_app = typer.Typer(help="API keys of stores (docs/API.md).", no_args_is_help=True)
+app.add_typer(api_key_app, name="api-key")
+
+
+@api_key_app.command("create")
+def api_key_create(
+    store: Annotated[str, typer.Option(help="the store the key acts for")],
+    name: Annotated[str | None, typer.Option(help="a label to tell keys apart")] = None,
+) -> None:
+    """Create an API key for a store and print it (shown once; only its hash is stored)."""
+    from pipeline.api.auth import create_api_key
+    from pipeline.db import create_pool
+    from pipeline.repository import Repository
+
+    settings = _settings()
+    if not store.strip():
+        raise _fail("--store must not be empty")
+    if store == settings.api_guest_store:
+        raise _fail(f"{store!r} is the console guests' store (IMAGEOPT_API_GUEST_STORE)")
+    pool = create_pool(settings.database_url, settings.db_schema, max_size=1, name="cli")
+    try:
+        key, key_id = create_api_key(Repository(pool), store, name)
+    finally:
+        pool.close()
+    typer.echo(f"key id {key_id} for store {store} (shown once, keep it secret):", err=True)
+    typer.echo(key)
+
+
+@api_key_app.command("list")
+def api_key_list(
+    store: Annotated[str | None, typer.Option(help="only this store")] = None,
+) -> None:
+    """List API keys (id, store, prefix, label, created, last used, revoked); never the key."""
+    from pipeline.db import create_pool
+    from pipeline.repository import Repository
+
+    settings = _settings()
+    pool = create_pool(settings.database_url, settings.db_schema, max_size=1, name="cli")
+    try:
+        rows = Repository(pool).api_list_keys(store)
+    finally:
+        pool.close()
+    for row in rows:
+        state = "revoked" if row["revoked_at"] else "live"
+        typer.echo(
+            f"{row['id']:>6}  {row['store_id']:<20} iok_{row['key_prefix']}_…  {state:<7} "
+            f"{row['name'] or '-':<16} created {row['created_at']:%Y-%m-%d} "
+            f"used {row['last_used_at'] or '-'}"
+        )
+
+
+@api_key_app.command("revoke")
+def api_key_revoke(key_id: Annotated[int, typer.Argument(help="key id (from list)")]) -> None:
+    """Revoke an API key at once."""
+    from pipeline.db import create_pool
+    from pipeline.repository import Repository
+
+    settings = _settings()
+    pool = create_pool(settings.database_url, settings.db_schema, max_size=1, name="cli")
+    try:
+        revoked = Repository(pool).api_revoke_key(key_id)
+    finally:
+        pool.close()
+    if not revoked:
+        raise _fail(f"no live key with id {key_id}", code=1)
+    typer.echo(f"key {key_id} revoked")
 
 
 @app.command()
@@ -278,6 +386,176 @@ def demo(
     from pipeline.demo import run_demo
 
     raise typer.Exit(run_demo(_settings(), images, timeout=timeout))
+
+
+# --- issue 7: presets, size preview, analysis, quotas, retention -----------------------------
+def _read_image(path: Path) -> bytes:
+    if not path.is_file():
+        raise _fail(f"{path} is not a file")
+    return path.read_bytes()
+
+
+@app.command("presets")
+def presets_command(
+    store: Annotated[str | None, typer.Option(help="custom presets of this store only")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """List output presets: built-in ones, then custom ones per store."""
+    from pipeline.db import create_pool
+    from pipeline.presets import list_presets
+    from pipeline.repository import Repository
+
+    settings = _settings()
+    pool = create_pool(settings.database_url, settings.db_schema, max_size=1, name="cli")
+    try:
+        presets = list_presets(Repository(pool), store)
+    finally:
+        pool.close()
+    if as_json:
+        typer.echo(json.dumps(presets, indent=2, sort_keys=True))
+        return
+    for p in presets:
+        owner = "built-in" if p["builtin"] else f"store {p['store_id']}"
+        typer.echo(f"{p['name']:<20} {owner:<24} {json.dumps(p['spec'], sort_keys=True)}")
+
+
+@app.command("preset-add")
+def preset_add(
+    store: Annotated[str, typer.Option(help="the store the preset belongs to")],
+    name: Annotated[str, typer.Option(help="preset name (a-z, 0-9, - and _)")],
+    spec: Annotated[str, typer.Option(help='JSON, e.g. {"format": "webp", "width": 800}')],
+) -> None:
+    """Add (or replace) a store's custom preset; the spec is validated first."""
+    from pipeline.db import create_pool
+    from pipeline.presets import add_custom_preset
+    from pipeline.repository import Repository
+
+    try:
+        parsed = json.loads(spec)
+    except json.JSONDecodeError as exc:
+        raise _fail(f"--spec is not JSON: {exc}") from exc
+    settings = _settings()
+    pool = create_pool(settings.database_url, settings.db_schema, max_size=1, name="cli")
+    try:
+        preset = add_custom_preset(Repository(pool), store, name, parsed)
+    except PipelineError as exc:
+        raise _fail(f"{exc.code}: {exc.message}") from exc
+    finally:
+        pool.close()
+    typer.echo(f"preset {preset.name} saved for store {store}: {json.dumps(preset.to_spec())}")
+
+
+@app.command()
+def preview(
+    image: Annotated[Path, typer.Argument(help="an image file (JPEG, PNG, WebP)")],
+    preset: Annotated[str, typer.Option(help="preset name")],
+    store: Annotated[str | None, typer.Option(help="store, for its custom presets")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Estimate the output size of a preset for an image, without running the pipeline."""
+    from pipeline.presets import BUILTIN_PRESETS, resolve_preset
+    from pipeline.preview import preview_size
+
+    settings = _settings()
+    data = _read_image(image)
+    try:
+        if preset in BUILTIN_PRESETS or store is None:
+            chosen = BUILTIN_PRESETS.get(preset)
+            if chosen is None:
+                raise _fail(f"unknown built-in preset {preset!r}; give --store for custom ones")
+        else:
+            from pipeline.db import create_pool
+            from pipeline.repository import Repository
+
+            pool = create_pool(settings.database_url, settings.db_schema, max_size=1, name="cli")
+            try:
+                chosen = resolve_preset(Repository(pool), store, preset)
+            finally:
+                pool.close()
+        result = preview_size(data, chosen, max_pixels=settings.max_input_pixels)
+    except PipelineError as exc:
+        raise _fail(f"{exc.code}: {exc.message}") from exc
+    if as_json:
+        typer.echo(json.dumps(result.as_dict(), indent=2))
+        return
+    typer.echo(f"{image.name}: {result.width}x{result.height} {result.content_type} "
+               f"~{result.estimated_bytes} bytes ({result.method}; input {result.input_bytes} bytes)")
+
+
+@app.command()
+def analyze(
+    image: Annotated[Path, typer.Argument(help="an image file (JPEG, PNG, WebP)")],
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Dimensions, format, transparency, photo or graphic, faces; a recommended model and preset."""
+    from pipeline.analysis import analyze as run_analysis
+
+    settings = _settings()
+    try:
+        result = run_analysis(_read_image(image), max_pixels=settings.max_input_pixels)
+    except PipelineError as exc:
+        raise _fail(f"{exc.code}: {exc.message}") from exc
+    if as_json:
+        typer.echo(json.dumps(result.as_dict(), indent=2))
+        return
+    rec = result.recommendation
+    faces = "unknown" if result.faces is None else str(result.faces)
+    typer.echo(f"{image.name}: {result.width}x{result.height} {result.format} {result.mode}, "
+               f"{result.kind}, transparent={result.transparent}, faces={faces}")
+    typer.echo(f"  model  {rec.model} {json.dumps(rec.params)}: {rec.model_reason}")
+    typer.echo(f"  preset {rec.preset}: {rec.preset_reason}")
+    for note in result.notes:
+        typer.echo(f"  note   {note}")
+
+
+@app.command()
+def quota(
+    store: Annotated[str, typer.Option(help="the store")],
+    limit: Annotated[int | None, typer.Option(help="items per window; omit for the default")] = None,
+) -> None:
+    """Set a store's quota of items per rolling window (IMAGEOPT_QUOTA_WINDOW_SECONDS)."""
+    from pipeline.db import create_pool
+    from pipeline.repository import Repository
+
+    if limit is not None and limit < 1:
+        raise _fail("--limit must be 1 or more (omit it to use IMAGEOPT_DEFAULT_DAILY_ITEM_QUOTA)")
+    settings = _settings()
+    pool = create_pool(settings.database_url, settings.db_schema, max_size=1, name="cli")
+    try:
+        Repository(pool).set_store_quota(store, limit)
+    finally:
+        pool.close()
+    typer.echo(f"store {store}: quota {limit if limit is not None else 'default'}")
+
+
+@app.command()
+def retention(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="only count what is due")] = False,
+) -> None:
+    """Delete old inputs, outputs and rows now (IMAGEOPT_RETENTION_*); prints the counts."""
+    from datetime import UTC, datetime
+
+    from pipeline.db import create_pool
+    from pipeline.repository import Repository
+    from pipeline.retention import Retention, retention_config
+    from pipeline.storage import ObjectStorage
+
+    settings = _settings()
+    pool = create_pool(settings.database_url, settings.db_schema, max_size=1, name="cli")
+    try:
+        result = Retention(
+            repo=Repository(pool),
+            storage=ObjectStorage.from_settings(settings),
+            config=retention_config(settings, dry_run=dry_run or None),
+        ).run_once(datetime.now(UTC))
+    finally:
+        pool.close()
+    verb = "due" if result.dry_run else "deleted"
+    typer.echo(f"{verb}: inputs={result.inputs_deleted} outputs={result.outputs_deleted} "
+               f"jobs={result.jobs_deleted} items={result.items_deleted}"
+               + (f" storage_errors={result.storage_errors}" if result.storage_errors else ""))
+    if result.storage_errors:
+        raise typer.Exit(1)
 
 
 def main() -> None:

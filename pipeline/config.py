@@ -79,8 +79,9 @@ class Settings(BaseSettings):
     item_max_age_seconds: float = Field(3600.0, validation_alias="IMAGEOPT_ITEM_MAX_AGE_SECONDS")
 
     # --- scheduler --------------------------------------------------------------------------
-    in_flight_budget_seconds: float = Field(5.0, validation_alias="IMAGEOPT_IN_FLIGHT_BUDGET_SECONDS")
-    """Seconds of create budget kept QUEUED at most (DESIGN §4: "a few seconds of budget")."""
+    in_flight_budget_seconds: float = Field(2.0, validation_alias="IMAGEOPT_IN_FLIGHT_BUDGET_SECONDS")
+    """Seconds of create budget kept QUEUED at most (DESIGN §4: "a few seconds of budget"); also
+    about the longest a late store's first item waits behind others (docs/SCHEDULING.md)."""
     min_in_flight: int = Field(4, validation_alias="IMAGEOPT_MIN_IN_FLIGHT")
     scheduler_tick_seconds: float = Field(1.0, validation_alias="IMAGEOPT_SCHEDULER_TICK_SECONDS")
     heartbeat_seconds: float = Field(30.0, validation_alias="IMAGEOPT_HEARTBEAT_SECONDS")
@@ -92,3 +93,103 @@ class Settings(BaseSettings):
     # --- observability ----------------------------------------------------------------------
     log_level: str = Field("INFO", validation_alias="IMAGEOPT_LOG_LEVEL")
     log_format: str = Field("json", validation_alias="IMAGEOPT_LOG_FORMAT")
+
+    # --- faults (recovery thresholds; short in the fault-injection suite, tests/faults) -------
+    rescue_interval_seconds: float = Field(
+        15.0, validation_alias="IMAGEOPT_RESCUE_INTERVAL_SECONDS"
+    )
+    """How often the scheduler leader runs the rescuer."""
+    rescue_queued_seconds: float = Field(120.0, validation_alias="IMAGEOPT_RESCUE_QUEUED_SECONDS")
+    """A QUEUED item untouched this long has lost its message: it is sent again."""
+    rescue_processing_seconds: float = Field(
+        0.0, validation_alias="IMAGEOPT_RESCUE_PROCESSING_SECONDS"
+    )
+    """A PROCESSING item not polled this long gets a poll; 0 means max(60, 3 x max poll delay)."""
+    rescue_submitting_seconds: float = Field(
+        300.0, validation_alias="IMAGEOPT_RESCUE_SUBMITTING_SECONDS"
+    )
+    """A SUBMITTING item untouched this long is resolved (adopt the prediction, or queue again).
+    Must exceed the longest live submission (acquire timeout + provider timeout + fetch)."""
+    provider_output_hosts: str = Field(
+        "replicate.delivery", validation_alias="IMAGEOPT_PROVIDER_OUTPUT_HOSTS"
+    )
+    """Comma-separated hosts (with subdomains) outputs may be downloaded from over https,
+    besides the API's own origin (the emulator serves outputs there)."""
+
+    # --- fair scheduling (issue 4; docs/SCHEDULING.md) --------------------------------------
+    submissions_paused: bool = Field(False, validation_alias="IMAGEOPT_SUBMISSIONS_PAUSED")
+    """Feature flag: the scheduler leader meters nothing (items stay PENDING; rescue, job
+    counters and heartbeat go on). Read at start: restart the schedulers to change it."""
+    scheduler_busy_tick_seconds: float = Field(
+        0.1, validation_alias="IMAGEOPT_SCHEDULER_BUSY_TICK_SECONDS"
+    )
+    """How soon the leader looks again while the in-flight window is full."""
+
+    # --- HTTP API and web console (issue 10; docs/API.md) -----------------------------------
+    api_host: str = Field("127.0.0.1", validation_alias="IMAGEOPT_API_HOST")
+    api_port: int = Field(8080, validation_alias="IMAGEOPT_API_PORT")
+    api_rate_per_minute: int = Field(30, validation_alias="IMAGEOPT_API_RATE_PER_MINUTE")
+    """Requests per caller per rolling minute on ``/api/*`` (seed 002: ``apiRateLimiter`` 30/min)."""
+    api_create_rate_per_minute: int = Field(
+        10, validation_alias="IMAGEOPT_API_CREATE_RATE_PER_MINUTE"
+    )
+    """Job creations per caller per rolling minute (seed 002: ``aiJobsLimiter`` 10/min)."""
+    api_max_upload_bytes: int = Field(10 * 1024 * 1024, validation_alias="IMAGEOPT_API_MAX_UPLOAD_BYTES")
+    """Largest uploaded image (seed 002: 10 MB)."""
+    api_max_files_per_job: int = Field(10, validation_alias="IMAGEOPT_API_MAX_FILES_PER_JOB")
+    api_max_items_per_job: int = Field(100, validation_alias="IMAGEOPT_API_MAX_ITEMS_PER_JOB")
+    """Most source URLs in one JSON job request."""
+    api_guest_store: str = Field("console", validation_alias="IMAGEOPT_API_GUEST_STORE")
+    """The store every console guest's jobs run under (one store for fair scheduling)."""
+    api_guest_daily_items: int = Field(20, validation_alias="IMAGEOPT_API_GUEST_DAILY_ITEMS")
+    """Items a guest may create per rolling 24 h (seed 002: 20/user/24h); 0 = unlimited."""
+    api_store_daily_items: int = Field(0, validation_alias="IMAGEOPT_API_STORE_DAILY_ITEMS")
+    """Items an API key's store may create through the API per rolling 24 h; 0 = unlimited."""
+    api_guest_session_days: float = Field(30.0, validation_alias="IMAGEOPT_API_GUEST_SESSION_DAYS")
+    api_allowed_origins: str = Field("", validation_alias="IMAGEOPT_API_ALLOWED_ORIGINS")
+    """Comma-separated origins allowed on state-changing requests; empty = the request's own
+    ``scheme://Host`` (set it behind a proxy that rewrites Host)."""
+    api_queue_healthy_max: int = Field(500, validation_alias="IMAGEOPT_API_QUEUE_HEALTHY_MAX")
+    """Stats endpoint: queue healthy below this many waiting items (seed 003: < 500)."""
+    api_rpm_healthy_max_percent: float = Field(
+        95.0, validation_alias="IMAGEOPT_API_RPM_HEALTHY_MAX_PERCENT"
+    )
+    """Stats endpoint: RPM healthy at or below this usage (seed 003: > 95 % is a warning)."""
+
+    # --- metrics (issue 5; docs/OBSERVABILITY.md) ----------------------------------------
+    metrics_host: str = Field("127.0.0.1", validation_alias="IMAGEOPT_METRICS_HOST")
+    """Address the scheduler's and workers' ``/metrics`` servers bind (0.0.0.0 in a pod)."""
+    scheduler_metrics_port: int = Field(9190, validation_alias="IMAGEOPT_SCHEDULER_METRICS_PORT")
+    """The scheduler's ``/metrics`` port; 0 disables it."""
+    worker_metrics_port: int = Field(9191, validation_alias="IMAGEOPT_WORKER_METRICS_PORT")
+    """A worker group's ``/metrics`` port (``imageopt worker --metrics-port``); 0 disables it."""
+    metrics_multiproc_dir: str = Field("", validation_alias="IMAGEOPT_METRICS_MULTIPROC_DIR")
+    """prometheus-client multiprocess directory of a worker group, wiped at start; empty =
+    ``$TMPDIR/imageopt-metrics/workers-<pid>``."""
+    metrics_refresh_seconds: float = Field(5.0, validation_alias="IMAGEOPT_METRICS_REFRESH_SECONDS")
+    """How often the scheduler leader reads queue depths from Postgres for the gauges."""
+    metrics_top_stores: int = Field(10, validation_alias="IMAGEOPT_METRICS_TOP_STORES")
+    """Stores with the largest backlog exported with a ``store`` label; 0 = none."""
+
+    # --- image features: quotas and retention (issue 7; pipeline/quotas.py, retention.py) --
+    default_daily_item_quota: int = Field(0, validation_alias="IMAGEOPT_DEFAULT_DAILY_ITEM_QUOTA")
+    """Items a store may start per window unless ``image_optimization_stores`` says otherwise;
+    0 = no quota (the default). Seed: 20 per user per 24 h."""
+    quota_window_seconds: float = Field(86_400.0, validation_alias="IMAGEOPT_QUOTA_WINDOW_SECONDS")
+    """Length of the rolling quota window, seconds (24 h)."""
+    retention_inputs_seconds: float = Field(
+        86_400.0, validation_alias="IMAGEOPT_RETENTION_INPUTS_SECONDS"
+    )
+    """Normalized inputs of finished items are deleted after this many seconds (seed: 24 h)."""
+    retention_outputs_seconds: float = Field(
+        2_592_000.0, validation_alias="IMAGEOPT_RETENTION_OUTPUTS_SECONDS"
+    )
+    """Results are deleted this many seconds after completion (seed: 30 d)."""
+    retention_rows_seconds: float = Field(7_776_000.0, validation_alias="IMAGEOPT_RETENTION_ROWS_SECONDS")
+    """Finished jobs and their items are deleted this many seconds after completion (seed: 90 d)."""
+    retention_interval_seconds: float = Field(
+        600.0, validation_alias="IMAGEOPT_RETENTION_INTERVAL_SECONDS"
+    )
+    """How often the scheduler leader runs retention; 0 = never (run ``imageopt retention``)."""
+    retention_dry_run: bool = Field(False, validation_alias="IMAGEOPT_RETENTION_DRY_RUN")
+    """Scheduled runs only count what is due (logged), deleting nothing."""

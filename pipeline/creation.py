@@ -7,21 +7,27 @@ create budget, POST the prediction, and record its id in the statement that sets
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
 
+from pipeline import metrics
 from pipeline.errors import (
     InvalidSourceUrl,
     PipelineError,
+    ProviderProtocolError,
     ProviderRateLimited,
+    ProviderTimeout,
     RateLimitTimeout,
+    SourceTooLarge,
 )
 from pipeline.fetch import SourceFetcher, parse_s3_url
 from pipeline.images import normalize_input
 from pipeline.lifecycle import Fail, Retry, decide
 from pipeline.models import ModelSpec, get_model
+from pipeline.presets import resolve_preset
 from pipeline.provider import ProviderClient
 from pipeline.ratelimit import RateLimiter
 from pipeline.repository import Repository, Row
@@ -56,7 +62,8 @@ class CreationPolicy:
 
 @dataclass(frozen=True)
 class CreationOutcome:
-    """What one run did: ``submitted``, ``skipped``, ``retry``, ``failed`` or ``released``."""
+    """What one run did: ``submitted``, ``skipped``, ``retry``, ``failed``, ``released`` or
+    ``unknown`` (the create answer was lost; the rescuer resolves the item)."""
 
     action: str
     prediction_id: str | None = None
@@ -87,7 +94,7 @@ class CreationService:
         self._policy = policy
         self._on_submitted = on_submitted
 
-    def run(self, item_id: int) -> CreationOutcome:
+    def run(self, item_id: int) -> CreationOutcome:  # noqa: PLR0911 - one return per outcome
         """Create the prediction for ``item_id`` if it is QUEUED; otherwise do nothing.
 
         Never raises a :class:`PipelineError`: each one ends as a retry or a FAILED row.
@@ -102,6 +109,16 @@ class CreationService:
         if row is None:
             return CreationOutcome("skipped")
         bound = log.bind(item_id=item_id, job_id=row["job_id"], store_id=row["store_id"])
+        metrics.creation_started(row["model"], attempt, row["created_at"])
+        started = time.monotonic()
+        outcome = self._run_claimed(item_id, attempt, row, bound)
+        metrics.creation_finished(row["model"], outcome.action, outcome.error_code,
+                                  time.monotonic() - started)
+        return outcome
+
+    def _run_claimed(
+        self, item_id: int, attempt: int, row: Row, bound: structlog.typing.FilteringBoundLogger
+    ) -> CreationOutcome:
         try:
             prediction_id = self._submit(row, bound)
         except ProviderRateLimited as exc:
@@ -113,6 +130,14 @@ class CreationService:
             self._repo.release_submission(item_id, 1.0, exc.code, exc.message)
             bound.info("rate_limit_wait_timeout")
             return CreationOutcome("released", error_code=exc.code)
+        except (ProviderTimeout, ProviderProtocolError) as exc:
+            if attempt >= self._policy.max_attempts:
+                return self._handle_error(item_id, attempt, exc, bound)
+            # The POST may have created a prediction whose answer was lost: submitting again
+            # could pay twice. The item stays SUBMITTING; the rescuer adopts the prediction it
+            # finds by the input URL, or queues the item again (docs/LIFECYCLE.md).
+            bound.warning("creation_outcome_unknown", error_code=exc.code, attempt=attempt)
+            return CreationOutcome("unknown", error_code=exc.code)
         except PipelineError as exc:
             return self._handle_error(item_id, attempt, exc, bound)
         if not self._repo.mark_processing(item_id, prediction_id):
@@ -131,6 +156,8 @@ class CreationService:
         spec = get_model(str(row["model"]), self._allowlist)
         params = dict(row["params"] or {})
         spec.validate(row["prompt"], params)
+        if row.get("preset"):  # issue 7: an unknown preset fails before anything is paid
+            resolve_preset(self._repo, str(row["store_id"]), str(row["preset"]))
         key = self._store_input(row, spec)
         image_url = self._storage.presigned_get_url(key)
         payload = spec.build_input(image_url, row["prompt"], params)
@@ -148,17 +175,27 @@ class CreationService:
         )
         key = input_key(row["store_id"], row["job_id"], row["id"], image.extension)
         self._storage.put_bytes(key, image.data, image.content_type)
+        metrics.STORED_BYTES.labels("input").inc(len(image.data))
         self._repo.record_input(int(row["id"]), key)
         return key
 
     def _read_source(self, url: str) -> bytes:
         s3 = parse_s3_url(url)
         if s3 is None:
-            return self._fetcher.fetch(url).data
+            data = self._fetcher.fetch(url).data
+            metrics.FETCHED_BYTES.labels("source_http").inc(len(data))
+            return data
         bucket, key = s3
         if bucket != self._storage.bucket:
             raise InvalidSourceUrl(f"s3 source bucket {bucket!r} is not the pipeline's bucket")
-        return self._storage.get_bytes(key, max_bytes=self._policy.max_input_bytes)
+        info = self._storage.stat(key)
+        if info is not None and info.size > self._policy.max_input_bytes:
+            raise SourceTooLarge(
+                f"source is {info.size} bytes, more than {self._policy.max_input_bytes}"
+            )
+        data = self._storage.get_bytes(key, max_bytes=self._policy.max_input_bytes)
+        metrics.FETCHED_BYTES.labels("source_s3").inc(len(data))
+        return data
 
     def _handle_error(
         self, item_id: int, attempt: int, exc: PipelineError, bound: structlog.typing.FilteringBoundLogger

@@ -116,9 +116,12 @@ def run_demo(base: Settings, images: Path, *, timeout: float = 600.0) -> int:
         group.start(
             "worker-create", "worker", "--queues", "create", "--processes", "1", "--threads", "8"
         )
+        # one /metrics port per worker group (deploy/prometheus/prometheus.yml scrapes both)
+        poll_metrics = settings.worker_metrics_port + 1 if settings.worker_metrics_port else 0
         group.start(
-            "worker-poll", "worker", "--queues", "poll", "--processes", "1", "--threads", "8"
-        )
+            "worker-poll", "worker", "--queues", "poll", "--processes", "1", "--threads", "8",
+            "--metrics-port", str(poll_metrics),
+        )  # fmt: skip
         started = time.monotonic()
         job_ids = _submit_all(repo, settings, stores)
         finished = _watch(repo, job_ids, started, timeout, group)

@@ -85,12 +85,18 @@ class ProcessGroup:
             proc.wait(timeout=10)
 
     def stop(self, name: str, timeout: float = 15.0) -> int | None:
-        """SIGTERM the group, wait up to ``timeout`` s, then SIGKILL; returns the exit code."""
+        """SIGTERM the child, wait up to ``timeout`` s, then SIGKILL its group; returns the exit
+        code.
+
+        Only the child itself gets the SIGTERM: dramatiq's main process forwards it to its
+        worker processes, and a worker that got a second SIGTERM from the group would take it
+        as "kill now" and exit 1 instead of finishing its messages.
+        """
         proc = self.procs.pop(name, None)
         if proc is None:
             return None
         try:
-            os.killpg(proc.pid, signal.SIGTERM)
+            os.kill(proc.pid, signal.SIGTERM)
         except ProcessLookupError:
             return proc.wait()
         try:

@@ -23,7 +23,9 @@ at the module that calls the library, with ``raise ... from exc``::
     │   ├── InvalidParams              invalid_params         permanent
     │   │   └── MissingPrompt          missing_prompt         permanent
     │   ├── InvalidStoreId             invalid_store_id       permanent (empty store id)
-    │   └── InvalidPriority            invalid_priority       permanent (negative priority)
+    │   ├── InvalidPriority            invalid_priority       permanent (negative priority)
+    │   ├── UnknownPreset              unknown_preset         permanent (no such preset)
+    │   └── InvalidPreset              invalid_preset         permanent (bad preset spec)
     ├── StorageError                   storage_error          transient
     ├── ProviderError                  (the provider's HTTP API)
     │   ├── ProviderUnavailable        provider_unavailable   transient (5xx, connect errors)
@@ -216,3 +218,15 @@ class RateLimiterUnavailable(PipelineError):
 
     code = "rate_limiter_unavailable"
     transient = True
+
+
+class UnknownPreset(ValidationError):
+    """The job or item names a preset that is neither built in nor defined for its store."""
+
+    code = "unknown_preset"
+
+
+class InvalidPreset(ValidationError):
+    """A preset spec breaks the rules of :mod:`pipeline.presets` (the message says which)."""
+
+    code = "invalid_preset"

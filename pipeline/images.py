@@ -330,3 +330,39 @@ def inspect_output(data: bytes, *, max_pixels: int) -> ImageInfo:
     except SourceError as exc:
         raise OutputInvalid(f"provider output rejected ({exc.code}): {exc.message}") from exc
     return ImageInfo(width=width, height=height, format=fmt, content_type=_CONTENT_TYPES[fmt])
+
+
+def decode_srgb(data: bytes, *, max_pixels: int, draft_scale: float = 1.0) -> Image.Image:
+    """Decode an image to upright 8-bit sRGB, as :func:`normalize_input` does, without encoding.
+
+    Used by output presets, the size preview and image analysis (issue 7). The same rules as
+    the module docstring: EXIF orientation applied, ICC profile converted to sRGB and dropped,
+    modes expanded to ``RGB``/``RGBA``, an alpha channel that is opaque everywhere dropped,
+    no metadata kept (``info`` is empty).
+
+    Args:
+        data: encoded JPEG, PNG or WebP.
+        max_pixels: refuse images over this many pixels (checked before decoding).
+        draft_scale: linear scale (0 < s <= 1) the caller will shrink to; a JPEG is then
+            decoded by libjpeg at 1/2, 1/4 or 1/8 scale, never below ``draft_scale``.
+
+    Returns:
+        A loaded image the caller owns (mode ``RGB`` or ``RGBA``).
+
+    Raises:
+        EmptySource, NotAnImage, UnsupportedMediaType, ImageTooLarge, ImageTruncated: see the
+            module docstring.
+    """
+    with _open(data, max_pixels) as image:
+        icc = image.info.get("icc_profile")
+        stored_w, stored_h = image.size
+        if image.format in ("JPEG", "MPO") and draft_scale <= 0.5:
+            goal = (max(1, math.ceil(stored_w * draft_scale)), max(1, math.ceil(stored_h * draft_scale)))
+            image.draft(None, goal)  # libjpeg DCT scaling, result >= goal
+        _decode(image)
+        _transpose(image)
+        work = _drop_opaque_alpha(_to_srgb(_basic_mode(image), icc if isinstance(icc, bytes) else None))
+        if work is image:
+            work = image.copy()
+        work.info = {}
+        return work

@@ -76,7 +76,8 @@ class LeaderLock:
         if self._conn is None or self._conn.closed:
             self._conn = connect(self._database_url, self._schema, autocommit=True)
         row = self._conn.execute(
-            "SELECT pg_try_advisory_lock(hashtext(%s)) AS ok", (f"imageopt-scheduler:{self._schema}",)
+            "SELECT pg_try_advisory_lock(hashtext(%s)) AS ok",
+            (f"imageopt-scheduler:{self._schema}",),
         ).fetchone()
         got = bool(row and row["ok"])
         if got:

@@ -15,8 +15,10 @@ from datetime import datetime
 
 import structlog
 
-from pipeline.fairness import rotation, round_robin
+from pipeline import metrics
+from pipeline.fairness import round_robin
 from pipeline.models import ModelSpec
+from pipeline.quotas import QuotaGate
 from pipeline.repository import Repository, Row
 from pipeline.validation import validate_item
 
@@ -42,10 +44,27 @@ class MeterResult:
     invalid: int
     in_flight: int
     limit: int
+    paused: bool = False
+    """True when ``IMAGEOPT_SUBMISSIONS_PAUSED`` held metering back (nothing was read)."""
+
+    @property
+    def saturated(self) -> bool:
+        """The in-flight window was full: capacity frees as workers claim and submit."""
+        return self.in_flight >= self.limit
 
 
 class Meter:
-    """The scheduler's metering duty (``run_once`` per tick)."""
+    """The scheduler's metering duty (``run_once`` per tick).
+
+    Args:
+        repo: repository on the leader's session (its writes are fenced by the leader lock).
+        allowlist: models items may use (invalid items fail here, before any work).
+        limit: most items QUEUED or SUBMITTING at once (:func:`in_flight_limit`).
+        enqueue: sends creation messages; called only after ``mark_queued`` committed.
+        paused: ``IMAGEOPT_SUBMISSIONS_PAUSED``: meter nothing, leave every item PENDING.
+        quota: per-store quotas (:mod:`pipeline.quotas`); stores at their quota are skipped
+            and their items stay PENDING.
+    """
 
     def __init__(
         self,
@@ -54,12 +73,44 @@ class Meter:
         allowlist: Mapping[str, ModelSpec],
         limit: int,
         enqueue: Callable[[Iterable[int]], int],
+        paused: bool = False,
+        quota: QuotaGate | None = None,
     ) -> None:
         self._repo = repo
         self._allowlist = allowlist
         self._limit = limit
         self._enqueue = enqueue
+        self._paused = paused
+        self._quota = quota
         self.cursor: str | None = None
+
+    def next_stores(self, count: int) -> list[tuple[str, int]]:
+        """The next ``count`` stores with PENDING items in rotation order after the cursor.
+
+        Two bounded loose index scans (after the cursor, then wrapping from the first store up
+        to the cursor), so the cost grows with ``count``, not with the number of stores.
+
+        Returns:
+            ``(store_id, weight)`` pairs, each store at most once.
+        """
+        cursor = self.cursor or ""
+        stores = self._repo.pending_stores_after(cursor, count)
+        if len(stores) < count and cursor:
+            wrapped = self._repo.pending_stores_after("", count - len(stores))
+            stores += [(store, weight) for store, weight in wrapped if store <= cursor]
+        return stores
+
+    def _validate(self, rows: list[Row]) -> tuple[list[int], list[tuple[int, str, str]]]:
+        """Split rows into valid ids and ``(id, error_code, message)`` of the invalid ones."""
+        valid: list[int] = []
+        invalid: list[tuple[int, str, str]] = []
+        for row in rows:
+            error = validate_item(row, self._allowlist)
+            if error is None:
+                valid.append(int(row["id"]))
+            else:
+                invalid.append((int(row["id"]), error.code, error.message))
+        return valid, invalid
 
     def run_once(self, now: datetime) -> MeterResult:
         """Queue up to the free in-flight capacity; commit before sending each message.
@@ -68,13 +119,15 @@ class Meter:
             now: the time due items are compared with (``next_attempt_at``).
         """
         in_flight = self._repo.count_in_flight()
+        if self._paused:
+            return MeterResult(0, 0, in_flight, self._limit, paused=True)
         capacity = self._limit - in_flight
         if capacity <= 0:
             return MeterResult(0, 0, in_flight, self._limit)
-        stores = dict(self._repo.pending_stores())
+        stores = dict(self.next_stores(capacity))
         if not stores:
             return MeterResult(0, 0, in_flight, self._limit)
-        visit = rotation(list(stores), self.cursor)[:capacity]
+        visit = list(stores)
         per_store = max(stores[s] for s in visit) * math.ceil(capacity / len(visit))
         rows = self._repo.pending_heads(visit, per_store, now)
         heads: dict[str, list[Row]] = {store: [] for store in visit}
@@ -82,23 +135,23 @@ class Meter:
             heads[row["store_id"]].append(row)
         for store_rows in heads.values():
             store_rows.sort(key=lambda r: (-int(r["priority"]), r["created_at"], r["id"]))
+        if self._quota is not None:  # issue 7: a store at its quota keeps its items PENDING
+            for store, left in self._quota.remaining(visit, now).items():
+                if left is not None:
+                    del heads[store][left:]
         selection = round_robin(heads, stores, self.cursor, capacity)
-        invalid: list[tuple[int, str, str]] = []
-        valid: list[int] = []
-        for row in selection.items:
-            error = validate_item(row, self._allowlist)
-            if error is None:
-                valid.append(int(row["id"]))
-            else:
-                invalid.append((int(row["id"]), error.code, error.message))
+        valid, invalid = self._validate(selection.items)
         failed = self._repo.fail_pending_many(invalid)
         for item_id, code, _ in invalid:
             log.warning("item_failed", item_id=item_id, error_code=code, stage="validation")
         # Commit QUEUED first, then send: a worker must never see a message for a PENDING row.
-        queued = self._repo.mark_queued(valid)
-        sent = self._enqueue(queued)
+        moved = set(self._repo.mark_queued(valid))
+        metrics.metered(selection.items, moved, [(i, code) for i, code, _ in invalid], failed)
+        sent = self._enqueue([item_id for item_id in valid if item_id in moved])  # service order
         if selection.items:
             self.cursor = selection.cursor
+        else:  # nothing due in these stores (backoff): move on, or we would look at them forever
+            self.cursor = visit[-1]
         if sent:
             log.debug("items_queued", count=sent, in_flight=in_flight, limit=self._limit)
         return MeterResult(sent, len(failed), in_flight, self._limit)

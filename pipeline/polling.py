@@ -1,17 +1,21 @@
 """Polling: advance one PROCESSING item (the polling actor's body).
 
 GET the prediction under the read budget. ``succeeded``: download the output, check it decodes
-within the pixel cap, store it at ``results/{store_id}/{job_id}/{item_id}.{ext}`` and set DONE
-with its size. ``failed``/``canceled``: FAILED with the provider's error. Otherwise poll again
+within the pixel cap, apply the output preset if the item or its job names one
+(:mod:`pipeline.presets`; the stored bytes, format, size and content type are then the
+preset's), store it at ``results/{store_id}/{job_id}/{item_id}.{ext}`` and set DONE with its
+size. ``failed``/``canceled``: FAILED with the provider's error. Otherwise poll again
 later with backoff. Transient errors poll again; they never lose the prediction id.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import structlog
 
+from pipeline import metrics
 from pipeline.errors import (
     OutputInvalid,
     PipelineError,
@@ -19,13 +23,15 @@ from pipeline.errors import (
     PredictionFailed,
     ProviderRateLimited,
     RateLimitTimeout,
+    SourceError,
 )
-from pipeline.images import inspect_output
+from pipeline.images import ImageInfo, inspect_output
 from pipeline.lifecycle import backoff_delay, poll_delay
 from pipeline.provider import Prediction, ProviderClient
 from pipeline.ratelimit import RateLimiter
 from pipeline.repository import Repository, Row
 from pipeline.keys import result_key
+from pipeline.presets import apply_preset, resolve_preset
 from pipeline.storage import ObjectStorage
 
 log = structlog.get_logger(__name__)
@@ -99,8 +105,11 @@ class PollingService:
                 delay = backoff_delay(min(polls, 8) + 1, base=self._policy.initial_delay,
                                       cap=self._policy.max_delay)
                 bound.warning("poll_retry", error_code=exc.code, delay_seconds=round(delay, 2))
+                metrics.item_error("polling", exc.code, "retry")
                 return PollOutcome("again", delay=delay, error_code=exc.code)
-            self._repo.fail_item(item_id, ("PROCESSING",), exc.code, exc.message)
+            if self._repo.fail_item(item_id, ("PROCESSING",), exc.code, exc.message):
+                metrics.transition(row["model"], "PROCESSING", "FAILED")
+            metrics.item_error("polling", exc.code, "failed")
             bound.warning("item_failed", error_code=exc.code, error_message=exc.message)
             return PollOutcome("failed", error_code=exc.code)
         delay = poll_delay(polls, initial=self._policy.initial_delay, maximum=self._policy.max_delay)
@@ -109,13 +118,36 @@ class PollingService:
     def _finish(self, row: Row, prediction: Prediction, bound: structlog.typing.FilteringBoundLogger) -> PollOutcome:
         if not prediction.output_urls:
             raise OutputInvalid("prediction succeeded without an output URL")
+        started = time.monotonic()
         data = self._provider.download(prediction.output_urls[0], max_bytes=self._policy.max_output_bytes)
+        metrics.FETCHED_BYTES.labels("provider_output").inc(len(data))
         info = inspect_output(data, max_pixels=self._policy.max_output_pixels)
         ext = _EXTENSIONS.get(info.format, "bin")
+        if row.get("preset"):  # issue 7: the job's (or item's) output preset, then store that
+            data, info, ext = self._apply_preset(row, data)
         key = result_key(row["store_id"], row["job_id"], row["id"], ext)
         self._storage.put_bytes(key, data, info.content_type)
+        metrics.STORED_BYTES.labels("result").inc(len(data))
         if self._repo.mark_done(int(row["id"]), output_key=key, width=info.width,
                                 height=info.height, size=len(data), content_type=info.content_type):
+            metrics.item_done(row["model"], row["created_at"], row["submitted_at"], prediction,
+                              time.monotonic() - started)
             bound.info("item_done", output_key=key, width=info.width, height=info.height,
                        output_bytes=len(data))
         return PollOutcome("done")
+
+    def _apply_preset(self, row: Row, data: bytes) -> tuple[bytes, ImageInfo, str]:
+        """Apply the item's preset (item overrides job) to a validated output.
+
+        Raises:
+            UnknownPreset, InvalidPreset: the preset does not exist or its spec is bad.
+            OutputInvalid: Pillow could not render the output.
+        """
+        preset = resolve_preset(self._repo, str(row["store_id"]), str(row["preset"]))
+        try:
+            out = apply_preset(data, preset, max_pixels=self._policy.max_output_pixels)
+        except SourceError as exc:
+            raise OutputInvalid(f"preset {preset.name} failed ({exc.code}): {exc.message}") from exc
+        fmt = {"jpeg": "JPEG", "webp": "WEBP", "png": "PNG"}[preset.format]
+        info = ImageInfo(width=out.width, height=out.height, format=fmt, content_type=out.content_type)
+        return out.data, info, out.extension

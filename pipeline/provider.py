@@ -32,6 +32,7 @@ from typing import Any, Self
 import httpx
 import structlog
 
+from pipeline import metrics
 from pipeline.errors import (
     OutputInvalid,
     ProviderProtocolError,
@@ -47,6 +48,8 @@ log = structlog.get_logger(__name__)
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "canceled"})
 MAX_DETAIL_CHARS = 500
 """Longest provider ``detail`` copied into an error message (rows store the message)."""
+DEFAULT_OUTPUT_HOSTS = ("replicate.delivery",)
+"""Hosts (and their subdomains) that serve Replicate's output files, over https only."""
 
 
 def _package_version() -> str:
@@ -189,6 +192,9 @@ class ProviderClient:
         timeout: connect/read/write/pool timeout per request, seconds.
         transport: httpx transport (tests pass ``httpx.MockTransport``).
         default_retry_after: seconds to pause on a 429 without a usable ``Retry-After``.
+        output_hosts: hosts (with their subdomains) outputs may be downloaded from over https,
+            besides the API's own origin; any other output URL is refused before a connection
+            (so a hostile output URL cannot point the worker at internal addresses).
     """
 
     def __init__(
@@ -199,8 +205,10 @@ class ProviderClient:
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
         default_retry_after: float = 10.0,
+        output_hosts: tuple[str, ...] = DEFAULT_OUTPUT_HOSTS,
     ) -> None:
         self._token = token
+        self._output_hosts = tuple(h.strip().lower().strip(".") for h in output_hosts if h.strip())
         self._default_retry_after = default_retry_after
         self._base = httpx.URL(base_url.rstrip("/") + "/")
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
@@ -300,27 +308,36 @@ class ProviderClient:
             max_bytes: largest accepted body, bytes.
 
         Raises:
-            OutputInvalid: larger than ``max_bytes``, or a 4xx answer (gone, not found).
+            OutputInvalid: larger than ``max_bytes``, a 4xx answer (gone, not found), or a URL
+                neither on the API's origin nor on an ``output_hosts`` host over https.
             ProviderRateLimited: 429.
             ProviderUnavailable: 5xx or a transport error.
             ProviderTimeout: the download timed out.
         """
+        if not self._output_allowed(url):
+            raise OutputInvalid("output URL is not on the provider's output hosts")
         try:
             request = self._client.build_request("GET", url)
         except httpx.InvalidURL as exc:
             raise OutputInvalid("output URL is not valid") from exc
         request.headers.pop("Authorization", None)
+        started, status = time.monotonic(), "error"
         try:
             response = self._client.send(request, stream=True)
+            status = str(response.status_code)
             try:
                 self._raise_for_download_status(response)
                 return self._read_capped(response, max_bytes)
             finally:
                 response.close()
         except httpx.TimeoutException as exc:
+            status = "timeout"
             raise ProviderTimeout("output download timed out") from exc
         except httpx.HTTPError as exc:
+            status = "error"
             raise ProviderUnavailable(f"output download failed: {type(exc).__name__}") from exc
+        finally:
+            metrics.provider_request("download_output", status, time.monotonic() - started)
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -343,11 +360,14 @@ class ProviderClient:
         try:
             response = self._client.request(method, url, **kwargs)
         except httpx.TimeoutException as exc:
+            metrics.provider_request(endpoint, "timeout", time.monotonic() - started)
             log.warning("provider_timeout", endpoint=endpoint, error=type(exc).__name__)
             raise ProviderTimeout(f"provider {endpoint} timed out") from exc
         except httpx.HTTPError as exc:
+            metrics.provider_request(endpoint, "error", time.monotonic() - started)
             log.warning("provider_unreachable", endpoint=endpoint, error=type(exc).__name__)
             raise ProviderUnavailable(f"provider {endpoint} failed: {type(exc).__name__}") from exc
+        metrics.provider_request(endpoint, response.status_code, time.monotonic() - started)
         log.debug(
             "provider_response",
             endpoint=endpoint,
@@ -419,6 +439,20 @@ class ProviderClient:
             self._base.scheme,
             self._base.host,
             self._base.port,
+        )
+
+    def _output_allowed(self, url: str) -> bool:
+        try:
+            target = httpx.URL(url)
+        except httpx.InvalidURL:
+            return False
+        if not target.is_absolute_url:
+            return False
+        if self._same_origin(url):
+            return True
+        host = target.host.lower().rstrip(".")
+        return target.scheme == "https" and any(
+            host == allowed or host.endswith(f".{allowed}") for allowed in self._output_hosts
         )
 
     def _redact(self, text: str) -> str:

@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
+from pipeline.quotas import QuotaConfig, quota_report
 from pipeline.repository import STATUSES, Repository
 
 
-def status_report(repo: Repository, *, job_id: int | None = None, store_id: str | None = None) -> dict[str, Any]:
+def status_report(
+    repo: Repository,
+    *,
+    job_id: int | None = None,
+    store_id: str | None = None,
+    quota: QuotaConfig | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
     """Counts of items by status.
+
+    Args:
+        repo: the repository.
+        job_id: only this job.
+        store_id: only this store.
+        quota: when given, add ``"quotas"`` (issue 7): per store with a quota, its usage and
+            the PENDING items it holds back (:func:`pipeline.quotas.quota_report`).
+        now: the time quotas are evaluated at (default: now, UTC).
 
     Returns:
         ``{"items": {status: n}, "stores": {store: {status: n}}, "jobs": {job: {status: n}},
@@ -28,4 +45,7 @@ def status_report(repo: Repository, *, job_id: int | None = None, store_id: str 
     for row in repo.error_counts(job_id=job_id):
         if store_id is None or row["store_id"] == store_id:
             errors.setdefault(row["store_id"], {})[row["error_code"] or "unknown"] = int(row["n"])
-    return {"items": items, "stores": stores, "jobs": jobs, "errors": errors}
+    report: dict[str, Any] = {"items": items, "stores": stores, "jobs": jobs, "errors": errors}
+    if quota is not None:
+        report["quotas"] = quota_report(repo, quota, sorted(stores), now or datetime.now(UTC))
+    return report

@@ -61,6 +61,13 @@ class Repository:
         """Stores with PENDING items and their weights, ordered by store id."""
         return [(r["store_id"], int(r["weight"])) for r in self._all("pending_stores")]
 
+    def pending_stores_after(self, cursor: str, limit: int) -> list[tuple[str, int]]:
+        """Up to ``limit`` stores with PENDING items after ``cursor`` ('' = first), with weights."""
+        if limit <= 0:
+            return []
+        rows = self._all("pending_stores_after", cursor=cursor, limit=limit)
+        return [(r["store_id"], int(r["weight"])) for r in rows]
+
     def pending_heads(self, store_ids: Sequence[str], per_store: int, now: datetime) -> list[Row]:
         """Up to ``per_store`` due PENDING items per store (priority, then age)."""
         if not store_ids:
@@ -160,6 +167,11 @@ class Repository:
         """Recompute counters and status of active jobs; returns the jobs that changed."""
         return self._all("refresh_active_jobs")
 
+    def refresh_recent_jobs(self, since: datetime) -> list[Row]:
+        """Like :meth:`refresh_active_jobs`, for active jobs with an item changed at or after
+        ``since``; returns the jobs that changed."""
+        return self._all("refresh_recent_jobs", since=since)
+
     def insert_job(
         self,
         *,
@@ -169,12 +181,15 @@ class Repository:
         params: Mapping[str, Any],
         preset: str | None,
         items: Sequence[Mapping[str, Any]],
+        owner: tuple[str, str] | None = None,
     ) -> int:
         """Insert a job and its items in one transaction (what an upstream system does).
 
         Args:
             items: mappings with ``source_url`` and optional ``prompt``, ``model``, ``params``,
-                ``priority``.
+                ``priority``, ``preset`` (overrides the job's).
+            owner: ``(owner_type, owner_id)`` of an API caller (``store`` or ``guest``), or
+                None for an upstream insert.
 
         Returns:
             The new job id.
@@ -193,6 +208,11 @@ class Repository:
             row = cur.fetchone()
             assert row is not None
             job_id = int(row["id"])
+            if owner is not None:
+                cur.execute(
+                    self._q["api_set_job_owner"],
+                    {"job_id": job_id, "owner_type": owner[0], "owner_id": owner[1]},
+                )
             cur.executemany(
                 self._q["insert_item"],
                 [
@@ -204,6 +224,7 @@ class Repository:
                         "model": item.get("model"),
                         "params": json.dumps(dict(item.get("params") or {})),
                         "priority": int(item.get("priority") or 0),
+                        "preset": item.get("preset"),
                     }
                     for item in items
                 ],
@@ -266,5 +287,189 @@ class Repository:
             r["id"] for r in self._all("stale_processing", now=now, older_than=older_than, limit=limit)
         ]
 
+    def touch_repolled(self, ids: Sequence[int]) -> list[int]:
+        """Restart the staleness clock of PROCESSING items just re-polled; returns those ids."""
+        return [r["id"] for r in self._all("touch_repolled", ids=list(ids))] if ids else []
+
     def expired_items(self, now: datetime, max_age: float, limit: int) -> list[Row]:
         return self._all("expired_items", now=now, max_age=max_age, limit=limit)
+
+    # --- issue 7: presets, quotas, item cancel/retry, retention --------------------------
+    def get_preset(self, store_id: str, name: str) -> Row | None:
+        """One custom preset row (``store_id, name, spec, created_at, updated_at``)."""
+        return self._one("get_preset", store_id=store_id, preset_name=name)
+
+    def list_presets(self, store_id: str | None = None) -> list[Row]:
+        """Custom presets of one store, or of every store when ``store_id`` is None."""
+        return self._all("list_presets", store_id=store_id)
+
+    def upsert_preset(self, store_id: str, name: str, spec: Mapping[str, Any]) -> Row:
+        """Insert or replace a custom preset; ``spec`` must already be validated."""
+        row = self._one(
+            "upsert_preset", store_id=store_id, preset_name=name, spec=json.dumps(dict(spec))
+        )
+        assert row is not None
+        return row
+
+    def delete_preset(self, store_id: str, name: str) -> bool:
+        return self._one("delete_preset", store_id=store_id, preset_name=name) is not None
+
+    def set_store_quota(self, store_id: str, quota: int | None) -> None:
+        """Set a store's items-per-window quota (None: the settings default)."""
+        self._one("set_store_quota", store_id=store_id, quota=quota)
+
+    def quota_usage(
+        self, store_ids: Sequence[str], now: datetime, window_seconds: float, default_quota: int
+    ) -> list[Row]:
+        """Per store: ``quota`` (None = unlimited), ``used`` in the window, ``frees_at``."""
+        if not store_ids:
+            return []
+        return self._all(
+            "quota_usage",
+            store_ids=list(store_ids),
+            now=now,
+            window_seconds=window_seconds,
+            default_quota=default_quota,
+        )
+
+    def pending_counts(self, store_ids: Sequence[str]) -> dict[str, int]:
+        """PENDING items per store (0 when none)."""
+        counts = dict.fromkeys(store_ids, 0)
+        for row in self._all("pending_counts", store_ids=list(store_ids)) if store_ids else []:
+            counts[row["store_id"]] = int(row["n"])
+        return counts
+
+    def cancel_item(self, item_id: int, from_statuses: Sequence[str]) -> Row | None:
+        """Cancel one item if its status is in ``from_statuses``; refreshes its job."""
+        row = self._one("cancel_item", id=item_id, from_statuses=list(from_statuses))
+        if row is not None:
+            self.refresh_active_jobs()
+        return row
+
+    def retry_item(self, item_id: int) -> bool:
+        """One FAILED item back to PENDING with attempts reset; reopens its job."""
+        row = self._one("retry_item", id=item_id)
+        if row is None:
+            return False
+        self._all("reopen_jobs", ids=[int(row["job_id"])])
+        return True
+
+    def retention_due_inputs(self, cutoff: datetime, limit: int) -> list[Row]:
+        return self._all("retention_due_inputs", cutoff=cutoff, limit=limit)
+
+    def mark_inputs_deleted(self, ids: Sequence[int], now: datetime) -> int:
+        return len(self._all("mark_inputs_deleted", ids=list(ids), now=now)) if ids else 0
+
+    def retention_due_outputs(self, cutoff: datetime, limit: int) -> list[Row]:
+        return self._all("retention_due_outputs", cutoff=cutoff, limit=limit)
+
+    def mark_outputs_deleted(self, ids: Sequence[int], now: datetime) -> int:
+        return len(self._all("mark_outputs_deleted", ids=list(ids), now=now)) if ids else 0
+
+    def retention_due_jobs(self, cutoff: datetime, limit: int) -> list[int]:
+        return [int(r["id"]) for r in self._all("retention_due_jobs", cutoff=cutoff, limit=limit)]
+
+    def retention_job_objects(self, job_ids: Sequence[int]) -> list[Row]:
+        return self._all("retention_job_objects", job_ids=list(job_ids)) if job_ids else []
+
+    def delete_jobs(self, job_ids: Sequence[int]) -> tuple[int, int]:
+        """Delete finished jobs and their items; returns ``(jobs, items)`` deleted."""
+        if not job_ids:
+            return 0, 0
+        row = self._one("delete_job_items", job_ids=list(job_ids))
+        items = int(row["n"]) if row else 0
+        jobs = len(self._all("delete_jobs", job_ids=list(job_ids)))
+        return jobs, items
+
+    def retention_counts(
+        self, input_cutoff: datetime, output_cutoff: datetime, rows_cutoff: datetime
+    ) -> dict[str, int]:
+        """What is due now: ``inputs``, ``outputs``, ``jobs``, ``items``."""
+        row = self._one(
+            "retention_counts",
+            input_cutoff=input_cutoff,
+            output_cutoff=output_cutoff,
+            rows_cutoff=rows_cutoff,
+        )
+        assert row is not None
+        return {key: int(row[key]) for key in ("inputs", "outputs", "jobs", "items")}
+
+    # --- HTTP API (issue 10): callers, owned jobs, usage ---------------------------------
+    def api_insert_key(self, store_id: str, key_prefix: str, key_hash: bytes, name: str | None) -> Row:
+        """Store a new API key's hash; returns the row without the hash."""
+        row = self._one(
+            "api_insert_key", store_id=store_id, key_prefix=key_prefix, key_hash=key_hash, label=name
+        )
+        assert row is not None
+        return row
+
+    def api_find_key(self, key_hash: bytes) -> Row | None:
+        """The live (not revoked) key with this hash: ``id, store_id, key_prefix, last_used_at``."""
+        return self._one("api_find_key", key_hash=key_hash)
+
+    def api_touch_key(self, key_id: int) -> None:
+        self._all("api_touch_key", id=key_id)
+
+    def api_list_keys(self, store_id: str | None) -> list[Row]:
+        return self._all("api_list_keys", store_id=store_id)
+
+    def api_revoke_key(self, key_id: int) -> bool:
+        return self._one("api_revoke_key", id=key_id) is not None
+
+    def api_insert_guest(self, guest_id: str, token_hash: bytes, ttl_seconds: float) -> None:
+        self._all("api_insert_guest", id=guest_id, token_hash=token_hash, ttl_seconds=ttl_seconds)
+
+    def api_find_guest(self, token_hash: bytes) -> Row | None:
+        """The unexpired guest session with this token hash: ``id, last_seen_at``."""
+        return self._one("api_find_guest", token_hash=token_hash)
+
+    def api_touch_guest(self, guest_id: str, ttl_seconds: float) -> None:
+        self._all("api_touch_guest", id=guest_id, ttl_seconds=ttl_seconds)
+
+    def api_get_job(self, job_id: int) -> Row | None:
+        return self._one("api_get_job", id=job_id)
+
+    def api_job_items(self, job_id: int) -> list[Row]:
+        return self._all("api_job_items", job_id=job_id)
+
+    def api_list_jobs(self, owner_type: str, owner_id: str, store_id: str, limit: int) -> list[Row]:
+        return self._all(
+            "api_list_jobs", owner_type=owner_type, owner_id=owner_id, store_id=store_id, limit=limit
+        )
+
+    def api_get_item(self, item_id: int) -> Row | None:
+        return self._one("api_get_item", id=item_id)
+
+    def api_usage(
+        self, owner_type: str, owner_id: str, store_id: str, window_seconds: float
+    ) -> tuple[int, datetime | None]:
+        """Items the caller created in the window, and when the oldest leaves it (or None)."""
+        row = self._one(
+            "api_usage",
+            owner_type=owner_type,
+            owner_id=owner_id,
+            store_id=store_id,
+            window_seconds=window_seconds,
+        )
+        if row is None:
+            return 0, None
+        return int(row["used"]), row["frees_at"]
+
+    def api_ping(self) -> None:
+        """One trivial query on the project schema (readiness probes).
+
+        Raises:
+            DatabaseUnavailable: the database cannot be reached.
+        """
+        self._all("api_ping")
+
+    # --- metrics (issue 5) ---------------------------------------------------------------
+    def pending_by_store(self, top: int) -> tuple[int, list[tuple[str, int]]]:
+        """Stores with PENDING items, and the ``top`` largest backlogs (for the gauges).
+
+        Returns:
+            ``(stores with pending items, [(store_id, pending items), ...])``, largest first.
+        """
+        rows = self._all("metrics_pending_by_store", limit=top)
+        stores = int(rows[0]["stores"]) if rows else 0
+        return stores, [(str(r["store_id"]), int(r["n"])) for r in rows[: max(top, 0)]]

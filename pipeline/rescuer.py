@@ -82,7 +82,8 @@ class Rescuer:
             expired=self.expire_old_items(now),
         )
         adopted, resubmitted = self.resolve_stale_submitting(now)
-        result = RescueResult(result.requeued, result.repolled, adopted, resubmitted, result.expired)
+        result = RescueResult(result.requeued, result.repolled, adopted, resubmitted,
+                              result.expired)
         if result.total:
             log.warning("rescuer_recovered", requeued=result.requeued, repolled=result.repolled,
                         adopted=result.adopted, resubmitted=result.resubmitted,
@@ -98,9 +99,10 @@ class Rescuer:
     def repoll_stale_processing(self, now: datetime) -> int:
         """Send a poll for PROCESSING items not polled for ``processing_timeout``."""
         ids = self._repo.stale_processing(now, self._config.processing_timeout, self._config.batch)
-        for item_id in ids:
+        touched = self._repo.touch_repolled(ids)  # commit first: a rerun finds nothing to do
+        for item_id in touched:
             self._send_poll(item_id)
-        return len(ids)
+        return len(touched)
 
     def resolve_stale_submitting(self, now: datetime) -> tuple[int, int]:
         """Adopt the prediction a dead worker created, or queue the item again.

@@ -9,21 +9,25 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+import redis
 import structlog
 
+from pipeline import metrics
 from pipeline.db import connect
-from pipeline.errors import DatabaseUnavailable
+from pipeline.errors import DatabaseUnavailable, PipelineError
 from pipeline.leader import LeaderLock, SessionPool
-from pipeline.metering import Meter
+from pipeline.metering import Meter, MeterResult
 from pipeline.models import ModelSpec
 from pipeline.provider import ProviderClient
+from pipeline.quotas import QuotaConfig, QuotaGate
 from pipeline.repository import Repository
 from pipeline.rescuer import Rescuer, RescuerConfig
+from pipeline.retention import RetentionConfig, RetentionThread
 from pipeline.storage import ObjectStorage
 from pipeline.taskqueue import TaskQueue
 
@@ -33,17 +37,40 @@ CHANNEL = "imageopt_pending"
 
 @dataclass(frozen=True)
 class SchedulerConfig:
-    """Intervals in seconds."""
+    """Intervals in seconds.
+
+    ``tick`` is the fallback wake-up when idle (inserts wake the leader at once by NOTIFY);
+    ``busy_tick`` is how soon the leader looks again while the in-flight window is full, so a
+    slot freed by a worker is refilled within that time. ``submissions_paused`` is the
+    ``IMAGEOPT_SUBMISSIONS_PAUSED`` flag: lead, rescue and beat, but meter nothing.
+    Job counters are recounted every ``jobs_interval`` for the jobs with an item changed since
+    the last pass (plus ``jobs_overlap`` for transactions that committed late and for clock
+    skew between this host and Postgres, which stamps ``updated_at``), and for every
+    active job at leader start and every ``jobs_full_interval``.
+    """
 
     database_url: str
     schema: str
     in_flight_limit: int
     tick: float = 1.0
+    busy_tick: float = 0.1
+    submissions_paused: bool = False
     standby_retry: float = 1.0
     jobs_interval: float = 2.0
+    jobs_full_interval: float = 300.0
+    jobs_overlap: float = 30.0
     rescue_interval: float = 15.0
     heartbeat_interval: float = 30.0
-    rescuer: RescuerConfig = RescuerConfig()
+    rescuer: RescuerConfig = field(default_factory=RescuerConfig)
+    metrics_interval: float = 5.0
+    """How often the leader refreshes the backlog gauges from Postgres (pipeline.metrics)."""
+    metrics_top_stores: int = 10
+    """Stores exported by name on ``imageopt_store_pending_items`` (largest backlogs)."""
+    quota: QuotaConfig = field(default_factory=QuotaConfig)
+    """Per-store quotas (issue 7; default off): stores at their quota are not metered."""
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
+    retention_interval: float = 0.0
+    """Seconds between retention runs in the leader (a thread of its own); 0 = none."""
 
 
 class Scheduler:
@@ -77,14 +104,20 @@ class Scheduler:
             try:
                 if lock.try_acquire():
                     self.is_leader = True
+                    metrics.SCHEDULER.set_leader(True)
                     log.info("leader_acquired", schema=self._config.schema)
                     self._lead(lock, stop)
             except (psycopg.Error, DatabaseUnavailable) as exc:
                 log.warning("scheduler_database_error", error=type(exc).__name__)
+            except (redis.RedisError, PipelineError) as exc:
+                # Redis restarted or unreachable (broker, limiter): Postgres still holds every
+                # item; stand down, retry, and let the rescuer re-send what was lost.
+                log.warning("scheduler_dependency_error", error=type(exc).__name__)
             finally:
                 if self.is_leader:
                     log.info("leader_released", schema=self._config.schema)
                 self.is_leader = False
+                metrics.SCHEDULER.set_leader(False)
             lock.release()
             stop.wait(self._config.standby_retry)
 
@@ -92,35 +125,56 @@ class Scheduler:
         cfg = self._config
         repo = Repository(SessionPool(lock.connection))  # type: ignore[arg-type]
         meter = Meter(repo=repo, allowlist=self._allowlist, limit=cfg.in_flight_limit,
-                      enqueue=self._queue.send_create)
+                      enqueue=self._queue.send_create, paused=cfg.submissions_paused,
+                      quota=QuotaGate(repo, cfg.quota))
+        if cfg.submissions_paused:
+            log.warning("submissions_paused", schema=cfg.schema)
         rescuer = Rescuer(repo=repo, provider=self._provider, storage=self._storage,
                           send_create=self._queue.send_create, send_poll=self._queue.send_poll,
                           config=cfg.rescuer)
         listener = connect(cfg.database_url, cfg.schema, autocommit=True)
         listener.execute(f"LISTEN {CHANNEL}")
-        last_jobs = last_rescue = last_beat = 0.0
+        retention = None
+        if cfg.retention_interval > 0:
+            retention = RetentionThread(database_url=cfg.database_url, schema=cfg.schema,
+                                        storage=self._storage, config=cfg.retention,
+                                        interval=cfg.retention_interval, clock=self._clock)
+            retention.start()
+        last_jobs = last_rescue = last_beat = last_metrics = 0.0
+        last_full: float | None = None
         try:
             while not stop.is_set():
                 if not lock.still_leading():
                     log.warning("leader_lost")
                     return
                 self.cycle += 1
+                metrics.SCHEDULER.beat()
                 now = self._clock()
                 result = meter.run_once(now)
                 mono = time.monotonic()
-                if mono - last_jobs >= cfg.jobs_interval or result.invalid:
+                if last_full is None or mono - last_full >= cfg.jobs_full_interval:
                     repo.refresh_active_jobs()
+                    last_jobs = last_full = mono
+                elif mono - last_jobs >= cfg.jobs_interval or result.invalid:
+                    window = mono - last_jobs + cfg.jobs_overlap
+                    repo.refresh_recent_jobs(now - timedelta(seconds=window))
                     last_jobs = mono
                 if mono - last_rescue >= cfg.rescue_interval:
-                    rescuer.run_once(now)
+                    metrics.record_rescue(rescuer.run_once(now))
                     last_rescue = mono
                 if mono - last_beat >= cfg.heartbeat_interval:
-                    self._heartbeat(repo)
+                    self._heartbeat(repo, result)
                     last_beat = mono
+                if mono - last_metrics >= cfg.metrics_interval:
+                    self._export_backlog(repo)
+                    last_metrics = mono
                 if result.queued or result.invalid:
                     continue  # more may be waiting; go round again at once
-                self._wait_for_notify(listener, cfg.tick)
+                busy = result.saturated and not result.paused
+                self._wait_for_notify(listener, cfg.busy_tick if busy else cfg.tick)
         finally:
+            if retention is not None:
+                retention.stop()
             listener.close()
 
     def _wait_for_notify(self, listener: psycopg.Connection[Any], timeout: float) -> None:
@@ -128,7 +182,18 @@ class Scheduler:
             if notify.payload == self._config.schema:
                 return
 
-    def _heartbeat(self, repo: Repository) -> None:
+    def _export_backlog(self, repo: Repository) -> None:
+        """Refresh the leader's backlog gauges (queue depth, stores pending, broker queues)."""
+        stores, top = repo.pending_by_store(self._config.metrics_top_stores)
+        metrics.SCHEDULER.update(metrics.BacklogSnapshot(
+            depths=repo.queue_depths(), stores_pending=stores, top_stores=top,
+            broker=self._queue.queue_lengths(),
+        ))  # fmt: skip
+
+    def _heartbeat(self, repo: Repository, result: MeterResult) -> None:
+        """The seed's ``Heartbeat - cycle N | Queue: Q | RPM: used/max (p%)`` as one event."""
         depths = repo.queue_depths()
         log.info("heartbeat", cycle=self.cycle, queue=depths, queue_length=sum(depths.values()),
-                 broker=self._queue.queue_lengths(), rpm=self._rpm_usage())
+                 in_flight=result.in_flight, in_flight_limit=result.limit,
+                 submissions_paused=result.paused, broker=self._queue.queue_lengths(),
+                 rpm=self._rpm_usage())

@@ -61,6 +61,7 @@ def provider_client(settings: Settings) -> ProviderClient:
         settings.replicate_api_token.get_secret_value(),
         timeout=settings.provider_timeout_seconds,
         default_retry_after=settings.default_retry_after_seconds,
+        output_hosts=tuple(settings.provider_output_hosts.split(",")),
     )
 
 

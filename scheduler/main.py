@@ -8,9 +8,13 @@ from types import FrameType
 
 import structlog
 
+from pipeline import metrics
 from pipeline.config import Settings
 from pipeline.metering import in_flight_limit
+from pipeline.metrics_server import serve_metrics
+from pipeline.quotas import quota_config
 from pipeline.rescuer import RescuerConfig
+from pipeline.retention import retention_config
 from pipeline.scheduling import Scheduler, SchedulerConfig
 from pipeline.wiring import (
     allowlist,
@@ -52,9 +56,22 @@ def run(settings: Settings, stop: threading.Event | None = None) -> None:
         in_flight_limit=in_flight_limit(settings.create_rpm, settings.in_flight_budget_seconds,
                                         settings.min_in_flight),
         tick=settings.scheduler_tick_seconds,
+        busy_tick=settings.scheduler_busy_tick_seconds,
+        submissions_paused=settings.submissions_paused,
         heartbeat_interval=settings.heartbeat_seconds,
-        rescuer=RescuerConfig(max_age=settings.item_max_age_seconds,
-                              processing_timeout=max(60.0, 3 * settings.poll_max_delay_seconds)),
+        rescue_interval=settings.rescue_interval_seconds,
+        rescuer=RescuerConfig(
+            max_age=settings.item_max_age_seconds,
+            queued_timeout=settings.rescue_queued_seconds,
+            processing_timeout=settings.rescue_processing_seconds
+            or max(60.0, 3 * settings.poll_max_delay_seconds),
+            submitting_timeout=settings.rescue_submitting_seconds,
+        ),
+        quota=quota_config(settings),
+        retention=retention_config(settings),
+        retention_interval=settings.retention_interval_seconds,
+        metrics_interval=settings.metrics_refresh_seconds,
+        metrics_top_stores=settings.metrics_top_stores,
     )
     scheduler = Scheduler(
         config=config,
@@ -64,6 +81,14 @@ def run(settings: Settings, stop: threading.Event | None = None) -> None:
         allowlist=allowlist(settings),
         rpm_usage=rpm_usage,
     )
+    metrics.initialize_scheduler_series()
+    metrics.register_collectors(metrics.SCHEDULER, metrics.LimiterCollector(
+        [create_limiter, read_limiter]))  # fmt: skip
+    server = serve_metrics(settings.metrics_host, settings.scheduler_metrics_port)
     log.info("scheduler_started", schema=settings.db_schema, in_flight_limit=config.in_flight_limit)
-    scheduler.run(stop)
+    try:
+        scheduler.run(stop)
+    finally:
+        if server is not None:
+            server.close()
     log.info("scheduler_stopped")

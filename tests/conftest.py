@@ -89,6 +89,10 @@ def pipeline_env(
         "IMAGEOPT_DB_SCHEMA": db_schema,
         "IMAGEOPT_REDIS_NAMESPACE": redis_namespace,
         "IMAGEOPT_SOURCE_ALLOWLIST": "127.0.0.0/8",
+        # no /metrics servers on fixed ports (tests run side by side); observability tests
+        # set free ports
+        "IMAGEOPT_SCHEDULER_METRICS_PORT": "0",
+        "IMAGEOPT_WORKER_METRICS_PORT": "0",
         **s3_settings,
     }
 

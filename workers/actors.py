@@ -6,6 +6,7 @@ here, at import in each worker process; services are built lazily after dramatiq
 
 from __future__ import annotations
 
+import os
 import threading
 
 import dramatiq
@@ -14,10 +15,13 @@ import structlog
 from pipeline.config import Settings
 from pipeline.taskqueue import CREATE_ACTOR, CREATE_QUEUE, POLL_ACTOR, POLL_QUEUE, TaskQueue, build_broker
 from pipeline.wiring import WorkerServices, setup_logging, worker_services
+from pipeline.worker_metrics import WorkerPrometheus
 
 settings = Settings()
 setup_logging(settings)
 broker = build_broker(settings.redis_url, settings.redis_namespace)
+if settings.worker_metrics_port and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    broker.add_middleware(WorkerPrometheus())  # set up by `imageopt worker` (docs/OBSERVABILITY.md)
 dramatiq.set_broker(broker)
 queue = TaskQueue(broker)
 log = structlog.get_logger(__name__)

@@ -23,6 +23,30 @@ SELECT s.store_id, coalesce(w.weight, 1) AS weight
 FROM s LEFT JOIN image_optimization_stores w USING (store_id)
 WHERE s.store_id IS NOT NULL;
 
+-- name: pending_stores_after
+-- Up to %(limit)s stores with PENDING items whose id sorts after %(cursor)s ('' = from the
+-- start), with their weights: a loose index scan that stops after %(limit)s probes, so a tick
+-- costs O(capacity), not O(stores with a backlog). The empty store id sorts first and is not
+-- "after" '', so it gets its own probe (its items must still be metered, to fail validation).
+WITH RECURSIVE s(store_id, n) AS (
+    (SELECT first.store_id, 1 FROM (
+        (SELECT store_id FROM image_optimization_items
+         WHERE status = 'PENDING' AND store_id = '' AND %(cursor)s = '' LIMIT 1)
+        UNION ALL
+        (SELECT store_id FROM image_optimization_items
+         WHERE status = 'PENDING' AND store_id > %(cursor)s ORDER BY store_id LIMIT 1)
+     ) AS first ORDER BY first.store_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT i.store_id FROM image_optimization_items i
+            WHERE i.status = 'PENDING' AND i.store_id > s.store_id
+            ORDER BY i.store_id LIMIT 1), s.n + 1
+    FROM s WHERE s.store_id IS NOT NULL AND s.n < %(limit)s
+)
+SELECT s.store_id, coalesce(w.weight, 1) AS weight
+FROM s LEFT JOIN image_optimization_stores w USING (store_id)
+WHERE s.store_id IS NOT NULL
+ORDER BY s.store_id;
+
 -- name: pending_heads
 -- The first %(per_store)s due PENDING items of each given store: priority first, then age.
 SELECT h.id, h.job_id, h.store_id, h.source_url, h.priority, h.created_at,
@@ -62,16 +86,17 @@ SELECT i.id, i.job_id, i.store_id, i.source_url, i.status, i.attempts, i.priorit
        coalesce(i.model, j.model) AS model,
        coalesce(i.prompt, j.prompt) AS prompt,
        j.params || i.params AS params,
-       j.preset
+       coalesce(i.preset, j.preset) AS preset
 FROM image_optimization_items i
 JOIN image_optimization_jobs j ON j.id = i.job_id
 WHERE i.id = %(id)s;
 
 -- name: record_input
--- Remember where the normalized input was stored (still QUEUED).
+-- Remember where the normalized input was stored (by the worker that holds the SUBMITTING
+-- claim; the rescuer finds a dead worker's prediction by this key's URL).
 UPDATE image_optimization_items
 SET input_key = %(input_key)s, updated_at = now()
-WHERE id = %(id)s AND status = 'QUEUED'
+WHERE id = %(id)s AND status IN ('QUEUED', 'SUBMITTING')
 RETURNING id;
 
 -- name: claim_submission
@@ -133,18 +158,66 @@ WHERE id = %(id)s AND status = 'PROCESSING'
 RETURNING id;
 
 -- name: refresh_active_jobs
--- Job counters and status follow their items (for jobs not yet final).
+-- Job counters and status follow their items (for jobs not yet final); per job an index-only
+-- count over (job_id, status).
 WITH counts AS (
-    SELECT i.job_id,
-           count(*) AS total,
-           count(*) FILTER (WHERE i.status = 'DONE') AS done,
-           count(*) FILTER (WHERE i.status = 'FAILED') AS failed,
-           count(*) FILTER (WHERE i.status = 'CANCELED') AS canceled,
-           count(*) FILTER (WHERE i.status <> 'PENDING') AS started
-    FROM image_optimization_items i
-    WHERE i.job_id IN (SELECT id FROM image_optimization_jobs
-                       WHERE status IN ('PENDING', 'PROCESSING'))
-    GROUP BY i.job_id
+    SELECT a.job_id, c.total, c.done, c.failed, c.canceled, c.started
+    FROM (SELECT id AS job_id FROM image_optimization_jobs
+          WHERE status IN ('PENDING', 'PROCESSING')) a
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS total,
+               count(*) FILTER (WHERE i.status = 'DONE') AS done,
+               count(*) FILTER (WHERE i.status = 'FAILED') AS failed,
+               count(*) FILTER (WHERE i.status = 'CANCELED') AS canceled,
+               count(*) FILTER (WHERE i.status <> 'PENDING') AS started
+        FROM image_optimization_items i
+        WHERE i.job_id = a.job_id
+    ) c
+    WHERE c.total > 0  -- a job whose items are not inserted yet keeps its status
+)
+UPDATE image_optimization_jobs j
+SET total_items = c.total, done_items = c.done, failed_items = c.failed,
+    canceled_items = c.canceled,
+    status = CASE
+        WHEN c.done + c.failed + c.canceled < c.total THEN
+             CASE WHEN c.started > 0 THEN 'PROCESSING' ELSE 'PENDING' END
+        WHEN c.done > 0 THEN 'DONE'
+        WHEN c.failed > 0 THEN 'FAILED'
+        ELSE 'CANCELED' END,
+    completed_at = CASE WHEN c.done + c.failed + c.canceled = c.total THEN now() END,
+    updated_at = now()
+FROM counts c
+WHERE j.id = c.job_id
+  AND (j.total_items, j.done_items, j.failed_items, j.canceled_items, j.status)
+      IS DISTINCT FROM (c.total::int, c.done::int, c.failed::int, c.canceled::int,
+        CASE
+          WHEN c.done + c.failed + c.canceled < c.total THEN
+               CASE WHEN c.started > 0 THEN 'PROCESSING' ELSE 'PENDING' END
+          WHEN c.done > 0 THEN 'DONE'
+          WHEN c.failed > 0 THEN 'FAILED'
+          ELSE 'CANCELED' END)
+RETURNING j.id, j.status;
+
+-- name: refresh_recent_jobs
+-- refresh_active_jobs for the active jobs with an item changed since %(since)s (a literal
+-- time, so the planner sees how few rows qualify), found index-only via (updated_at, job_id).
+WITH counts AS (
+    SELECT a.job_id, c.total, c.done, c.failed, c.canceled, c.started
+    FROM (SELECT DISTINCT t.job_id
+          FROM image_optimization_items t
+          JOIN image_optimization_jobs aj ON aj.id = t.job_id
+          WHERE t.updated_at >= %(since)s::timestamptz
+            AND aj.status IN ('PENDING', 'PROCESSING')) a
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS total,
+               count(*) FILTER (WHERE i.status = 'DONE') AS done,
+               count(*) FILTER (WHERE i.status = 'FAILED') AS failed,
+               count(*) FILTER (WHERE i.status = 'CANCELED') AS canceled,
+               count(*) FILTER (WHERE i.status <> 'PENDING') AS started
+        FROM image_optimization_items i
+        WHERE i.job_id = a.job_id
+    ) c
+    WHERE c.total > 0  -- a job whose items are not inserted yet keeps its status
 )
 UPDATE image_optimization_jobs j
 SET total_items = c.total, done_items = c.done, failed_items = c.failed,
@@ -177,8 +250,10 @@ RETURNING id;
 
 -- name: insert_item
 -- One item of a job (status PENDING by default; the insert trigger NOTIFYs the scheduler).
-INSERT INTO image_optimization_items (job_id, store_id, source_url, prompt, model, params, priority)
-VALUES (%(job_id)s, %(store_id)s, %(source_url)s, %(prompt)s, %(model)s, %(params)s, %(priority)s);
+INSERT INTO image_optimization_items (job_id, store_id, source_url, prompt, model, params, priority,
+                                      preset)
+VALUES (%(job_id)s, %(store_id)s, %(source_url)s, %(prompt)s, %(model)s, %(params)s, %(priority)s,
+        %(preset)s);
 
 -- name: status_counts
 -- Items by status, per store and per job (the seeds' distribution query, grouped).
@@ -265,6 +340,14 @@ WHERE status = 'PROCESSING'
 ORDER BY last_polled_at NULLS FIRST
 LIMIT %(limit)s;
 
+-- name: touch_repolled
+-- PROCESSING items the rescuer sent a poll for restart their staleness clock (so a second
+-- rescuer pass does not send another poll; the poll itself records the real poll).
+UPDATE image_optimization_items
+SET last_polled_at = now()
+WHERE id = ANY(%(ids)s::bigint[]) AND status = 'PROCESSING'
+RETURNING id;
+
 -- name: expired_items
 -- Non-final items older than the maximum age.
 SELECT id, status, prediction_id FROM image_optimization_items
@@ -285,7 +368,8 @@ RETURNING id, prediction_id;
 -- Dead letters back to PENDING (ops' retry): attempts start over.
 UPDATE image_optimization_items
 SET status = 'PENDING', attempts = 0, next_attempt_at = NULL, prediction_id = NULL,
-    error_code = NULL, error_message = NULL, completed_at = NULL, updated_at = now()
+    error_code = NULL, error_message = NULL, completed_at = NULL, input_deleted_at = NULL,
+    updated_at = now()
 WHERE status = 'FAILED'
   AND (%(job_id)s::bigint IS NULL OR job_id = %(job_id)s::bigint)
   AND (%(error_code)s::text IS NULL OR error_code = %(error_code)s::text)
@@ -299,7 +383,295 @@ WHERE id = ANY(%(ids)s::bigint[])
 RETURNING id;
 
 -- name: queue_depths
--- Non-final items by status across all stores (heartbeat and metrics; finished rows cost nothing).
+-- Non-final items by status across all stores (heartbeat and metrics; finished rows cost
+-- nothing): PENDING from its partial index, the others from the active-items index.
+SELECT 'PENDING' AS status, count(*) AS n FROM image_optimization_items
+WHERE status = 'PENDING'
+UNION ALL
 SELECT status, count(*) AS n FROM image_optimization_items
-WHERE status IN ('PENDING', 'QUEUED', 'SUBMITTING', 'PROCESSING')
+WHERE status IN ('QUEUED', 'SUBMITTING', 'PROCESSING')
 GROUP BY status;
+
+-- =====================================================================================
+-- Issue 7: presets, quotas, item cancel/retry, retention (pipeline/presets.py, quotas.py,
+-- cancellation.py, retention.py). Migration 0002.
+-- =====================================================================================
+
+-- name: get_preset
+-- One custom preset of a store.
+SELECT store_id, name, spec, created_at, updated_at
+FROM image_optimization_presets
+WHERE store_id = %(store_id)s AND name = %(preset_name)s;
+
+-- name: list_presets
+-- Custom presets, of one store or of all.
+SELECT store_id, name, spec, created_at, updated_at
+FROM image_optimization_presets
+WHERE (%(store_id)s::text IS NULL OR store_id = %(store_id)s::text)
+ORDER BY store_id, name;
+
+-- name: upsert_preset
+-- Insert or replace a custom preset (the spec was validated by pipeline/presets.py).
+INSERT INTO image_optimization_presets (store_id, name, spec)
+VALUES (%(store_id)s, %(preset_name)s, %(spec)s)
+ON CONFLICT (store_id, name) DO UPDATE SET spec = EXCLUDED.spec, updated_at = now()
+RETURNING store_id, name, spec, created_at, updated_at;
+
+-- name: delete_preset
+-- Remove a custom preset.
+DELETE FROM image_optimization_presets
+WHERE store_id = %(store_id)s AND name = %(preset_name)s
+RETURNING name;
+
+-- name: set_store_quota
+-- Per-store limit of items per rolling window (NULL: the default from settings).
+INSERT INTO image_optimization_stores (store_id, daily_item_quota)
+VALUES (%(store_id)s, %(quota)s)
+ON CONFLICT (store_id) DO UPDATE SET daily_item_quota = EXCLUDED.daily_item_quota
+RETURNING store_id, daily_item_quota;
+
+-- name: quota_usage
+-- Per given store: its quota (NULL = none) and items started (queued) within the window.
+SELECT s.store_id, q.quota,
+       CASE WHEN q.quota IS NULL THEN 0 ELSE (
+           SELECT count(*) FROM image_optimization_items i
+           WHERE i.store_id = s.store_id
+             AND i.queued_at > %(now)s - make_interval(secs => %(window_seconds)s)
+       ) END AS used,
+       CASE WHEN q.quota IS NULL THEN NULL ELSE (
+           SELECT min(i.queued_at) + make_interval(secs => %(window_seconds)s)
+           FROM image_optimization_items i
+           WHERE i.store_id = s.store_id
+             AND i.queued_at > %(now)s - make_interval(secs => %(window_seconds)s)
+       ) END AS frees_at
+FROM unnest(%(store_ids)s::text[]) AS s(store_id)
+LEFT JOIN image_optimization_stores w USING (store_id)
+CROSS JOIN LATERAL (
+    SELECT coalesce(w.daily_item_quota, nullif(%(default_quota)s::int, 0)) AS quota
+) q;
+
+-- name: pending_counts
+-- PENDING items per given store (what a quota is holding back).
+SELECT store_id, count(*) AS n FROM image_optimization_items
+WHERE status = 'PENDING' AND store_id = ANY(%(store_ids)s::text[])
+GROUP BY store_id;
+
+-- name: cancel_item
+-- Cancel one item if it is in one of %(from_statuses)s; returns what was canceled.
+UPDATE image_optimization_items
+SET status = 'CANCELED', error_code = 'canceled', error_message = 'canceled by request',
+    completed_at = now(), updated_at = now()
+WHERE id = %(id)s AND status = ANY(%(from_statuses)s::text[])
+RETURNING id, job_id, prediction_id;
+
+-- name: retry_item
+-- One FAILED item back to PENDING (attempts start over).
+UPDATE image_optimization_items
+SET status = 'PENDING', attempts = 0, next_attempt_at = NULL, prediction_id = NULL,
+    error_code = NULL, error_message = NULL, completed_at = NULL, input_deleted_at = NULL,
+    updated_at = now()
+WHERE id = %(id)s AND status = 'FAILED'
+RETURNING id, job_id;
+
+-- name: retention_due_inputs
+-- Finished items whose normalized input is older than the cutoff and still stored.
+SELECT id, input_key FROM image_optimization_items
+WHERE completed_at < %(cutoff)s AND status IN ('DONE', 'FAILED', 'CANCELED')
+  AND input_key IS NOT NULL AND input_deleted_at IS NULL
+ORDER BY completed_at
+LIMIT %(limit)s;
+
+-- name: mark_inputs_deleted
+-- Record that these items' inputs were deleted (only while still finished).
+UPDATE image_optimization_items
+SET input_deleted_at = %(now)s
+WHERE id = ANY(%(ids)s::bigint[]) AND input_deleted_at IS NULL
+  AND status IN ('DONE', 'FAILED', 'CANCELED')
+RETURNING id;
+
+-- name: retention_due_outputs
+-- DONE items whose result is older than the cutoff and still stored.
+SELECT id, output_key FROM image_optimization_items
+WHERE completed_at < %(cutoff)s AND status = 'DONE'
+  AND output_key IS NOT NULL AND output_deleted_at IS NULL
+ORDER BY completed_at
+LIMIT %(limit)s;
+
+-- name: mark_outputs_deleted
+-- Record that these items' results were deleted (the key stays, for the record).
+UPDATE image_optimization_items
+SET output_deleted_at = %(now)s
+WHERE id = ANY(%(ids)s::bigint[]) AND output_deleted_at IS NULL AND status = 'DONE'
+RETURNING id;
+
+-- name: retention_due_jobs
+-- Finished jobs older than the cutoff with no unfinished item (their rows may go).
+SELECT j.id FROM image_optimization_jobs j
+WHERE j.status IN ('DONE', 'FAILED', 'CANCELED') AND j.completed_at < %(cutoff)s
+  AND NOT EXISTS (SELECT 1 FROM image_optimization_items i
+                  WHERE i.job_id = j.id AND i.status NOT IN ('DONE', 'FAILED', 'CANCELED'))
+ORDER BY j.completed_at
+LIMIT %(limit)s;
+
+-- name: retention_job_objects
+-- Objects still stored for the items of these jobs (deleted before the rows).
+SELECT id, input_key, output_key FROM image_optimization_items
+WHERE job_id = ANY(%(job_ids)s::bigint[])
+  AND ((input_key IS NOT NULL AND input_deleted_at IS NULL)
+       OR (output_key IS NOT NULL AND output_deleted_at IS NULL));
+
+-- name: delete_job_items
+-- Delete the item rows of these jobs (if still finished); returns how many.
+WITH gone AS (
+    DELETE FROM image_optimization_items
+    WHERE job_id = ANY(%(job_ids)s::bigint[]) AND status IN ('DONE', 'FAILED', 'CANCELED')
+    RETURNING 1
+)
+SELECT count(*) AS n FROM gone;
+
+-- name: delete_jobs
+-- Delete job rows left without items (after delete_job_items); returns their ids.
+DELETE FROM image_optimization_jobs j
+WHERE j.id = ANY(%(job_ids)s::bigint[]) AND j.status IN ('DONE', 'FAILED', 'CANCELED')
+  AND NOT EXISTS (SELECT 1 FROM image_optimization_items i WHERE i.job_id = j.id)
+RETURNING j.id;
+
+-- name: retention_counts
+-- What a retention run would delete now (dry run): inputs, outputs, jobs and their items.
+SELECT
+    (SELECT count(*) FROM image_optimization_items
+     WHERE completed_at < %(input_cutoff)s AND status IN ('DONE', 'FAILED', 'CANCELED')
+       AND input_key IS NOT NULL AND input_deleted_at IS NULL) AS inputs,
+    (SELECT count(*) FROM image_optimization_items
+     WHERE completed_at < %(output_cutoff)s AND status = 'DONE'
+       AND output_key IS NOT NULL AND output_deleted_at IS NULL) AS outputs,
+    (SELECT count(*) FROM image_optimization_jobs j
+     WHERE j.status IN ('DONE', 'FAILED', 'CANCELED') AND j.completed_at < %(rows_cutoff)s
+       AND NOT EXISTS (SELECT 1 FROM image_optimization_items i
+                       WHERE i.job_id = j.id
+                         AND i.status NOT IN ('DONE', 'FAILED', 'CANCELED'))) AS jobs,
+    (SELECT count(*) FROM image_optimization_items i
+     JOIN image_optimization_jobs j ON j.id = i.job_id
+     WHERE j.status IN ('DONE', 'FAILED', 'CANCELED') AND j.completed_at < %(rows_cutoff)s
+       AND NOT EXISTS (SELECT 1 FROM image_optimization_items x
+                       WHERE x.job_id = j.id
+                         AND x.status NOT IN ('DONE', 'FAILED', 'CANCELED'))) AS items;
+
+-- =============================================================================================
+-- HTTP API and web console (issue 10): callers (API keys, guest sessions), owned jobs, usage.
+-- =============================================================================================
+
+-- name: api_set_job_owner
+-- Record who created a job through the API (same transaction as the insert).
+UPDATE image_optimization_jobs
+SET owner_type = %(owner_type)s, owner_id = %(owner_id)s
+WHERE id = %(job_id)s;
+
+-- name: api_insert_key
+-- A new API key for a store (only the hash is stored).
+INSERT INTO image_optimization_api_keys (store_id, key_prefix, key_hash, name)
+VALUES (%(store_id)s, %(key_prefix)s, %(key_hash)s, %(label)s)
+RETURNING id, store_id, key_prefix, name, created_at;
+
+-- name: api_find_key
+-- The live key with this hash.
+SELECT id, store_id, key_prefix, last_used_at
+FROM image_optimization_api_keys
+WHERE key_hash = %(key_hash)s AND revoked_at IS NULL;
+
+-- name: api_touch_key
+-- Mark a key used (the API calls it at most once a minute per key, to spare writes).
+UPDATE image_optimization_api_keys SET last_used_at = now() WHERE id = %(id)s;
+
+-- name: api_list_keys
+-- Keys of one store (or all), newest first, never the hash.
+SELECT id, store_id, key_prefix, name, created_at, last_used_at, revoked_at
+FROM image_optimization_api_keys
+WHERE %(store_id)s::text IS NULL OR store_id = %(store_id)s::text
+ORDER BY id DESC;
+
+-- name: api_revoke_key
+-- Revoke a key by its id.
+UPDATE image_optimization_api_keys SET revoked_at = now()
+WHERE id = %(id)s AND revoked_at IS NULL
+RETURNING id;
+
+-- name: api_insert_guest
+-- A new console guest session.
+INSERT INTO image_optimization_guest_sessions (id, token_hash, expires_at)
+VALUES (%(id)s, %(token_hash)s, now() + make_interval(secs => %(ttl_seconds)s))
+RETURNING id;
+
+-- name: api_find_guest
+-- The unexpired guest session with this token hash.
+SELECT id, last_seen_at
+FROM image_optimization_guest_sessions
+WHERE token_hash = %(token_hash)s AND expires_at > now();
+
+-- name: api_touch_guest
+-- Slide a guest session's expiry (the API calls it at most once a minute per session).
+UPDATE image_optimization_guest_sessions
+SET last_seen_at = now(), expires_at = now() + make_interval(secs => %(ttl_seconds)s)
+WHERE id = %(id)s;
+
+-- name: api_get_job
+-- One job with its owner and counters (ownership is checked by the caller).
+SELECT id, store_id, owner_type, owner_id, model, prompt, params, preset, status,
+       total_items, done_items, failed_items, canceled_items, created_at, updated_at, completed_at
+FROM image_optimization_jobs
+WHERE id = %(id)s;
+
+-- name: api_job_items
+-- The items of one job as the API shows them.
+SELECT id, status, source_url, input_key, output_key, output_width, output_height,
+       output_bytes, output_content_type, error_code, error_message, attempts,
+       created_at, updated_at, completed_at
+FROM image_optimization_items
+WHERE job_id = %(job_id)s
+ORDER BY id;
+
+-- name: api_list_jobs
+-- A caller's newest jobs: a guest's own, or every job of a store except guests' jobs.
+SELECT id, store_id, owner_type, owner_id, model, prompt, params, preset, status,
+       total_items, done_items, failed_items, canceled_items, created_at, updated_at, completed_at
+FROM image_optimization_jobs
+WHERE CASE WHEN %(owner_type)s::text = 'guest'
+           THEN owner_type = 'guest' AND owner_id = %(owner_id)s::text
+           ELSE store_id = %(store_id)s::text AND owner_type IS DISTINCT FROM 'guest' END
+ORDER BY id DESC
+LIMIT %(limit)s;
+
+-- name: api_get_item
+-- One item with its job's owner, for owner-gated file delivery.
+SELECT i.id, i.job_id, i.store_id, i.status, i.source_url, i.input_key, i.output_key,
+       i.output_content_type, j.owner_type, j.owner_id
+FROM image_optimization_items i
+JOIN image_optimization_jobs j ON j.id = i.job_id
+WHERE i.id = %(id)s;
+
+-- name: api_usage
+-- Items a caller created in the window, and when the oldest of them leaves it.
+SELECT count(*) AS used,
+       min(i.created_at) + make_interval(secs => %(window_seconds)s) AS frees_at
+FROM image_optimization_items i
+JOIN image_optimization_jobs j ON j.id = i.job_id
+WHERE i.created_at > now() - make_interval(secs => %(window_seconds)s)
+  AND CASE WHEN %(owner_type)s::text = 'guest'
+           THEN j.owner_type = 'guest' AND j.owner_id = %(owner_id)s::text
+           ELSE i.store_id = %(store_id)s::text AND j.owner_type IS DISTINCT FROM 'guest' END;
+
+-- name: api_ping
+-- Readiness probe: the database answers on the project schema.
+SELECT count(*) AS n FROM image_optimization_jobs WHERE false;
+
+-- =============================================================================================
+-- Metrics (issue 5): the scheduler leader's backlog gauges (pipeline/metrics.py).
+-- =============================================================================================
+
+-- name: metrics_pending_by_store
+-- The %(limit)s stores with most PENDING items, each row also carrying how many stores have any.
+SELECT store_id, n, count(*) OVER () AS stores
+FROM (SELECT store_id, count(*) AS n FROM image_optimization_items
+      WHERE status = 'PENDING' GROUP BY store_id) s
+ORDER BY n DESC, store_id
+LIMIT greatest(%(limit)s, 1);

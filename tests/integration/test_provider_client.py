@@ -312,8 +312,10 @@ def test_download_never_sends_the_api_token() -> None:
         return httpx.Response(200, content=b"png")
 
     transport = httpx.MockTransport(record)
-    with ProviderClient("https://provider.test/v1", TOKEN, transport=transport) as client:
-        assert client.download("https://delivery.test/out.png", max_bytes=10) == b"png"
+    with ProviderClient(
+        "https://provider.test/v1", TOKEN, transport=transport, output_hosts=("delivery.test",)
+    ) as client:
+        assert client.download("https://cdn.delivery.test/out.png", max_bytes=10) == b"png"
     assert "Authorization" not in seen[0].headers
 
 

@@ -58,3 +58,29 @@ def test_every_backlogged_store_gets_within_one_item_of_every_other(
     for store in sizes:  # within a store the given order is kept
         got = [i for s, i in chosen if s == store]
         assert got == sorted(got)
+
+
+@given(
+    st.dictionaries(st.sampled_from("abcdefgh"), st.integers(1, 5), min_size=1, max_size=8),
+    st.integers(1, 4),
+)
+def test_backlogged_stores_get_shares_proportional_to_their_weights(
+    weights: dict[str, int], rounds: int
+) -> None:
+    heads = {store: [(store, i) for i in range(100)] for store in weights}
+    limit = rounds * sum(weights.values())
+    chosen = round_robin(heads, weights, None, limit).items
+    for store, weight in weights.items():
+        assert sum(1 for s, _ in chosen if s == store) == rounds * weight
+
+
+def test_successive_small_selections_visit_every_store_before_any_store_twice() -> None:
+    heads = {s: [f"{s}{i}" for i in range(5)] for s in "abcdefg"}
+    cursor = None
+    served: list[str] = []
+    for _ in range(7):
+        selection = round_robin(heads, {}, cursor, 1)
+        served.extend(item[0] for item in selection.items)
+        heads = {s: [i for i in items if i not in selection.items] for s, items in heads.items()}
+        cursor = selection.cursor
+    assert served == list("abcdefg")

@@ -1,0 +1,133 @@
+"""The api's ASGI app: routes, middleware and the services behind them.
+
+``create_app(settings)`` builds everything at startup (lifespan) and closes it at shutdown;
+``serve(settings, host, port)`` runs it under uvicorn (``imageopt api``).
+
+Middleware, outermost first: security headers on every response; the body-size bound; the
+CSRF/Origin check. Errors become the envelope (:mod:`pipeline.api.envelope`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import structlog
+import uvicorn
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import Route
+
+from pipeline.api import catalog, console, files, jobs, ops
+from pipeline.api.context import ApiContext, build_context
+from pipeline.api.envelope import (
+    ApiError,
+    api_error_handler,
+    error_response,
+    http_exception_handler,
+    internal_error_handler,
+)
+from pipeline.api.security import BodyLimitMiddleware, CsrfMiddleware, SecurityHeadersMiddleware
+from pipeline.config import Settings
+from pipeline.errors import DatabaseUnavailable, RateLimiterUnavailable, StorageError
+
+log = structlog.get_logger(__name__)
+
+OPENAPI_PATH = Path(__file__).resolve().parent / "openapi.yaml"
+FORM_OVERHEAD_BYTES = 1024 * 1024
+"""Room for multipart boundaries and text fields on top of the files themselves."""
+
+
+async def openapi(request: Request) -> Response:
+    """``GET /api/openapi.yaml``: the OpenAPI description of this API."""
+    return FileResponse(OPENAPI_PATH, media_type="application/yaml")
+
+
+async def metrics(request: Request) -> Response:
+    """``GET /metrics``: this process's Prometheus metrics (text exposition format)."""
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def unavailable_handler(request: Request, exc: Exception) -> Response:
+    """Postgres, Redis or the bucket did not answer: 503, retry later."""
+    code = getattr(exc, "code", "unavailable")
+    log.warning("api_dependency_unavailable", error_code=code, path=request.url.path)
+    return error_response(
+        ApiError(503, "service_unavailable", "a backing service is unavailable; retry later",
+                 headers={"Retry-After": "5"})
+    )  # fmt: skip
+
+
+async def logged_internal_error(request: Request, exc: Exception) -> Response:
+    log.error("api_internal_error", path=request.url.path, error=type(exc).__name__, exc_info=exc)
+    return await internal_error_handler(request, exc)
+
+
+def create_app(
+    settings: Settings, context_factory: Callable[[Settings], ApiContext] = build_context
+) -> Starlette:
+    """Build the api app.
+
+    Args:
+        settings: process settings.
+        context_factory: builds the services at startup (tests may pass their own).
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        ctx = context_factory(settings)
+        app.state.ctx = ctx
+        log.info("api_started")
+        try:
+            yield
+        finally:
+            ctx.close()
+            log.info("api_stopped")
+
+    max_body = settings.api_max_files_per_job * settings.api_max_upload_bytes + FORM_OVERHEAD_BYTES
+    origins = [o for o in settings.api_allowed_origins.split(",") if o.strip()]
+    routes = [
+        *ops.ROUTES,
+        Route("/api/openapi.yaml", openapi, methods=["GET"]),
+        *catalog.ROUTES,
+        *jobs.ROUTES,
+        *files.ROUTES,
+        *console.ROUTES,
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+    return Starlette(
+        routes=routes,
+        middleware=[
+            Middleware(SecurityHeadersMiddleware),
+            Middleware(BodyLimitMiddleware, max_bytes=max_body),
+            Middleware(CsrfMiddleware, allowed_origins=origins, routes=routes),
+        ],
+        exception_handlers={
+            ApiError: api_error_handler,
+            HTTPException: http_exception_handler,
+            DatabaseUnavailable: unavailable_handler,
+            RateLimiterUnavailable: unavailable_handler,
+            StorageError: unavailable_handler,
+            Exception: logged_internal_error,
+        },
+        lifespan=lifespan,
+    )
+
+
+def serve(settings: Settings, host: str, port: int) -> None:
+    """Run the api under uvicorn until SIGINT/SIGTERM (one process; scale with replicas)."""
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        proxy_headers=True,
+        server_header=False,
+        timeout_graceful_shutdown=5,
+    )

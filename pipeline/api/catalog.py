@@ -1,0 +1,98 @@
+"""What a caller may choose and how much it has used: models, presets, usage (seed 002 §4)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from pipeline.api.auth import Caller
+from pipeline.api.context import SECONDS_PER_DAY, ApiContext, blocking
+from pipeline.api.envelope import ok
+from pipeline.presets import list_presets
+
+
+def model_views(ctx: ApiContext) -> list[dict[str, Any]]:
+    """The allowlist as the API shows it (name, kind, prompt needed, parameter names)."""
+    return [
+        {
+            "name": spec.name,
+            "kind": spec.kind,
+            "requiresPrompt": spec.requires_prompt,
+            "params": sorted(spec.allowed_params),
+            "default": spec.name == ctx.settings.replicate_image_model,
+        }
+        for spec in ctx.models.values()
+    ]
+
+
+def preset_views(ctx: ApiContext, store_id: str | None) -> list[dict[str, Any]]:
+    """Built-in presets and the store's custom ones (issue 7's :mod:`pipeline.presets`)."""
+    rows = list_presets(ctx.repo, store_id) if store_id is not None else list_presets()
+    return [{"name": p["name"], "builtin": p["builtin"], "spec": p["spec"]} for p in rows]
+
+
+async def models(request: Request) -> Response:
+    """``GET /api/models``: the model allowlist (public)."""
+    ctx: ApiContext = request.app.state.ctx
+    caller = await ctx.caller(request, required=False)
+    await (ctx.throttle(caller) if caller else ctx.throttle_anonymous(request))
+    return ok({"models": model_views(ctx)})
+
+
+async def presets(request: Request) -> Response:
+    """``GET /api/presets``: built-in presets, plus the caller store's custom ones."""
+    ctx: ApiContext = request.app.state.ctx
+    caller = await ctx.caller(request, required=False)
+    await (ctx.throttle(caller) if caller else ctx.throttle_anonymous(request))
+    store = caller.store_id if caller is not None and caller.owner_type == "store" else None
+    views = await blocking(preset_views, ctx, store)
+    return ok({"presets": views})
+
+
+async def usage_view(ctx: ApiContext, caller: Caller) -> dict[str, Any]:
+    """Items used and left in the rolling 24 h window (seed 002: ``usage``, ``limits``)."""
+    limit = (
+        ctx.settings.api_guest_daily_items
+        if caller.owner_type == "guest"
+        else ctx.settings.api_store_daily_items
+    )
+    used, frees_at = await blocking(
+        ctx.repo.api_usage, caller.owner_type, caller.owner_id, caller.store_id, SECONDS_PER_DAY
+    )
+    reset = frees_at if frees_at is not None and limit > 0 and used >= limit else None
+    return {
+        "ownerType": caller.owner_type,
+        "usage": {"used": used, "limit": limit or None,
+                  "remaining": max(0, limit - used) if limit > 0 else None,
+                  "windowSeconds": int(SECONDS_PER_DAY),
+                  "resetAt": reset.astimezone(UTC).isoformat() if reset else None},
+        "limits": {
+            "maxUploadBytes": ctx.settings.api_max_upload_bytes,
+            "maxFilesPerJob": ctx.settings.api_max_files_per_job,
+            "requestsPerMinute": ctx.settings.api_rate_per_minute,
+            "jobsPerMinute": ctx.settings.api_create_rate_per_minute,
+        },
+        "now": datetime.now(UTC).isoformat(),
+    }  # fmt: skip
+
+
+async def usage(request: Request) -> Response:
+    """``GET /api/usage``: the caller's usage; seeds a guest session for a cookie-less browser."""
+    ctx: ApiContext = request.app.state.ctx
+    caller, token = await ctx.caller_or_new_guest(request)
+    await ctx.throttle(caller)
+    response = ok(await usage_view(ctx, caller))
+    if token is not None:
+        ctx.set_guest_cookie(request, response, token)
+    return response
+
+
+ROUTES = [
+    Route("/api/models", models, methods=["GET"]),
+    Route("/api/presets", presets, methods=["GET"]),
+    Route("/api/usage", usage, methods=["GET"]),
+]

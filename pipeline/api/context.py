@@ -1,0 +1,169 @@
+"""The api process's collaborators, built once from Settings, and per-request guards.
+
+Routes call :meth:`ApiContext.caller` (who is asking), :meth:`ApiContext.throttle` (per-caller
+limits) and :func:`blocking` (run a synchronous repository or storage call in the thread pool).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import anyio.to_thread
+import redis
+from psycopg_pool import ConnectionPool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from pipeline.api.auth import (
+    GUEST_COOKIE,
+    Caller,
+    bearer_token,
+    caller_from_guest_token,
+    caller_from_key,
+    new_guest,
+)
+from pipeline.api.envelope import ApiError
+from pipeline.api.throttle import Throttle
+from pipeline.config import Settings
+from pipeline.db import create_pool
+from pipeline.models import ModelSpec
+from pipeline.provider import ProviderClient
+from pipeline.ratelimit import RateLimiter
+from pipeline.repository import Repository
+from pipeline.storage import ObjectStorage
+from pipeline.wiring import allowlist, limiters, provider_client, redis_client, storage
+
+T = TypeVar("T")
+SECONDS_PER_DAY = 86_400.0
+
+
+async def blocking(fn: Callable[..., T], *args: Any) -> T:
+    """Run a blocking call (psycopg, redis, minio) in the worker thread pool."""
+    return await anyio.to_thread.run_sync(fn, *args)
+
+
+@dataclass
+class ApiContext:
+    """Everything the routes use; one per api process."""
+
+    settings: Settings
+    repo: Repository
+    redis: redis.Redis
+    create_limiter: RateLimiter
+    read_limiter: RateLimiter
+    storage: ObjectStorage
+    provider: ProviderClient
+    throttler: Throttle
+    models: dict[str, ModelSpec]
+    closers: list[Any] = field(default_factory=list)
+
+    @property
+    def guest_ttl_seconds(self) -> float:
+        return self.settings.api_guest_session_days * SECONDS_PER_DAY
+
+    def close(self) -> None:
+        for closer in self.closers:
+            closer.close()
+
+    # --- who is calling ----------------------------------------------------------------------
+    async def caller(self, request: Request, *, required: bool = True) -> Caller | None:
+        """The caller of ``request``.
+
+        Raises:
+            ApiError: 401 for a bad or revoked API key, or (``required``) no credentials.
+        """
+        authorization = request.headers.get("authorization")
+        if authorization is not None:
+            token = bearer_token(authorization)
+            found = await blocking(caller_from_key, self.repo, token) if token else None
+            if found is None:
+                await self.throttle_anonymous(request)
+                raise ApiError(
+                    401, "unauthorized", "invalid API key", headers={"WWW-Authenticate": "Bearer"}
+                )
+            return found
+        token = request.cookies.get(GUEST_COOKIE)
+        if token:
+            guest = await blocking(
+                caller_from_guest_token,
+                self.repo, token, self.settings.api_guest_store, self.guest_ttl_seconds,
+            )  # fmt: skip
+            if guest is not None:
+                return guest
+        if required:
+            await self.throttle_anonymous(request)
+            raise ApiError(
+                401, "unauthorized", "sign in with an API key or open the console first",
+                headers={"WWW-Authenticate": "Bearer"},
+            )  # fmt: skip
+        return None
+
+    async def caller_or_new_guest(self, request: Request) -> tuple[Caller, str | None]:
+        """The caller, or a new guest session (its cookie token second) for a cookie-less
+        browser. New guests are throttled per client address."""
+        found = await self.caller(request, required=False)
+        if found is not None:
+            return found, None
+        await self.throttle_anonymous(request)
+        guest, token = await blocking(
+            new_guest, self.repo, self.settings.api_guest_store, self.guest_ttl_seconds
+        )
+        return guest, token
+
+    def set_guest_cookie(self, request: Request, response: Response, token: str) -> None:
+        """Set the ``guest_id`` cookie (HttpOnly, SameSite=Lax, Secure on https)."""
+        response.set_cookie(
+            GUEST_COOKIE, token, max_age=int(self.guest_ttl_seconds), path="/",
+            httponly=True, samesite="lax", secure=request.url.scheme == "https",
+        )  # fmt: skip
+
+    # --- per-caller limits -------------------------------------------------------------------
+    async def throttle(self, caller: Caller, *, create: bool = False) -> None:
+        """Count a request against the caller's limits.
+
+        Raises:
+            ApiError: 429 with ``Retry-After`` when over a limit.
+        """
+        await self._hit("api", caller.throttle_key, self.settings.api_rate_per_minute)
+        if create:
+            await self._hit("create", caller.throttle_key, self.settings.api_create_rate_per_minute)
+
+    async def throttle_anonymous(self, request: Request) -> None:
+        """Count a request without a caller against its client address."""
+        host = request.client.host if request.client else "unknown"
+        await self._hit("api", f"ip-{host}", self.settings.api_rate_per_minute)
+
+    async def _hit(self, name: str, key: str, limit: int) -> None:
+        decision = await blocking(self.throttler.hit, name, key, limit)
+        if not decision.admitted:
+            raise ApiError(
+                429, "rate_limited",
+                f"too many requests: {limit} per minute allowed"
+                + (" for job creation" if name == "create" else ""),
+                details={"limit": limit, "retryAfter": decision.retry_after_header},
+                headers={"Retry-After": decision.retry_after_header},
+            )  # fmt: skip
+
+
+def build_context(settings: Settings) -> ApiContext:
+    """Connect to Postgres, Redis, the bucket and the provider (lazily where the client allows)."""
+    pool: ConnectionPool[Any] = create_pool(
+        settings.database_url, settings.db_schema, max_size=settings.db_pool_max_size, name="api"
+    )
+    client = redis_client(settings)
+    create_limiter, read_limiter = limiters(settings, client)
+    provider = provider_client(settings)
+    return ApiContext(
+        settings=settings,
+        repo=Repository(pool),
+        redis=client,
+        create_limiter=create_limiter,
+        read_limiter=read_limiter,
+        storage=storage(settings),
+        provider=provider,
+        throttler=Throttle(client, settings.redis_namespace),
+        models=allowlist(settings),
+        closers=[provider, pool, client],
+    )

@@ -1,0 +1,419 @@
+"""Job routes: create (multipart upload or JSON source URLs), list, get, live events, cancel,
+retry (seed 002 §4: ``POST /api/ai-image/jobs``, ``GET .../jobs/[id]``, ``.../cancel``)."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import io
+import json
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from PIL import Image
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from pipeline.api.auth import Caller
+from pipeline.api.context import SECONDS_PER_DAY, ApiContext, blocking
+from pipeline.api.envelope import ApiError, ok, validation_error
+from pipeline.api.views import job_view
+from pipeline.cancellation import cancel_job as cancel_job_items
+from pipeline.errors import InvalidParams, InvalidSourceUrl, MissingPrompt, PipelineError
+from pipeline.presets import resolve_preset
+from pipeline.uploads import ALLOWED_CONTENT_TYPES, new_batch, sniff_content_type, store_upload
+from pipeline.uploads import upload_key_of as _upload_key_of
+from pipeline.validation import check_source_url
+
+log = structlog.get_logger(__name__)
+
+MAX_PROMPT_CHARS = 2000
+MAX_FORM_FIELDS = 20
+LIST_LIMIT = 50
+EVENTS_POLL_SECONDS = 1.0
+"""How often the event stream re-reads a job (seconds): one indexed query per tick."""
+EVENTS_HEARTBEAT_SECONDS = 15.0
+EVENTS_MAX_SECONDS = 600.0
+"""An event stream ends after this long; ``EventSource`` reconnects on its own."""
+_JSON_TYPES = ("application/json",)
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """A validated creation request, before uploads."""
+
+    model: str
+    prompt: str | None
+    preset: str | None
+    params: dict[str, Any]
+
+
+def _ctx(request: Request) -> ApiContext:
+    ctx: ApiContext = request.app.state.ctx
+    return ctx
+
+
+MAX_ID = 2**63 - 1
+"""Ids are Postgres ``bigint``: a larger number in a path is simply not found."""
+
+
+def path_id(request: Request, name: str) -> int:
+    """An integer path parameter that fits a ``bigint``.
+
+    Raises:
+        ApiError: 404 when it does not.
+    """
+    raw = request.path_params[name]
+    assert isinstance(raw, int)
+    if raw > MAX_ID:
+        raise ApiError(404, "not_found", f"{name.removesuffix('_id')} {raw} not found")
+    return raw
+
+
+# --- validation ----------------------------------------------------------------------------------
+def _text(value: Any, field: str, max_chars: int) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise validation_error(field, f"{field} must be a string")
+    value = value.strip()
+    if len(value) > max_chars:
+        raise validation_error(field, f"{field} is longer than {max_chars} characters")
+    return value or None
+
+
+def _params(value: Any, field: str = "params") -> dict[str, Any]:
+    if value is None or value == "":
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise validation_error(field, f"{field} must be a JSON object") from exc
+    if not isinstance(value, dict):
+        raise validation_error(field, f"{field} must be a JSON object")
+    return value
+
+
+def _check_model(ctx: ApiContext, model: str, prompt: str | None, params: dict[str, Any]) -> None:
+    spec = ctx.models.get(model)
+    if spec is None:
+        raise ApiError(
+            400, "validation_error", f"model {model!r} is not allowed",
+            details={"field": "model", "allowed": sorted(ctx.models)},
+        )  # fmt: skip
+    try:
+        spec.validate(prompt, params)
+    except MissingPrompt as exc:
+        raise validation_error("prompt", exc.message) from exc
+    except InvalidParams as exc:
+        raise validation_error("params", exc.message) from exc
+
+
+def _check_preset(ctx: ApiContext, store_id: str, name: str) -> None:
+    """Raise a 400 naming ``preset`` unless it resolves for the store (built in or custom)."""
+    try:
+        resolve_preset(ctx.repo, store_id, name)
+    except PipelineError as exc:
+        raise validation_error("preset", exc.message) from exc
+
+
+def _job_request(ctx: ApiContext, fields: Mapping[str, Any]) -> JobRequest:
+    model = _text(fields.get("model"), "model", 200) or ctx.settings.replicate_image_model
+    prompt = _text(fields.get("prompt"), "prompt", MAX_PROMPT_CHARS)
+    preset = _text(fields.get("preset"), "preset", 63)
+    params = _params(fields.get("params"))
+    _check_model(ctx, model, prompt, params)
+    return JobRequest(model, prompt, preset, params)
+
+
+async def _check_quota(ctx: ApiContext, caller: Caller, new_items: int) -> None:
+    limit = (
+        ctx.settings.api_guest_daily_items
+        if caller.owner_type == "guest"
+        else ctx.settings.api_store_daily_items
+    )
+    if limit <= 0:
+        return
+    used, frees_at = await blocking(
+        ctx.repo.api_usage, caller.owner_type, caller.owner_id, caller.store_id, SECONDS_PER_DAY
+    )
+    if used + new_items <= limit:
+        return
+    wait = (frees_at - datetime.now(UTC)).total_seconds() if frees_at else SECONDS_PER_DAY
+    retry = str(max(1, int(wait) + 1))
+    raise ApiError(
+        429, "quota_exceeded",
+        f"quota of {limit} images per 24 h reached ({used} used, {new_items} requested)",
+        details={"limit": limit, "used": used, "requested": new_items},
+        headers={"Retry-After": retry},
+    )  # fmt: skip
+
+
+# --- reading uploads -----------------------------------------------------------------------------
+async def _read_image(ctx: ApiContext, upload: UploadFile, index: int) -> tuple[str, bytes, str]:
+    """Read and check one uploaded file: ``(name, data, content_type)``."""
+    name = upload.filename or f"image-{index}"
+    limit = ctx.settings.api_max_upload_bytes
+    data = await upload.read(limit + 1)
+    if len(data) > limit:
+        raise ApiError(
+            413, "payload_too_large", f"{name}: larger than {limit // (1024 * 1024)} MB",
+            details={"field": "image", "file": name, "maxBytes": limit},
+        )  # fmt: skip
+    content_type = sniff_content_type(data)
+    if content_type not in ALLOWED_CONTENT_TYPES:
+        raise ApiError(
+            415, "unsupported_media_type", f"{name}: not a JPEG, PNG or WebP image",
+            details={"field": "image", "file": name, "allowed": sorted(ALLOWED_CONTENT_TYPES)},
+        )  # fmt: skip
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.size  # noqa: B018 - parsing the header is the check
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise ApiError(
+            415, "unsupported_media_type", f"{name}: the image cannot be read",
+            details={"field": "image", "file": name},
+        ) from exc  # fmt: skip
+    return name, data, content_type
+
+
+async def _multipart_items(
+    ctx: ApiContext, request: Request, caller: Caller
+) -> tuple[JobRequest, list[dict[str, Any]]]:
+    max_files = ctx.settings.api_max_files_per_job
+    try:
+        form = await request.form(max_files=max_files, max_fields=MAX_FORM_FIELDS)
+    except (HTTPException, MultiPartException) as exc:
+        raise ApiError(
+            400, "validation_error", f"unreadable multipart body (at most {max_files} files)",
+            details={"field": "image"},
+        ) from exc  # fmt: skip
+    try:
+        fields = {k: v for k, v in form.multi_items() if isinstance(v, str)}
+        job = _job_request(ctx, fields)
+        files = [v for k, v in form.multi_items() if k == "image" and isinstance(v, UploadFile)]
+        if not files:
+            raise validation_error("image", "add at least one image file (field image)")
+        await _check_quota(ctx, caller, len(files))
+        images = [await _read_image(ctx, f, i) for i, f in enumerate(files)]
+    finally:
+        await form.close()
+    batch = new_batch()
+    urls = []
+    for index, (name, data, content_type) in enumerate(images):
+        upload = functools.partial(
+            store_upload, ctx.storage, store_id=caller.store_id, batch=batch, index=index,
+            name=name, data=data, content_type=content_type,
+        )  # fmt: skip
+        urls.append(await blocking(upload))
+    return job, [{"source_url": url} for url in urls]
+
+
+async def _json_items(
+    ctx: ApiContext, request: Request, caller: Caller
+) -> tuple[JobRequest, list[dict[str, Any]]]:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "validation_error", "body is not valid JSON") from exc
+    if not isinstance(body, dict):
+        raise ApiError(400, "validation_error", "body must be a JSON object")
+    job = _job_request(ctx, body)
+    raw_items = body.get("items")
+    limit = ctx.settings.api_max_items_per_job
+    if not isinstance(raw_items, list) or not raw_items:
+        raise validation_error("items", "items must be a non-empty list")
+    if len(raw_items) > limit:
+        raise validation_error("items", f"at most {limit} items per job")
+    items = [_json_item(ctx, job, i, raw) for i, raw in enumerate(raw_items)]
+    await _check_quota(ctx, caller, len(items))
+    return job, items
+
+
+def _json_item(ctx: ApiContext, job: JobRequest, index: int, raw: Any) -> dict[str, Any]:
+    field = f"items[{index}]"
+    if not isinstance(raw, dict):
+        raise validation_error(field, f"{field} must be an object with sourceUrl")
+    url = raw.get("sourceUrl")
+    if not isinstance(url, str):
+        raise validation_error(f"{field}.sourceUrl", f"{field}.sourceUrl must be a string")
+    try:
+        check_source_url(url)
+    except InvalidSourceUrl as exc:
+        raise validation_error(f"{field}.sourceUrl", exc.message) from exc
+    if not url.lower().startswith(("http://", "https://")):
+        raise validation_error(f"{field}.sourceUrl", "sourceUrl must be an http(s) URL")
+    item: dict[str, Any] = {"source_url": url}
+    prompt = _text(raw.get("prompt"), f"{field}.prompt", MAX_PROMPT_CHARS)
+    params = _params(raw.get("params"), f"{field}.params")
+    if prompt is not None or params:
+        try:
+            ctx.models[job.model].validate(prompt or job.prompt, {**job.params, **params})
+        except InvalidParams as exc:
+            raise validation_error(f"{field}.params", exc.message) from exc
+        if prompt is not None:
+            item["prompt"] = prompt
+        if params:
+            item["params"] = params
+    return item
+
+
+# --- routes ----------------------------------------------------------------------------------
+async def create_job(request: Request) -> Response:
+    """``POST /api/jobs``: multipart (``image`` files) or JSON (``items[].sourceUrl``)."""
+    ctx = _ctx(request)
+    caller, token = await ctx.caller_or_new_guest(request)
+    await ctx.throttle(caller, create=True)
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type == "multipart/form-data":
+        job, items = await _multipart_items(ctx, request, caller)
+    elif media_type in _JSON_TYPES:
+        job, items = await _json_items(ctx, request, caller)
+    else:
+        raise ApiError(
+            415, "unsupported_media_type", "send multipart/form-data or application/json"
+        )
+    if job.preset is not None:
+        await blocking(_check_preset, ctx, caller.store_id, job.preset)
+    job_id = await blocking(_insert, ctx, caller, job, items)
+    log.info("api_job_created", job_id=job_id, store_id=caller.store_id,
+             owner_type=caller.owner_type, items=len(items))  # fmt: skip
+    view = await blocking(_job_view, ctx, job_id)
+    response = ok(view, status=201, headers={"Location": f"/api/jobs/{job_id}"})
+    if token is not None:
+        ctx.set_guest_cookie(request, response, token)
+    return response
+
+
+def _insert(
+    ctx: ApiContext, caller: Caller, job: JobRequest, items: Sequence[Mapping[str, Any]]
+) -> int:
+    return ctx.repo.insert_job(
+        store_id=caller.store_id, model=job.model, prompt=job.prompt, params=job.params,
+        preset=job.preset, items=items, owner=(caller.owner_type, caller.owner_id),
+    )  # fmt: skip
+
+
+def _job_view(ctx: ApiContext, job_id: int) -> dict[str, Any]:
+    job = ctx.repo.api_get_job(job_id)
+    assert job is not None
+    items = ctx.repo.api_job_items(job_id)
+    bucket = ctx.storage.bucket
+    return job_view(job, items, lambda url: _upload_key_of(url, bucket))
+
+
+async def _owned_job(request: Request) -> tuple[ApiContext, Caller, int]:
+    """Authenticate, throttle, and check the caller owns the job (401, 404, 403)."""
+    ctx = _ctx(request)
+    caller = await ctx.caller(request)
+    assert caller is not None
+    await ctx.throttle(caller)
+    job_id = path_id(request, "job_id")
+    job = await blocking(ctx.repo.api_get_job, job_id)
+    if job is None:
+        raise ApiError(404, "not_found", f"job {job_id} not found")
+    if not caller.owns(job["owner_type"], job["owner_id"], job["store_id"]):
+        raise ApiError(403, "forbidden", f"job {job_id} belongs to another owner")
+    return ctx, caller, job_id
+
+
+async def get_job(request: Request) -> Response:
+    """``GET /api/jobs/{id}``: the job, its counters and items with links (polling)."""
+    ctx, _, job_id = await _owned_job(request)
+    return ok(await blocking(_job_view, ctx, job_id))
+
+
+async def list_jobs(request: Request) -> Response:
+    """``GET /api/jobs``: the caller's newest jobs (at most 50)."""
+    ctx = _ctx(request)
+    caller = await ctx.caller(request)
+    assert caller is not None
+    await ctx.throttle(caller)
+    rows = await blocking(
+        ctx.repo.api_list_jobs, caller.owner_type, caller.owner_id, caller.store_id, LIST_LIMIT
+    )
+    return ok({"jobs": [job_view(row, None, lambda _url: None) for row in rows]})
+
+
+async def jobs_collection(request: Request) -> Response:
+    """``/api/jobs``: GET lists, POST creates (one route, so a 405 names both methods)."""
+    if request.method == "POST":
+        return await create_job(request)
+    return await list_jobs(request)
+
+
+async def job_events(request: Request) -> Response:
+    """``GET /api/jobs/{id}/events``: server-sent events, one ``job`` event per change, then
+    ``end`` when every item is final (one request for a whole job's progress)."""
+    ctx, _, job_id = await _owned_job(request)
+    return StreamingResponse(
+        _events(ctx, request, job_id),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _events(ctx: ApiContext, request: Request, job_id: int) -> AsyncIterator[str]:
+    started = last_beat = time.monotonic()
+    previous = None
+    yield "retry: 2000\n\n"
+    while time.monotonic() - started < EVENTS_MAX_SECONDS:
+        if await request.is_disconnected():
+            return
+        try:
+            view = await blocking(_job_view, ctx, job_id)
+        except PipelineError:
+            yield ": database unavailable, retrying\n\n"
+            await asyncio.sleep(EVENTS_POLL_SECONDS)
+            continue
+        text = json.dumps(view, separators=(",", ":"))
+        if text != previous:
+            previous = text
+            yield f"event: job\ndata: {text}\n\n"
+            last_beat = time.monotonic()
+        if view["final"]:
+            yield "event: end\ndata: {}\n\n"
+            return
+        if time.monotonic() - last_beat > EVENTS_HEARTBEAT_SECONDS:
+            yield ": keep-alive\n\n"
+            last_beat = time.monotonic()
+        await asyncio.sleep(EVENTS_POLL_SECONDS)
+
+
+async def cancel_job(request: Request) -> Response:
+    """``POST /api/jobs/{id}/cancel``: unfinished items become CANCELED (running predictions
+    are canceled at the provider, best effort)."""
+    ctx, _, job_id = await _owned_job(request)
+    results = await blocking(cancel_job_items, ctx.repo, ctx.provider, job_id)
+    failures = sum(1 for r in results if r.provider_canceled is False)
+    if failures:
+        log.warning("api_provider_cancel_failed", job_id=job_id, failures=failures)
+    view = await blocking(_job_view, ctx, job_id)
+    return ok({"canceled": len(results), "providerCancelFailures": failures, "job": view})
+
+
+async def retry_job(request: Request) -> Response:
+    """``POST /api/jobs/{id}/retry``: FAILED items back to PENDING (attempts start over)."""
+    ctx, _, job_id = await _owned_job(request)
+    ids = await blocking(ctx.repo.retry_failed, job_id, None)
+    log.info("api_job_retried", job_id=job_id, items=len(ids))
+    view = await blocking(_job_view, ctx, job_id)
+    return ok({"retried": len(ids), "job": view})
+
+
+ROUTES = [
+    Route("/api/jobs", jobs_collection, methods=["GET", "POST"]),
+    Route("/api/jobs/{job_id:int}", get_job, methods=["GET"]),
+    Route("/api/jobs/{job_id:int}/events", job_events, methods=["GET"]),
+    Route("/api/jobs/{job_id:int}/cancel", cancel_job, methods=["POST"]),
+    Route("/api/jobs/{job_id:int}/retry", retry_job, methods=["POST"]),
+]

@@ -1,0 +1,201 @@
+// imageopt console: upload, live progress (server-sent events, polling as fallback),
+// before/after slider, download. No framework; CSP allows only this same-origin script.
+"use strict";
+
+(function () {
+  const $ = (sel) => document.querySelector(sel);
+  const app = $("#app");
+  const maxBytes = Number(app.dataset.maxBytes);
+  const maxFiles = Number(app.dataset.maxFiles);
+  const allowed = ["image/jpeg", "image/png", "image/webp"];
+  let files = [];
+  let events = null;
+  let pollTimer = null;
+
+  function cookie(name) {
+    const hit = document.cookie.split("; ").find((c) => c.startsWith(name + "="));
+    return hit ? decodeURIComponent(hit.slice(name.length + 1)) : "";
+  }
+
+  function say(text, kind) {
+    const box = $("#message");
+    box.textContent = text;
+    box.className = "message" + (kind === "info" ? " info" : "");
+    box.hidden = !text;
+  }
+
+  async function api(path, options) {
+    const opts = Object.assign({ credentials: "same-origin", headers: {} }, options || {});
+    if (opts.method && opts.method !== "GET") opts.headers["X-CSRF-Token"] = cookie("csrf_token");
+    const response = await fetch(path, opts);
+    let body = null;
+    try { body = await response.json(); } catch (e) { body = null; }
+    if (!response.ok || !body || !body.success) {
+      const err = body && body.error ? body.error : { type: "http_error", message: "HTTP " + response.status };
+      const retry = response.headers.get("Retry-After");
+      throw Object.assign(new Error(err.message), { type: err.type, retry: retry });
+    }
+    return body.data;
+  }
+
+  async function refreshUsage() {
+    try {
+      const data = await api("/api/usage");
+      const u = data.usage;
+      $("#usage").textContent = u.limit ? `${u.used} of ${u.limit} images used (24 h)` : `${u.used} images (24 h)`;
+    } catch (e) { $("#usage").textContent = "usage unavailable"; }
+  }
+
+  function choose(list) {
+    say("");
+    const picked = Array.from(list);
+    const bad = picked.filter((f) => f.size > maxBytes);
+    if (bad.length) say(`${bad[0].name}: larger than ${Math.round(maxBytes / 1048576)} MB`);
+    const wrongType = picked.filter((f) => f.type && !allowed.includes(f.type));
+    if (wrongType.length) say(`${wrongType[0].name}: not a JPEG, PNG or WebP image`);
+    files = picked.filter((f) => f.size <= maxBytes && (!f.type || allowed.includes(f.type))).slice(0, maxFiles);
+    const ul = $("#chosen");
+    ul.replaceChildren();
+    for (const f of files) {
+      const li = document.createElement("li");
+      const img = document.createElement("img");
+      img.src = URL.createObjectURL(f);
+      img.alt = "";
+      li.append(img, document.createTextNode(f.name));
+      ul.append(li);
+    }
+    $("#start").disabled = files.length === 0;
+  }
+
+  function togglePrompt() {
+    const opt = $("#model").selectedOptions[0];
+    $("#prompt-row").hidden = !opt || opt.dataset.prompt !== "yes";
+  }
+
+  function renderItem(item, li) {
+    li.dataset.status = item.status;
+    li.dataset.id = item.id;
+    li.querySelector(".name").textContent = item.name || `image ${item.id}`;
+    const badge = li.querySelector(".status");
+    badge.textContent = item.status.toLowerCase();
+    badge.dataset.status = item.status;
+    const compare = li.querySelector(".compare");
+    const facts = li.querySelector(".facts");
+    const link = li.querySelector(".download");
+    if (item.status === "DONE" && item.resultUrl) {
+      const before = compare.querySelector(".before");
+      const after = compare.querySelector(".after");
+      if (item.inputUrl && before.getAttribute("src") !== item.inputUrl) before.src = item.inputUrl;
+      if (after.getAttribute("src") !== item.resultUrl) after.src = item.resultUrl;
+      compare.hidden = false;
+      facts.textContent = `${item.width}×${item.height} px · ${(item.bytes / 1024).toFixed(0)} KB · ${item.contentType}`;
+      link.href = item.downloadUrl;
+      link.hidden = false;
+    } else if (item.status === "FAILED" || item.status === "CANCELED") {
+      facts.textContent = item.errorMessage || item.errorCode || item.status.toLowerCase();
+    } else {
+      facts.textContent = "working…";
+    }
+  }
+
+  function render(job) {
+    $("#results").hidden = false;
+    const status = $("#job-status");
+    status.textContent = job.status.toLowerCase();
+    status.dataset.status = job.status;
+    const c = job.counts;
+    const finished = c.done + c.failed + c.canceled;
+    $("#job-progress").style.width = `${c.total ? (100 * finished) / c.total : 0}%`;
+    const list = $("#items");
+    for (const item of job.items) {
+      let li = list.querySelector(`li[data-id="${item.id}"]`);
+      if (!li) {
+        li = $("#item-template").content.firstElementChild.cloneNode(true);
+        const slider = li.querySelector(".slider");
+        const before = li.querySelector(".before");
+        slider.addEventListener("input", () => {
+          before.style.clipPath = `inset(0 ${100 - Number(slider.value)}% 0 0)`;
+        });
+        list.append(li);
+      }
+      renderItem(item, li);
+    }
+    if (job.final) {
+      stopWatching();
+      refreshUsage();
+      const failed = c.failed + c.canceled;
+      say(failed ? `${c.done} done, ${failed} not done` : `All ${c.done} images done`, "info");
+    }
+  }
+
+  function stopWatching() {
+    if (events) { events.close(); events = null; }
+    if (pollTimer) { clearTimeout(pollTimer); pollTimer = null; }
+  }
+
+  function poll(id) {
+    pollTimer = setTimeout(async () => {
+      try { render(await api(`/api/jobs/${id}`)); } catch (e) { say(e.message); }
+      if (pollTimer) poll(id);
+    }, 2500);
+  }
+
+  function watch(id) {
+    stopWatching();
+    if (!window.EventSource) { poll(id); return; }
+    events = new EventSource(`/api/jobs/${id}/events`);
+    events.addEventListener("job", (e) => render(JSON.parse(e.data)));
+    events.addEventListener("end", () => stopWatching());
+    events.onerror = () => {
+      if (events && events.readyState === EventSource.CLOSED) { events = null; poll(id); }
+    };
+  }
+
+  async function start() {
+    if (!files.length) return;
+    const form = new FormData();
+    for (const f of files) form.append("image", f, f.name);
+    form.append("model", $("#model").value);
+    if ($("#preset").value) form.append("preset", $("#preset").value);
+    if (!$("#prompt-row").hidden && $("#prompt").value.trim()) form.append("prompt", $("#prompt").value.trim());
+    $("#start").disabled = true;
+    say("Uploading…", "info");
+    try {
+      const job = await api("/api/jobs", { method: "POST", body: form });
+      say("Working on it…", "info");
+      $("#items").replaceChildren();
+      render(job);
+      if (!job.final) watch(job.id);
+    } catch (e) {
+      say(e.retry ? `${e.message} (retry in ${e.retry} s)` : e.message);
+    } finally {
+      $("#start").disabled = files.length === 0;
+    }
+  }
+
+  function reset() {
+    stopWatching();
+    files = [];
+    $("#file-input").value = "";
+    $("#chosen").replaceChildren();
+    $("#items").replaceChildren();
+    $("#results").hidden = true;
+    $("#start").disabled = true;
+    say("");
+  }
+
+  const drop = $("#drop");
+  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => {
+    e.preventDefault();
+    drop.classList.remove("over");
+    choose(e.dataTransfer.files);
+  });
+  $("#file-input").addEventListener("change", (e) => choose(e.target.files));
+  $("#model").addEventListener("change", togglePrompt);
+  $("#start").addEventListener("click", start);
+  $("#reset").addEventListener("click", reset);
+  togglePrompt();
+  refreshUsage();
+})();

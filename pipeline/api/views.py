@@ -1,0 +1,116 @@
+"""Rows as the API shows them (camelCase JSON, seed 002), with links to owner-gated files."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+FINAL_STATUSES = frozenset({"DONE", "FAILED", "CANCELED"})
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def display_name(source_url: str) -> str:
+    """A short name for an item: its file name (an upload's ``NNN-`` index prefix removed)."""
+    name = source_url.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0] or source_url
+    head, sep, rest = name.partition("-")
+    return rest if sep and head.isdigit() and len(head) == 3 else name[:200]
+
+
+def item_view(row: Mapping[str, Any], *, has_upload: bool) -> dict[str, Any]:
+    """One item: status, error, output facts and the links its owner may open."""
+    item_id = int(row["id"])
+    has_input = bool(row.get("input_key")) or has_upload
+    done = row["status"] == "DONE" and bool(row.get("output_key"))
+    return {
+        "id": item_id,
+        "name": display_name(str(row.get("source_url") or "")),
+        "status": row["status"],
+        "errorCode": row.get("error_code"),
+        "errorMessage": row.get("error_message"),
+        "attempts": int(row.get("attempts") or 0),
+        "inputUrl": f"/api/items/{item_id}/input" if has_input else None,
+        "resultUrl": f"/api/items/{item_id}/result" if done else None,
+        "downloadUrl": f"/api/items/{item_id}/result?download=1" if done else None,
+        "width": row.get("output_width"),
+        "height": row.get("output_height"),
+        "bytes": row.get("output_bytes"),
+        "contentType": row.get("output_content_type"),
+        "createdAt": _iso(row.get("created_at")),
+        "completedAt": _iso(row.get("completed_at")),
+    }
+
+
+def counts(items: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """Items by outcome, computed from the items themselves (always current)."""
+    out = {"total": len(items), "pending": 0, "processing": 0, "done": 0, "failed": 0,
+           "canceled": 0}  # fmt: skip
+    for item in items:
+        status = item["status"]
+        if status == "DONE":
+            out["done"] += 1
+        elif status == "FAILED":
+            out["failed"] += 1
+        elif status == "CANCELED":
+            out["canceled"] += 1
+        elif status in ("SUBMITTING", "PROCESSING"):
+            out["processing"] += 1
+        else:
+            out["pending"] += 1
+    return out
+
+
+def job_status(items: Sequence[Mapping[str, Any]], stored: str) -> str:
+    """The job's status from its items (the stored one lags by a scheduler tick)."""
+    if not items:
+        return stored
+    statuses = {item["status"] for item in items}
+    if not statuses <= FINAL_STATUSES:
+        return "PROCESSING" if statuses - {"PENDING", "QUEUED"} or "DONE" in statuses else "PENDING"
+    if "DONE" in statuses:
+        return "DONE"
+    if "FAILED" in statuses:
+        return "FAILED"
+    return "CANCELED"
+
+
+def job_view(
+    job: Mapping[str, Any], items: Sequence[Mapping[str, Any]] | None, upload_of: Any
+) -> dict[str, Any]:
+    """One job with its counters and (when given) its items.
+
+    Args:
+        job: the job row (``api_get_job``).
+        items: its item rows (``api_job_items``), or None for a listing.
+        upload_of: ``source_url -> key | None`` telling whether the source is an upload.
+    """
+    view: dict[str, Any] = {
+        "id": int(job["id"]),
+        "storeId": job["store_id"],
+        "ownerType": job.get("owner_type") or "store",
+        "model": job["model"],
+        "prompt": job.get("prompt"),
+        "preset": job.get("preset"),
+        "params": dict(job.get("params") or {}),
+        "createdAt": _iso(job.get("created_at")),
+        "completedAt": _iso(job.get("completed_at")),
+    }
+    if items is None:
+        view["status"] = job["status"]
+        view["counts"] = {
+            "total": int(job["total_items"]),
+            "done": int(job["done_items"]),
+            "failed": int(job["failed_items"]),
+            "canceled": int(job["canceled_items"]),
+        }
+        return view
+    view["status"] = job_status(items, str(job["status"]))
+    view["final"] = all(item["status"] in FINAL_STATUSES for item in items)
+    view["counts"] = counts(items)
+    view["items"] = [
+        item_view(item, has_upload=upload_of(str(item["source_url"])) is not None) for item in items
+    ]
+    return view

@@ -1,0 +1,91 @@
+"""Uploaded source images: sniffed, stored under ``uploads/`` in the bucket, referenced by URL.
+
+Both ``imageopt submit DIR`` and the HTTP API upload files here and give the item an
+``s3://{bucket}/uploads/{store}/{batch}/{name}`` source URL, which the creation workers read
+back from the bucket (no HTTP fetch, no SSRF surface).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from pipeline.storage import ObjectStorage
+
+CONTENT_TYPES = {
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".png": "image/png",
+    ".webp": "image/webp",
+}
+"""Content type by file suffix (what ``submit`` trusts for local files)."""
+
+ALLOWED_CONTENT_TYPES = frozenset(CONTENT_TYPES.values())
+"""The seed's upload allowlist (002 §4): JPEG, PNG, WebP."""
+
+UPLOAD_PREFIX = "uploads/"
+
+
+def new_batch() -> str:
+    """A short random id grouping one request's uploads (12 hex digits, 48 bits)."""
+    return uuid.uuid4().hex[:12]
+
+
+def safe_name(name: str) -> str:
+    """A file name reduced to ``[A-Za-z0-9._-]`` with no leading dot (never empty)."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name).lstrip(".") or "_"
+
+
+def sniff_content_type(data: bytes) -> str | None:
+    """The image type named by the first bytes (magic numbers), whatever the file is called.
+
+    Args:
+        data: the file's content (only the first 12 bytes are read).
+
+    Returns:
+        ``image/jpeg``, ``image/png`` or ``image/webp``, or None for anything else.
+    """
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+def upload_key(store_id: str, batch: str, index: int, name: str) -> str:
+    """Key of one uploaded file: ``uploads/{store}/{batch}/{index}-{name}``.
+
+    The index keeps two files of one batch with the same name apart; the random batch keeps
+    two stores whose names reduce alike apart. No ``%`` ever appears (source URLs are read
+    verbatim).
+    """
+    return f"{UPLOAD_PREFIX}{safe_name(store_id)}/{batch}/{index:03d}-{safe_name(name)}"
+
+
+def store_upload(
+    storage: ObjectStorage,
+    *,
+    store_id: str,
+    batch: str,
+    index: int,
+    name: str,
+    data: bytes,
+    content_type: str,
+) -> str:
+    """Put one file in the bucket and return the ``s3://`` source URL of its item.
+
+    Raises:
+        StorageError: the upload failed.
+    """
+    key = upload_key(store_id, batch, index, name)
+    storage.put_bytes(key, data, content_type)
+    return f"s3://{storage.bucket}/{key}"
+
+
+def upload_key_of(source_url: str, bucket: str) -> str | None:
+    """The bucket key of an uploaded source URL, or None when the URL is not one of ours."""
+    prefix = f"s3://{bucket}/{UPLOAD_PREFIX}"
+    if not source_url.startswith(prefix):
+        return None
+    return source_url.removeprefix(f"s3://{bucket}/")

@@ -1,0 +1,125 @@
+"""The web console in a real headless Chromium (Debian's ``chromium``, driven by Playwright):
+upload two real photos, watch them reach DONE through the whole pipeline (scheduler, worker,
+emulator, Postgres, Redis, S3), move the before/after slider, download a result and decode it;
+then upload a text file named ``.jpg`` and read the error. Screenshots at desktop and phone width
+land in the test's tmp folder."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from emulator.config import EmulatorConfig
+from emulator.testing import run_emulator
+from pipeline.devstack import ProcessGroup, free_port, wait_http
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+CHROMIUM = Path("/usr/bin/chromium")
+LAUNCH_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]  # fmt: skip
+PHOTOS = ["store-portraits/portrait-hopper-tiny-exif6.jpg", "store-food/kiwi-cutout.webp"]
+TOKEN = "r8_browser-test-token-5c1d"
+DONE_TIMEOUT_MS = 90_000
+
+
+@pytest.fixture
+def stack(pipeline_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
+    """Emulator (thread), scheduler, worker and ``imageopt api`` (processes); yields the api URL."""
+    if not CHROMIUM.exists():
+        pytest.fail("Debian's chromium is missing: run `make browser-deps`")
+    port = free_port()
+    with run_emulator(EmulatorConfig(latency_min=0.05, latency_max=0.3, token=TOKEN)) as url:
+        env = {
+            **os.environ, **pipeline_env,
+            "REPLICATE_BASE_URL": url, "REPLICATE_API_TOKEN": TOKEN,
+            "IMAGEOPT_POLL_INITIAL_DELAY_SECONDS": "0.2", "IMAGEOPT_POLL_MAX_DELAY_SECONDS": "1.0",
+            "IMAGEOPT_SCHEDULER_TICK_SECONDS": "0.2",
+        }  # fmt: skip
+        group = ProcessGroup(env=env, log_dir=tmp_path / "logs")
+        try:
+            group.start("scheduler", "scheduler")
+            group.start("worker", "worker", "--queues", "create,poll", "--threads", "4")
+            group.start("api", "api", "--host", "127.0.0.1", "--port", str(port))
+            base = f"http://127.0.0.1:{port}"
+            wait_http(f"{base}/healthz", timeout=30)
+            yield base
+        finally:
+            group.stop_all()
+
+
+def test_console_enhances_two_photos_and_explains_a_bad_file(
+    stack: str, images_dir: Path, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    files = []
+    for name in PHOTOS:
+        files.append(tmp_path / Path(name).name)
+        shutil.copy(images_dir / name, files[-1])
+    fake = tmp_path / "notes.jpg"
+    fake.write_text("this is not an image\n" * 20)
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+            errors: list[str] = []
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(stack)
+            expect(page.locator("#usage")).to_contain_text("of 20 images used")
+            page.select_option("#model", "nightmareai/real-esrgan")
+            page.set_input_files("#file-input", [str(f) for f in files])
+            expect(page.locator("#chosen li")).to_have_count(2)
+            page.click("#start")
+
+            items = page.locator("#items li.item")
+            expect(items).to_have_count(2)
+            expect(page.locator('#items li.item[data-status="DONE"]')).to_have_count(
+                2, timeout=DONE_TIMEOUT_MS
+            )
+            expect(page.locator("#job-status")).to_have_text("done")
+            first = items.first
+            expect(first.locator(".compare img.after")).to_have_js_property("complete", True)
+            assert first.locator(".compare img.after").evaluate("i => i.naturalWidth") > 0
+            assert first.locator(".compare img.before").evaluate("i => i.naturalWidth") > 0
+
+            slider = first.locator(".slider")
+            slider.fill("20")
+            clip = first.locator(".compare img.before").evaluate("i => i.style.clipPath")
+            assert clip == "inset(0px 80% 0px 0px)"
+
+            with page.expect_download() as info:
+                first.locator("a.download").click()
+            saved = tmp_path / "download.bin"
+            info.value.save_as(saved)
+            with Image.open(io.BytesIO(saved.read_bytes())) as result:
+                result.load()
+                assert result.width >= 128
+            expect(page.locator("#usage")).to_contain_text("2 of 20 images used")
+            page.screenshot(path=str(tmp_path / "console-desktop.png"), full_page=True)
+            page.set_viewport_size({"width": 390, "height": 844})
+            page.screenshot(path=str(tmp_path / "console-phone.png"), full_page=True)
+            page.set_viewport_size({"width": 1280, "height": 900})
+
+            page.click("#reset")
+            expect(page.locator("#results")).to_be_hidden()
+            page.set_input_files("#file-input", str(fake))
+            page.click("#start")
+            message = page.locator("#message")
+            expect(message).to_contain_text("notes.jpg: not a JPEG, PNG or WebP image")
+            page.screenshot(path=str(tmp_path / "console-error.png"), full_page=True)
+            unexpected = [e for e in errors if "415" not in e]
+            assert unexpected == []
+        finally:
+            browser.close()
+    print(f"screenshots in {tmp_path}")

@@ -1,0 +1,409 @@
+"""The HTTP API against real Postgres, Redis and the S3 server, over sockets: each route's
+success and error paths, ownership, CSRF, security headers, 405s, upload limits, rate limits."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from PIL import Image
+
+from pipeline.api.auth import create_api_key
+from pipeline.db import create_pool
+from pipeline.repository import Repository
+from pipeline.storage import ObjectStorage
+from tests.conftest import DATABASE_URL, settings_from
+from tests.support.api import run_api
+
+pytestmark = pytest.mark.integration
+
+PHOTO = "store-food/coffee-cup.png"
+CSRF = "csrf-test-token-0123456789"
+HIGH_LIMITS = {
+    "IMAGEOPT_API_RATE_PER_MINUTE": "1000",
+    "IMAGEOPT_API_CREATE_RATE_PER_MINUTE": "1000",
+}
+
+
+_CLIENTS: list[httpx.Client] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    while _CLIENTS:
+        _CLIENTS.pop().close()
+
+
+def track(client: httpx.Client) -> httpx.Client:
+    _CLIENTS.append(client)
+    return client
+
+
+@pytest.fixture
+def api_env(pipeline_env: dict[str, str]) -> dict[str, str]:
+    return {**pipeline_env, **HIGH_LIMITS}
+
+
+@pytest.fixture
+def api(api_env: dict[str, str]) -> Iterator[str]:
+    with run_api(settings_from(api_env)) as base:
+        yield base
+
+
+@pytest.fixture
+def repo(api_env: dict[str, str]) -> Iterator[Repository]:
+    pool = create_pool(DATABASE_URL, api_env["IMAGEOPT_DB_SCHEMA"], max_size=2, name="test")
+    yield Repository(pool)
+    pool.close()
+
+
+@pytest.fixture
+def photo(images_dir: Path) -> bytes:
+    return (images_dir / PHOTO).read_bytes()
+
+
+def guest(base: str) -> httpx.Client:
+    """A browser-like client: opens the console (guest and CSRF cookies), sends Origin and
+    the CSRF header on every request."""
+    client = track(httpx.Client(base_url=base, timeout=20, headers={"Origin": base}))
+    response = client.get("/")
+    assert response.status_code == 200
+    client.headers["X-CSRF-Token"] = client.cookies["csrf_token"]
+    return client
+
+
+def store_client(base: str, repo: Repository, store: str) -> httpx.Client:
+    key, _ = create_api_key(repo, store, "test")
+    return track(
+        httpx.Client(base_url=base, timeout=20, headers={"Authorization": f"Bearer {key}"})
+    )
+
+
+def upload(client: httpx.Client, *files: tuple[str, bytes], **fields: str) -> httpx.Response:
+    data = {"model": "nightmareai/real-esrgan", **fields}
+    return client.post(
+        "/api/jobs", data=data, files=[("image", (n, b, "image/jpeg")) for n, b in files]
+    )
+
+
+def error_of(response: httpx.Response) -> dict[str, object]:
+    body = response.json()
+    assert body["success"] is False
+    error = body["error"]
+    assert isinstance(error, dict)
+    return error
+
+
+# --- operations endpoints ---------------------------------------------------------------------
+def test_health_ready_and_stats_answer_with_their_shapes(api: str, repo: Repository) -> None:
+    assert httpx.get(f"{api}/healthz").json() == {"status": "ok"}
+    ready = httpx.get(f"{api}/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"postgres": "ok", "redis": "ok", "storage": "ok"}
+    repo.insert_job(
+        store_id="s1",
+        model="nightmareai/real-esrgan",
+        prompt=None,
+        params={},
+        preset=None,
+        items=[{"source_url": "https://example.com/a.jpg"}] * 3,
+    )
+    stats = httpx.get(f"{api}/api/replicate-rate-limiter/stats").json()
+    assert stats["status"] == "ok"
+    assert stats["rateLimiter"]["queueLength"] == 3
+    assert stats["rateLimiter"]["maxRPM"] == 450
+    assert stats["rateLimiter"]["requestsInLastMinute"] == 0
+    assert stats["readRateLimiter"]["maxRPM"] == 2400
+    assert stats["health"] == {"queueHealthy": True, "rpmHealthy": True, "readRpmHealthy": True}
+
+
+def test_stats_count_grants_of_the_shared_limiter(api_env: dict[str, str]) -> None:
+    from pipeline.wiring import limiters, redis_client
+
+    secret = "r8_stats-secret-4242"
+    settings = settings_from({**api_env, "REPLICATE_API_TOKEN": secret})
+    client = redis_client(settings)
+    create, _ = limiters(settings, client)
+    for _ in range(3):
+        create.acquire(timeout=5)
+    with run_api(settings) as base:
+        response = httpx.get(f"{base}/api/replicate-rate-limiter/stats")
+    client.close()
+    rate = response.json()["rateLimiter"]
+    assert rate["requestsInLastMinute"] == 3
+    assert rate["rpmUsagePercent"] == pytest.approx(3 / 450 * 100, abs=0.1)
+    for value in (secret, settings.s3_secret_key.get_secret_value(), settings.database_url):
+        assert value not in response.text
+
+
+def test_readyz_is_503_naming_storage_when_the_bucket_is_unreachable(
+    api_env: dict[str, str],
+) -> None:
+    settings = settings_from({**api_env, "S3_ENDPOINT": "127.0.0.1:1"})
+    with run_api(settings) as base:
+        ready = httpx.get(f"{base}/readyz", timeout=10)
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["postgres"] == "ok"
+    assert ready.json()["checks"]["storage"] != "ok"
+
+
+# --- browser safety ------------------------------------------------------------------------------
+def test_every_response_carries_the_security_headers(api: str) -> None:
+    for path in ("/", "/api/models", "/healthz", "/api/jobs/1", "/static/console.js"):
+        headers = httpx.get(f"{api}{path}").headers
+        assert headers["x-frame-options"] == "DENY", path
+        assert headers["x-content-type-options"] == "nosniff", path
+        assert "max-age=" in headers["strict-transport-security"], path
+        assert headers["referrer-policy"] == "strict-origin-when-cross-origin", path
+        assert "camera=()" in headers["permissions-policy"], path
+        assert "script-src 'self'" in headers["content-security-policy"], path
+
+
+def test_wrong_method_is_405_with_allow_in_the_envelope(api: str) -> None:
+    response = httpx.delete(f"{api}/api/jobs/1", headers={"Origin": api})
+    assert response.status_code == 405
+    assert set(response.headers["allow"].split(", ")) == {"GET", "HEAD"}
+    assert error_of(response)["type"] == "method_not_allowed"
+    response = httpx.put(f"{api}/api/jobs")
+    assert response.status_code == 405
+    assert "POST" in response.headers["allow"]
+
+
+def test_state_changing_requests_need_origin_and_the_csrf_token(api: str, photo: bytes) -> None:
+    client = guest(api)
+    files = [("image", ("a.png", photo, "image/png"))]
+    cases = {
+        "no origin": {"X-CSRF-Token": CSRF, "Origin": ""},
+        "foreign origin": {"Origin": "https://evil.example"},
+        "no token": {"X-CSRF-Token": ""},
+        "wrong token": {"X-CSRF-Token": "x" * 24},
+    }
+    for name, headers in cases.items():
+        merged = {"Origin": api, "X-CSRF-Token": client.cookies["csrf_token"], **headers}
+        bare = track(httpx.Client(base_url=api, cookies=client.cookies,
+                                  headers={k: v for k, v in merged.items() if v}))  # fmt: skip
+        response = bare.post("/api/jobs", files=files, data={"model": "sczhou/codeformer"})
+        assert response.status_code == 403, name
+        assert error_of(response)["type"] == "csrf_failed", name
+    assert upload(client, ("a.png", photo)).status_code == 201
+
+
+# --- creating jobs --------------------------------------------------------------------------------
+def test_upload_creates_an_owned_job_whose_input_only_its_owner_can_read(
+    api: str, photo: bytes, repo: Repository
+) -> None:
+    owner = guest(api)
+    created = upload(owner, ("coffee.png", photo), ("again.png", photo))
+    assert created.status_code == 201
+    job = created.json()["data"]
+    assert created.headers["location"] == f"/api/jobs/{job['id']}"
+    assert job["ownerType"] == "guest"
+    assert [i["status"] for i in job["items"]] == ["PENDING", "PENDING"]
+    assert [i["name"] for i in job["items"]] == ["coffee.png", "again.png"]
+    item = job["items"][0]
+
+    assert owner.get(f"/api/jobs/{job['id']}").json()["data"]["id"] == job["id"]
+    image = owner.get(item["inputUrl"])
+    assert image.status_code == 200
+    assert image.headers["cache-control"].startswith("private")
+    assert Image.open(io.BytesIO(image.content)).size == Image.open(io.BytesIO(photo)).size
+
+    other = guest(api)
+    for path in (f"/api/jobs/{job['id']}", item["inputUrl"], f"/api/items/{item['id']}/result"):
+        assert other.get(path).status_code == 403, path
+        assert httpx.get(f"{api}{path}").status_code == 401, path
+    shop = store_client(api, repo, "console")  # even a key for the guests' store
+    assert shop.get(f"/api/jobs/{job['id']}").status_code == 403
+    assert shop.post(f"/api/jobs/{job['id']}/cancel").status_code == 403
+    assert other.post(f"/api/jobs/{job['id']}/cancel").status_code == 403
+    assert owner.get("/api/jobs").json()["data"]["jobs"][0]["id"] == job["id"]
+    assert other.get("/api/jobs").json()["data"]["jobs"] == []
+
+
+def test_a_result_is_served_to_its_owner_only(
+    api: str, photo: bytes, api_env: dict[str, str]
+) -> None:
+    owner = guest(api)
+    item_id = upload(owner, ("coffee.png", photo)).json()["data"]["items"][0]["id"]
+    storage = ObjectStorage.from_settings(settings_from(api_env))
+    key = f"results/console/x/{item_id}.png"
+    storage.put_bytes(key, photo, "image/png")
+    with psycopg.connect(
+        DATABASE_URL, options=f"-c search_path={api_env['IMAGEOPT_DB_SCHEMA']}"
+    ) as conn:
+        conn.execute(
+            "UPDATE image_optimization_items SET status = 'DONE', output_key = %s, "
+            "output_content_type = 'image/png' WHERE id = %s",
+            (key, item_id),
+        )
+    download = owner.get(f"/api/items/{item_id}/result?download=1")
+    assert download.status_code == 200
+    assert download.headers["content-disposition"].startswith("attachment;")
+    assert download.content == photo
+    assert guest(api).get(f"/api/items/{item_id}/result").status_code == 403
+    assert httpx.get(f"{api}/api/items/{item_id}/result").status_code == 401
+    storage.delete(key)
+    assert owner.get(f"/api/items/{item_id}/result").status_code == 404
+
+
+def test_uploads_that_are_not_images_or_too_big_are_refused_naming_the_field(
+    pipeline_env: dict[str, str], photo: bytes
+) -> None:
+    env = {**pipeline_env, **HIGH_LIMITS, "IMAGEOPT_API_MAX_UPLOAD_BYTES": str(len(photo) - 1),
+           "IMAGEOPT_API_MAX_FILES_PER_JOB": "2"}  # fmt: skip
+    with run_api(settings_from(env)) as base:
+        client = guest(base)
+        text = upload(client, ("notes.jpg", b"this is not an image\n" * 20))
+        assert text.status_code == 415
+        assert error_of(text)["details"] == {
+            "field": "image", "file": "notes.jpg",
+            "allowed": ["image/jpeg", "image/png", "image/webp"],
+        }  # fmt: skip
+        assert "notes.jpg" in str(error_of(text)["message"])
+        big = upload(client, ("big.png", photo))
+        assert big.status_code == 413
+        assert error_of(big)["details"]["field"] == "image"  # type: ignore[index]
+        huge = client.post("/api/jobs", content=b"x" * (3 * len(photo) + 2 * 1024 * 1024),
+                           headers={"Content-Type": "multipart/form-data; boundary=x"})  # fmt: skip
+        assert huge.status_code == 413
+        small = photo[:100]
+        many = upload(client, *[(f"{i}.png", small) for i in range(3)])
+        assert many.status_code == 400
+        none = client.post("/api/jobs", data={"model": "nightmareai/real-esrgan"},
+                           files=[("other", ("x.txt", b"x", "text/plain"))])  # fmt: skip
+        assert none.status_code == 400
+        assert error_of(none)["details"] == {"field": "image"}
+        model = upload(client, ("a.png", small), model="acme/unknown")
+        assert model.status_code == 400
+        assert error_of(model)["details"]["field"] == "model"  # type: ignore[index]
+        params = upload(client, ("a.png", small), params='{"scale": 99}')
+        assert error_of(params)["details"] == {"field": "params"}
+        preset = upload(client, ("a.png", small), preset="no-such-preset")
+        assert error_of(preset)["details"] == {"field": "preset"}
+        wrong_type = client.post("/api/jobs", content=b"a=b",
+                                 headers={"Content-Type": "text/plain"})  # fmt: skip
+        assert wrong_type.status_code == 415
+
+
+def test_a_store_creates_jobs_from_source_urls_with_its_api_key(api: str, repo: Repository) -> None:
+    shop = store_client(api, repo, "shop-1")
+    body = {
+        "model": "nightmareai/real-esrgan",
+        "params": {"scale": 2},
+        "preset": "web-2048",
+        "items": [
+            {"sourceUrl": "https://example.com/a.jpg"},
+            {"sourceUrl": "https://example.com/b.jpg", "params": {"scale": 4}},
+        ],
+    }
+    created = shop.post("/api/jobs", json=body)
+    assert created.status_code == 201, created.text
+    job = created.json()["data"]
+    assert (job["storeId"], job["ownerType"], job["preset"]) == ("shop-1", "store", "web-2048")
+    assert job["items"][0]["inputUrl"] is None  # not fetched yet, not an upload
+
+    upstream = repo.insert_job(store_id="shop-1", model="tencentarc/gfpgan", prompt=None,
+                               params={}, preset=None,
+                               items=[{"source_url": "https://example.com/c.jpg"}])  # fmt: skip
+    assert shop.get(f"/api/jobs/{upstream}").status_code == 200  # the store's own upstream job
+    assert {j["id"] for j in shop.get("/api/jobs").json()["data"]["jobs"]} == {job["id"], upstream}
+    assert store_client(api, repo, "shop-2").get(f"/api/jobs/{job['id']}").status_code == 403
+
+    bad = {"items": [{"sourceUrl": "s3://bucket/results/other/1.png"}], "model": body["model"]}
+    refused = shop.post("/api/jobs", json=bad)
+    assert refused.status_code == 400
+    assert error_of(refused)["details"] == {"field": "items[0].sourceUrl"}
+    assert shop.post("/api/jobs", json={"items": []}).status_code == 400
+    assert (
+        shop.post(
+            "/api/jobs", content=b"{nope", headers={"Content-Type": "application/json"}
+        ).status_code
+        == 400
+    )
+    bad_key = httpx.get(f"{api}/api/jobs", headers={"Authorization": "Bearer iok_nope_nope"})
+    assert bad_key.status_code == 401
+    assert bad_key.headers["www-authenticate"] == "Bearer"
+
+
+def test_cancel_and_retry_change_only_the_owners_job(
+    api: str, repo: Repository, api_env: dict[str, str]
+) -> None:
+    shop = store_client(api, repo, "shop-1")
+    items = [{"sourceUrl": f"https://example.com/{i}.jpg"} for i in range(3)]
+    job_id = shop.post("/api/jobs", json={"model": "sczhou/codeformer", "items": items}).json()[
+        "data"
+    ]["id"]
+    with psycopg.connect(
+        DATABASE_URL, options=f"-c search_path={api_env['IMAGEOPT_DB_SCHEMA']}"
+    ) as conn:
+        conn.execute(
+            "UPDATE image_optimization_items SET status = 'FAILED', error_code = 'x' "
+            "WHERE id = (SELECT min(id) FROM image_optimization_items WHERE job_id = %s)",
+            (job_id,),
+        )
+    retried = shop.post(f"/api/jobs/{job_id}/retry").json()["data"]
+    assert retried["retried"] == 1
+    assert [i["status"] for i in retried["job"]["items"]] == ["PENDING"] * 3
+    canceled = shop.post(f"/api/jobs/{job_id}/cancel").json()["data"]
+    assert canceled["canceled"] == 3
+    assert canceled["job"]["status"] == "CANCELED"
+    assert canceled["job"]["final"] is True
+    assert shop.post("/api/jobs/999999/cancel").status_code == 404
+    assert shop.get("/api/jobs/99999999999999999999999").status_code == 404
+
+
+def test_job_events_stream_the_job_and_end_when_it_is_final(api: str, repo: Repository) -> None:
+    shop = store_client(api, repo, "shop-1")
+    job_id = shop.post("/api/jobs", json={"model": "sczhou/codeformer",
+                                          "items": [{"sourceUrl": "https://example.com/a.jpg"}]}
+                       ).json()["data"]["id"]  # fmt: skip
+    shop.post(f"/api/jobs/{job_id}/cancel")
+    with shop.stream("GET", f"/api/jobs/{job_id}/events") as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        text = "".join(stream.iter_text())
+    assert "event: job" in text
+    assert '"status":"CANCELED"' in text
+    assert text.rstrip().endswith("event: end\ndata: {}")
+
+
+# --- limits ----------------------------------------------------------------------------------
+def test_callers_over_their_request_rate_get_429_with_retry_after(
+    pipeline_env: dict[str, str], photo: bytes
+) -> None:
+    env = {
+        **pipeline_env,
+        "IMAGEOPT_API_RATE_PER_MINUTE": "4",
+        "IMAGEOPT_API_CREATE_RATE_PER_MINUTE": "1",
+    }
+    with run_api(settings_from(env)) as base:
+        client = guest(base)  # 1 request
+        assert upload(client, ("a.png", photo)).status_code == 201  # 2
+        second = upload(client, ("a.png", photo))  # 3, but the second creation this minute
+        assert second.status_code == 429
+        assert "job creation" in str(error_of(second)["message"])
+        assert 1 <= int(second.headers["retry-after"]) <= 60
+        assert client.get("/api/usage").status_code == 200  # 4
+        limited = client.get("/api/usage")
+        assert limited.status_code == 429
+        assert error_of(limited)["type"] == "rate_limited"
+        assert guest(base).get("/api/usage").status_code == 200  # another caller is not limited
+
+
+def test_a_guest_over_the_daily_quota_gets_429_and_usage_shows_it(
+    pipeline_env: dict[str, str], photo: bytes
+) -> None:
+    env = {**pipeline_env, **HIGH_LIMITS, "IMAGEOPT_API_GUEST_DAILY_ITEMS": "2"}
+    with run_api(settings_from(env)) as base:
+        client = guest(base)
+        assert upload(client, ("a.png", photo)).status_code == 201
+        over = upload(client, ("b.png", photo), ("c.png", photo))
+        assert over.status_code == 429
+        assert error_of(over)["type"] == "quota_exceeded"
+        assert int(over.headers["retry-after"]) > 80_000  # the first item frees in ~24 h
+        usage = client.get("/api/usage").json()["data"]["usage"]
+        assert (usage["used"], usage["limit"], usage["remaining"]) == (1, 2, 1)

@@ -1,0 +1,231 @@
+"""A real Prometheus scrapes a running pipeline (scheduler and worker processes, the emulator,
+real photos) and every expression of the dashboards and alert rules returns data."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+import yaml
+
+from emulator.config import EmulatorConfig
+from emulator.testing import run_emulator, serve_directory
+from pipeline.devstack import ProcessGroup, free_port, wait_http
+from tests.conftest import DATABASE_URL
+from tests.support.observability import ALERTS, dashboard_queries, load_rules, selectors
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+TOKEN = "r8_obs-test-token-5c1e"
+PHOTOS = [
+    "store-food/coffee-cup.png",
+    "store-food/kiwi-cutout.webp",
+    "store-portraits/portrait-hopper-tiny-exif6.jpg",
+    "store-portraits/portrait-cameraman-gray.png",
+    "store-fashion/beanie-green.jpg",
+    "store-fashion/tshirt-women-rust.webp",
+]
+PROMETHEUS_DEADLINE_SECONDS = 60.0
+
+
+def _prometheus_binary() -> str:
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.fail("prometheus is not installed: run `make prometheus-deps`")
+    return binary
+
+
+@pytest.fixture
+def sources(tmp_path: Path, images_dir: Path) -> Iterator[str]:
+    """Real photos (and one text file named .jpg) over HTTP."""
+    folder = tmp_path / "sources"
+    folder.mkdir()
+    for name in PHOTOS:
+        shutil.copy(images_dir / name, folder / Path(name).name)
+    (folder / "notes.jpg").write_text("not an image\n" * 10)
+    with serve_directory(folder) as base:
+        yield base
+
+
+@pytest.fixture
+def emulator_url() -> Iterator[str]:
+    """An emulator that throttles (3 creations per 2 s) and answers some requests 503, so the
+    429 and error series the alerts use exist."""
+    config = EmulatorConfig(
+        latency_min=0.05, latency_max=0.3, token=TOKEN, create_rpm=3, window_seconds=2.0,
+        http_5xx_rate=0.2, rng_seed=5,
+    )  # fmt: skip
+    with run_emulator(config) as url:
+        yield url
+
+
+def _insert(schema: str, store: str, urls: list[str], *, deferred: bool = False) -> int:
+    """Insert a job as docs/UPSTREAM.md says; ``deferred`` items are due only in an hour."""
+    with psycopg.connect(DATABASE_URL, options=f"-c search_path={schema}") as conn:
+        row = conn.execute(
+            "INSERT INTO image_optimization_jobs (store_id, model, params) "
+            "VALUES (%s, 'nightmareai/real-esrgan', '{\"scale\": 2}') RETURNING id",
+            (store,),
+        ).fetchone()
+        assert row is not None
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO image_optimization_items (job_id, store_id, source_url, "
+                "next_attempt_at) VALUES (%s, %s, %s, "
+                "CASE WHEN %s THEN now() + interval '1 hour' END)",
+                [(row[0], store, url, deferred) for url in urls],
+            )
+    return int(row[0])
+
+
+def _wait_finished(schema: str, job_ids: list[int], timeout: float) -> dict[str, int]:
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(DATABASE_URL, options=f"-c search_path={schema}", autocommit=True) as conn:
+        while True:
+            rows = conn.execute(
+                "SELECT status, count(*) FROM image_optimization_items "
+                "WHERE job_id = ANY(%s) GROUP BY status",
+                (job_ids,),
+            ).fetchall()
+            counts = {str(status): int(n) for status, n in rows}
+            if set(counts) <= {"DONE", "FAILED", "CANCELED"}:
+                return counts
+            if time.monotonic() > deadline:
+                pytest.fail(f"items not finished in {timeout} s: {counts}")
+            time.sleep(0.3)
+
+
+def _prometheus_config(path: Path, scheduler_port: int, worker_port: int) -> Path:
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "900ms"},
+        "rule_files": [str(ALERTS)],
+        "scrape_configs": [
+            {"job_name": "imageopt-scheduler",
+             "static_configs": [{"targets": [f"127.0.0.1:{scheduler_port}"]}]},
+            {"job_name": "imageopt-workers",
+             "static_configs": [{"targets": [f"127.0.0.1:{worker_port}"]}]},
+        ],
+    }  # fmt: skip
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path) -> Iterator[tuple[str, int, int]]:
+    """A Prometheus on 127.0.0.1 (own data dir) scraping the ports it yields."""
+    scheduler_port, worker_port, port = free_port(), free_port(), free_port()
+    config = _prometheus_config(tmp_path / "prometheus.yml", scheduler_port, worker_port)
+    log = (tmp_path / "prometheus.log").open("wb")
+    proc = subprocess.Popen(
+        [_prometheus_binary(), f"--config.file={config}",
+         f"--storage.tsdb.path={tmp_path / 'prometheus-data'}",
+         f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_http(f"http://127.0.0.1:{port}/-/ready", timeout=20)
+        yield f"http://127.0.0.1:{port}", scheduler_port, worker_port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def _query(client: httpx.Client, base: str, expr: str) -> list[dict[str, Any]]:
+    response = client.get(f"{base}/api/v1/query", params={"query": expr})
+    body = response.json()
+    assert body.get("status") == "success", (expr, body)
+    result: list[dict[str, Any]] = body["data"]["result"]
+    return result
+
+
+def _expressions() -> list[tuple[str, str]]:
+    """Every dashboard query, and every metric selector of every alert rule."""
+    checks = list(dashboard_queries())
+    for rule in load_rules():
+        for selector in dict.fromkeys(selectors(rule["expr"])):
+            checks.append((f"alert {rule['alert']}: {selector}", selector))
+    return checks
+
+
+def test_every_dashboard_and_alert_expression_returns_data_from_a_running_pipeline(
+    pipeline_env: dict[str, str],
+    sources: str,
+    emulator_url: str,
+    prometheus: tuple[str, int, int],
+    tmp_path: Path,
+) -> None:
+    base, scheduler_port, worker_port = prometheus
+    schema = pipeline_env["IMAGEOPT_DB_SCHEMA"]
+    env = {
+        **pipeline_env,
+        "PATH": "/usr/bin:/bin",
+        "REPLICATE_BASE_URL": emulator_url,
+        "REPLICATE_API_TOKEN": TOKEN,
+        "IMAGEOPT_SCHEDULER_METRICS_PORT": str(scheduler_port),
+        "IMAGEOPT_WORKER_METRICS_PORT": str(worker_port),
+        "IMAGEOPT_METRICS_HOST": "127.0.0.1",
+        "IMAGEOPT_METRICS_MULTIPROC_DIR": str(tmp_path / "multiproc"),
+        "IMAGEOPT_METRICS_REFRESH_SECONDS": "0.5",
+        "IMAGEOPT_RESCUE_INTERVAL_SECONDS": "2",
+        "IMAGEOPT_BACKOFF_BASE_SECONDS": "0.2",
+        "IMAGEOPT_POLL_INITIAL_DELAY_SECONDS": "0.2",
+        "IMAGEOPT_POLL_MAX_DELAY_SECONDS": "1.0",
+        "IMAGEOPT_SCHEDULER_TICK_SECONDS": "0.2",
+        "IMAGEOPT_LOG_LEVEL": "INFO",
+    }
+    names = [Path(name).name for name in PHOTOS]
+    jobs = [
+        _insert(
+            schema, "store-obs-a", [f"{sources}/{n}" for n in names[:4]] + [f"{sources}/notes.jpg"]
+        ),
+        _insert(schema, "store-obs-b", [f"{sources}/{n}" for n in names[4:]]),
+    ]
+    _insert(schema, "store-obs-later", [f"{sources}/{names[0]}"], deferred=True)
+    group = ProcessGroup(env=env, log_dir=tmp_path / "logs")
+    try:
+        group.start("scheduler", "scheduler")
+        group.start("worker", "worker", "--queues", "create,poll", "--processes", "2",
+                    "--threads", "4")  # fmt: skip
+        counts = _wait_finished(schema, jobs, timeout=90)
+        assert counts.get("DONE", 0) >= len(PHOTOS) - 1, counts
+        assert counts.get("FAILED", 0) >= 1, counts
+
+        worker_text = httpx.get(f"http://127.0.0.1:{worker_port}/metrics", timeout=5).text
+        assert "dramatiq_messages_total{" in worker_text  # dramatiq's, and ...
+        assert "imageopt_item_transitions_total{" in worker_text  # ... ours, in one scrape
+        assert 'pid="' not in worker_text  # aggregated over the 2 worker processes
+
+        missing: list[str] = []
+        with httpx.Client(timeout=5) as client:
+            deadline = time.monotonic() + PROMETHEUS_DEADLINE_SECONDS
+            while True:
+                missing = [f"{where}: {expr}" for where, expr in _expressions()
+                           if not _query(client, base, expr)]  # fmt: skip
+                if not missing or time.monotonic() > deadline:
+                    break
+                time.sleep(1.0)
+            rules = client.get(f"{base}/api/v1/rules").json()["data"]["groups"]
+            labels = set(client.get(f"{base}/api/v1/labels").json()["data"])
+            up = _query(client, base, 'up{job=~"imageopt-.*"} == 1')
+    finally:
+        group.stop_all()
+
+    assert not missing, "expressions without data:\n" + "\n".join(missing)
+    unhealthy = [(r["name"], r.get("lastError")) for g in rules for r in g["rules"]
+                 if r["health"] != "ok"]  # fmt: skip
+    assert not unhealthy
+    assert sum(len(g["rules"]) for g in rules) == len(load_rules())
+    assert {s["metric"]["job"] for s in up} == {"imageopt-scheduler", "imageopt-workers"}
+    assert not labels & {"item_id", "job_id", "prediction_id", "pid"}

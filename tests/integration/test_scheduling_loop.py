@@ -1,0 +1,126 @@
+"""The scheduler loop in a thread (real Postgres and Redis): an insert wakes it through
+LISTEN/NOTIFY, not the tick; the heartbeat line carries cycle, queue by status and RPM."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+import structlog
+
+from pipeline.models import build_allowlist
+from pipeline.provider import ProviderClient
+from pipeline.scheduling import Scheduler, SchedulerConfig
+from pipeline.taskqueue import TaskQueue, build_broker
+from tests.conftest import DATABASE_URL, REDIS_URL
+
+pytestmark = pytest.mark.integration
+
+MODEL = "nightmareai/real-esrgan"
+
+
+@contextlib.contextmanager
+def run_scheduler(schema: str, namespace: str, **overrides: Any) -> Iterator[Scheduler]:
+    config = SchedulerConfig(database_url=DATABASE_URL, schema=schema, in_flight_limit=10,
+                             **overrides)
+    broker = build_broker(REDIS_URL, namespace)
+    provider = ProviderClient("http://127.0.0.1:9/v1", "")  # never called: nothing to rescue
+    scheduler = Scheduler(config=config, queue=TaskQueue(broker), provider=provider,
+                          storage=None,  # type: ignore[arg-type]  # the rescuer finds no work
+                          allowlist=build_allowlist("1:1"),
+                          rpm_usage=lambda: {"create": "3/450 (0.7%)"})
+    stop = threading.Event()
+    thread = threading.Thread(target=scheduler.run, args=(stop,), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not scheduler.is_leader and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert scheduler.is_leader
+    try:
+        yield scheduler
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        provider.close()
+        broker.close()
+
+
+def insert_item(schema: str, store: str = "s") -> int:
+    with psycopg.connect(DATABASE_URL, options=f"-c search_path={schema}") as conn:
+        job = conn.execute("INSERT INTO image_optimization_jobs (store_id, model) "
+                           "VALUES (%s, %s) RETURNING id", (store, MODEL)).fetchone()
+        assert job is not None
+        row = conn.execute("INSERT INTO image_optimization_items (job_id, store_id, source_url) "
+                           "VALUES (%s, %s, 'https://img.example/a.jpg') RETURNING id",
+                           (job[0], store)).fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+def wait_status(schema: str, item_id: int, want: str, timeout: float) -> float:
+    """Seconds until ``item_id`` has status ``want``."""
+    started = time.monotonic()
+    with psycopg.connect(DATABASE_URL, options=f"-c search_path={schema}",
+                         autocommit=True) as conn:
+        while time.monotonic() - started < timeout:
+            row = conn.execute("SELECT status FROM image_optimization_items WHERE id = %s",
+                               (item_id,)).fetchone()
+            if row and row[0] == want:
+                return time.monotonic() - started
+            time.sleep(0.005)
+    raise AssertionError(f"item {item_id} not {want} within {timeout} s")
+
+
+def test_an_insert_wakes_the_idle_leader_through_notify_not_the_tick(
+    db_schema: str, redis_namespace: str
+) -> None:
+    with run_scheduler(db_schema, redis_namespace, tick=30.0):
+        time.sleep(0.3)  # let it fall asleep on the 30 s tick
+        waits = []
+        for _ in range(5):
+            item = insert_item(db_schema)
+            waits.append(wait_status(db_schema, item, "QUEUED", timeout=5))
+            time.sleep(0.1)
+        assert max(waits) < 1.0, waits
+
+
+def test_the_heartbeat_logs_cycle_queue_by_status_and_rpm(
+    db_schema: str, redis_namespace: str
+) -> None:
+    insert_item(db_schema)
+    with (
+        structlog.testing.capture_logs() as logs,
+        run_scheduler(db_schema, redis_namespace, heartbeat_interval=0.2, tick=0.1) as scheduler,
+    ):
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and scheduler.cycle < 5:
+            time.sleep(0.05)
+        time.sleep(0.3)
+    beats = [entry for entry in logs if entry["event"] == "heartbeat"]
+    assert len(beats) >= 2
+    last = beats[-1]
+    assert last["cycle"] > beats[0]["cycle"] >= 1
+    assert last["queue"] == {"PENDING": 0, "QUEUED": 1, "SUBMITTING": 0, "PROCESSING": 0}
+    assert last["queue_length"] == 1
+    assert (last["in_flight"], last["in_flight_limit"]) == (1, 10)
+    assert last["rpm"] == {"create": "3/450 (0.7%)"}
+    assert last["submissions_paused"] is False
+
+
+def test_a_paused_leader_keeps_new_items_pending(db_schema: str, redis_namespace: str) -> None:
+    with (
+        structlog.testing.capture_logs() as logs,
+        run_scheduler(db_schema, redis_namespace, submissions_paused=True, tick=0.1),
+    ):
+        item = insert_item(db_schema)
+        time.sleep(1.0)
+    with psycopg.connect(DATABASE_URL, options=f"-c search_path={db_schema}") as conn:
+        row = conn.execute("SELECT status FROM image_optimization_items WHERE id = %s",
+                           (item,)).fetchone()
+    assert row == ("PENDING",)
+    assert any(entry["event"] == "submissions_paused" for entry in logs)

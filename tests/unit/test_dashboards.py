@@ -1,0 +1,157 @@
+"""The Grafana dashboards and provisioning files are well formed, and every query uses only
+metrics the code exports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client import REGISTRY
+from prometheus_client.core import Metric
+
+from pipeline import metrics
+from tests.support.observability import (
+    DRAMATIQ_METRICS,
+    PROMETHEUS_METRICS,
+    PROVISIONING_DIR,
+    load_dashboards,
+    load_rules,
+    metric_names,
+    panels,
+)
+
+DASHBOARDS = load_dashboards()
+
+
+class _Stats:
+    budget, limit, window_seconds, granted_in_window, waiting = "create", 450, 60.0, 10, 0
+    usage_percent, paused_until, now = 2.0, None, 0.0
+
+
+class _Limiter:
+    def stats(self) -> _Stats:
+        return _Stats()
+
+
+def _sample_names(families: list[Metric]) -> set[str]:
+    names = set()
+    for family in families:
+        if family.type == "counter":
+            names.add(f"{family.name}_total")
+        elif family.type == "histogram":
+            names |= {f"{family.name}_bucket", f"{family.name}_sum", f"{family.name}_count"}
+        else:
+            names.add(family.name)
+    return names
+
+
+def exported_names() -> set[str]:
+    """Every series name the pipeline's processes export, plus dramatiq's and Prometheus'."""
+    scheduler = metrics.SchedulerCollector()
+    scheduler.set_leader(True)
+    scheduler.beat()
+    scheduler.update(metrics.BacklogSnapshot({"PENDING": 1}, 1, [("s", 1)], {"q": 0}))
+    families = [
+        *REGISTRY.collect(),
+        *scheduler.collect(),
+        *metrics.LimiterCollector([_Limiter()]).collect(),
+    ]
+    return _sample_names(families) | DRAMATIQ_METRICS | PROMETHEUS_METRICS
+
+
+def _datasource_uid() -> str:
+    data = yaml.safe_load((PROVISIONING_DIR / "datasources" / "prometheus.yml").read_text())
+    (source,) = data["datasources"]
+    assert source["type"] == "prometheus"
+    return str(source["uid"])
+
+
+def test_there_are_an_overview_and_a_workers_dashboard_with_unique_uids() -> None:
+    uids = [d["uid"] for d in DASHBOARDS.values()]
+    assert sorted(uids) == ["imageopt-overview", "imageopt-workers"]
+    assert all(d["title"] and d["schemaVersion"] for d in DASHBOARDS.values())
+
+
+@pytest.mark.parametrize("path", list(DASHBOARDS), ids=lambda p: Path(p).name)
+def test_panel_ids_are_unique_and_panels_fit_the_grid_without_overlap(path: Path) -> None:
+    found = panels(DASHBOARDS[path])
+    ids = [p["id"] for p in found]
+    assert len(ids) == len(set(ids))
+    cells: set[tuple[int, int]] = set()
+    for panel in found:
+        pos = panel["gridPos"]
+        assert pos["x"] >= 0, panel["title"]
+        assert 0 < pos["w"] <= 24 - pos["x"], panel["title"]
+        for x in range(pos["x"], pos["x"] + pos["w"]):
+            for y in range(pos["y"], pos["y"] + pos["h"]):
+                assert (x, y) not in cells, f"{panel['title']} overlaps another panel"
+                cells.add((x, y))
+
+
+@pytest.mark.parametrize("path", list(DASHBOARDS), ids=lambda p: Path(p).name)
+def test_every_datasource_reference_resolves_to_the_provisioned_prometheus(path: Path) -> None:
+    dashboard = DASHBOARDS[path]
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    uid = _datasource_uid()
+    choice = variables["datasource"]
+    assert (choice["type"], choice["query"]) == ("datasource", "prometheus")
+    assert choice["current"]["value"] == uid
+
+    def resolves(ref: dict[str, Any]) -> bool:
+        if ref.get("type") != "prometheus":
+            return False
+        value = str(ref.get("uid"))
+        return value == uid or value.strip("${}") in variables
+
+    for panel in panels(dashboard):
+        if panel["type"] == "row":
+            continue
+        assert resolves(panel["datasource"]), panel["title"]
+        assert panel["targets"], panel["title"]
+        refs = [t["refId"] for t in panel["targets"]]
+        assert len(refs) == len(set(refs)), panel["title"]
+        for target in panel["targets"]:
+            assert resolves(target["datasource"]), panel["title"]
+            assert target["expr"].strip(), panel["title"]
+
+
+def test_dashboard_links_point_at_existing_dashboards() -> None:
+    uids = {d["uid"] for d in DASHBOARDS.values()}
+    for dashboard in DASHBOARDS.values():
+        for link in dashboard.get("links", []):
+            assert link["url"].removeprefix("/d/") in uids
+
+
+def test_every_query_and_alert_uses_only_metrics_the_code_exports() -> None:
+    known = exported_names()
+    used: dict[str, set[str]] = {}
+    for path, dashboard in DASHBOARDS.items():
+        for panel in panels(dashboard):
+            for target in panel.get("targets", []):
+                for name in metric_names(target["expr"]):
+                    used.setdefault(name, set()).add(f"{path.name}: {panel['title']}")
+    for rule in load_rules():
+        for name in metric_names(rule["expr"]):
+            used.setdefault(name, set()).add(f"alert {rule['alert']}")
+    unknown = {name: where for name, where in used.items() if name not in known}
+    assert not unknown
+
+
+def test_the_overview_shows_what_ops_watch() -> None:
+    overview = next(d for d in DASHBOARDS.values() if d["uid"] == "imageopt-overview")
+    titles = {p["title"] for p in panels(overview)}
+    expected = {"Throughput by model and outcome", "Status distribution",
+                "Queue depth vs thresholds", "RPM usage vs budget",
+                "End-to-end latency (insert to DONE)", "Errors by code",
+                "Backlog by store (top N)"}  # fmt: skip
+    assert expected <= titles
+
+
+def test_the_dashboards_provider_loads_files_into_an_imageopt_folder() -> None:
+    data = yaml.safe_load((PROVISIONING_DIR / "dashboards" / "imageopt.yml").read_text())
+    (provider,) = data["providers"]
+    assert provider["type"] == "file"
+    assert provider["folder"] == "imageopt"
+    assert provider["options"]["path"]
