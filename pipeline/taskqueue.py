@@ -8,6 +8,7 @@ worker's actors (and their heavy dependencies).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
@@ -20,7 +21,8 @@ POLL_ACTOR = "poll_prediction"
 
 def build_broker(redis_url: str, namespace: str) -> RedisBroker:
     """A Redis broker whose keys live under ``{namespace}-dramatiq``, both queues declared."""
-    broker = RedisBroker(url=redis_url, namespace=f"{namespace}-dramatiq")
+    # dramatiq's RedisBroker.__init__ carries no annotations.
+    broker = RedisBroker(url=redis_url, namespace=f"{namespace}-dramatiq")  # type: ignore[no-untyped-call]
     broker.declare_queue(CREATE_QUEUE)
     broker.declare_queue(POLL_QUEUE)
     return broker
@@ -50,7 +52,7 @@ class TaskQueue:
     def send_poll(self, item_id: int, delay_seconds: float = 0.0) -> None:
         """Enqueue a poll of ``item_id`` after ``delay_seconds``."""
         delay_ms = int(delay_seconds * 1000)
-        message = dramatiq.Message(
+        message: dramatiq.Message[Any] = dramatiq.Message(
             queue_name=POLL_QUEUE, actor_name=POLL_ACTOR, args=(int(item_id),), kwargs={},
             options={},
         )
