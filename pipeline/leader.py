@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import psycopg
@@ -32,11 +32,13 @@ class SessionPool:
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self._conn = conn
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._depth = 0
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
         with self._lock:
+            self._depth += 1
             try:
                 yield self._conn
             except BaseException:
@@ -44,7 +46,14 @@ class SessionPool:
                     self._conn.rollback()
                 raise
             else:
-                self._conn.commit()
+                if self._depth == 1:
+                    self._conn.commit()
+            finally:
+                self._depth -= 1
+
+    def transaction(self) -> AbstractContextManager[psycopg.Connection[Any]]:
+        """Group several ``connection()`` blocks into one transaction (one commit at the end)."""
+        return self.connection()
 
 
 class LeaderLock:

@@ -16,13 +16,16 @@ from datetime import datetime
 import structlog
 
 from pipeline import metrics
-from pipeline.fairness import round_robin
+from pipeline.fairness import Selection, round_robin
 from pipeline.models import ModelSpec
 from pipeline.quotas import QuotaGate
 from pipeline.repository import Repository, Row
 from pipeline.validation import validate_item
 
 log = structlog.get_logger(__name__)
+
+# in flight, selection, valid ids, invalid (id, code, message), failed ids, moved ids, stores seen
+_Plan = tuple[int, Selection[Row], list[int], list[tuple[int, str, str]], list[int], set[int], list[str]]
 
 
 def in_flight_limit(create_rpm: int, budget_seconds: float, minimum: int) -> int:
@@ -112,12 +115,8 @@ class Meter:
                 invalid.append((int(row["id"]), error.code, error.message))
         return valid, invalid
 
-    def run_once(self, now: datetime) -> MeterResult:
-        """Queue up to the free in-flight capacity; commit before sending each message.
-
-        Args:
-            now: the time due items are compared with (``next_attempt_at``).
-        """
+    def _plan(self, now: datetime) -> MeterResult | _Plan:
+        """Select, validate and mark QUEUED (no messages yet); a MeterResult when idle."""
         in_flight = self._repo.count_in_flight()
         if self._paused:
             return MeterResult(0, 0, in_flight, self._limit, paused=True)
@@ -144,8 +143,24 @@ class Meter:
         failed = self._repo.fail_pending_many(invalid)
         for item_id, code, _ in invalid:
             log.warning("item_failed", item_id=item_id, error_code=code, stage="validation")
-        # Commit QUEUED first, then send: a worker must never see a message for a PENDING row.
+        # Committed when the pass's transaction ends, and only then sent (run_once): a worker
+        # must never see a message for a PENDING row.
         moved = set(self._repo.mark_queued(valid))
+        return in_flight, selection, valid, invalid, failed, moved, visit
+
+    def run_once(self, now: datetime) -> MeterResult:
+        """Queue up to the free in-flight capacity; commit before sending each message.
+
+        Args:
+            now: the time due items are compared with (``next_attempt_at``).
+        """
+        # One transaction for the reads and writes of a pass (one commit, not five): the
+        # QUEUED rows are committed when it ends, before any message is sent.
+        with self._repo.transaction():
+            planned = self._plan(now)
+        if isinstance(planned, MeterResult):
+            return planned
+        in_flight, selection, valid, invalid, failed, moved, visit = planned
         metrics.metered(selection.items, moved, [(i, code) for i, code, _ in invalid], failed)
         sent = self._enqueue([item_id for item_id in valid if item_id in moved])  # service order
         if selection.items:

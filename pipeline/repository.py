@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from typing import Any
 
@@ -35,6 +35,12 @@ class Repository:
         self._q = load_queries()
 
     # --- plumbing -----------------------------------------------------------------------
+    def transaction(self) -> AbstractContextManager[object]:
+        """One transaction around several calls, where the pool supports it (the scheduler's
+        leader session does; a psycopg-pool commits per call and this is then a no-op)."""
+        begin = getattr(self._pool, "transaction", None)
+        return begin() if begin is not None else nullcontext()
+
     @contextmanager
     def _cursor(self) -> Iterator[psycopg.Cursor[Any]]:
         try:

@@ -6,6 +6,7 @@ import pytest
 
 from pipeline.errors import ConfigurationError
 from pipeline.ratelimit import Budget
+from pipeline.ratelimit.budget import MAX_LIMIT
 
 
 def test_the_limit_per_window_is_the_rate_scaled_to_the_window() -> None:
@@ -48,3 +49,10 @@ def test_budgets_that_cannot_grant_are_rejected(
 ) -> None:
     with pytest.raises(ConfigurationError):
         Budget(name, rpm, window_seconds=window, burst=burst)
+
+
+def test_a_budget_too_large_for_one_lua_cold_start_is_refused() -> None:
+    assert Budget("create", MAX_LIMIT, 60.0).limit == MAX_LIMIT
+    with pytest.raises(ConfigurationError, match="over"):
+        Budget("create", MAX_LIMIT + 1, 60.0)
+    assert Budget("create", 10 * MAX_LIMIT, 6.0).limit == MAX_LIMIT  # shorter window: fine
