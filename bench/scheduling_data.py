@@ -131,18 +131,21 @@ def explain(database_url: str, schema: str) -> str:
         ("pending_stores_after", {"cursor": "store-02500", "limit": 100}),
         ("pending_stores", {}),
         ("pending_heads", {"store_ids": stores, "per_store": 2, "now": now}),
-        ("refresh_recent_jobs", {"since": now - timedelta(seconds=32)}),
-        ("refresh_active_jobs", {}),
+        ("recent_active_job_ids", {"since": now - timedelta(seconds=32)}),
+        ("active_job_ids", {}),
+        ("refresh_jobs", {"ids": []}),  # filled below with the recently changed jobs
         ("queue_depths", {}),
     ]
     out: list[str] = []
     with psycopg.connect(database_url, options=f"-c search_path={schema}") as conn:
         # About 2 s of traffic at 100 items/s (each item changes ~2 times): 400 item changes
-        # over 400 jobs, so refresh_recent_jobs has real work.
+        # over 400 jobs, so the recent-jobs refresh has real work.
         conn.execute("UPDATE image_optimization_items SET updated_at = now() WHERE id IN ("
                      "SELECT id FROM image_optimization_items WHERE status = 'PENDING' "
                      "ORDER BY id LIMIT 400)")
         conn.commit()
+        recent = conn.execute(q["recent_active_job_ids"], cases[4][1]).fetchall()
+        cases[6] = ("refresh_jobs", {"ids": [r[0] for r in recent]})
         for name, params in cases:
             if name not in q:
                 continue
@@ -150,7 +153,7 @@ def explain(database_url: str, schema: str) -> str:
             rows = conn.execute(
                 "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + q[name], params
             ).fetchall()
-            conn.rollback()  # refresh_active_jobs writes: keep the data as built
+            conn.rollback()  # refresh_jobs writes: keep the data as built
             out.append(f"-- {name}\n" + "\n".join(str(r[0]) for r in rows))
     return "\n\n".join(out)
 

@@ -171,12 +171,15 @@ class Repository:
     # --- jobs ----------------------------------------------------------------------------
     def refresh_active_jobs(self) -> list[Row]:
         """Recompute counters and status of active jobs; returns the jobs that changed."""
-        return self._all("refresh_active_jobs")
+        return self._refresh_jobs([r["id"] for r in self._all("active_job_ids")])
 
     def refresh_recent_jobs(self, since: datetime) -> list[Row]:
         """Like :meth:`refresh_active_jobs`, for active jobs with an item changed at or after
         ``since``; returns the jobs that changed."""
-        return self._all("refresh_recent_jobs", since=since)
+        return self._refresh_jobs([r["id"] for r in self._all("recent_active_job_ids", since=since)])
+
+    def _refresh_jobs(self, job_ids: Sequence[int]) -> list[Row]:
+        return self._all("refresh_jobs", ids=list(job_ids)) if job_ids else []
 
     def insert_job(
         self,

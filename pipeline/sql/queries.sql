@@ -157,62 +157,37 @@ SET status = 'DONE', output_key = %(output_key)s, output_width = %(width)s,
 WHERE id = %(id)s AND status = 'PROCESSING'
 RETURNING id;
 
--- name: refresh_active_jobs
--- Job counters and status follow their items (for jobs not yet final); per job an index-only
--- count over (job_id, status).
-WITH counts AS (
-    SELECT a.job_id, c.total, c.done, c.failed, c.canceled, c.started
-    FROM (SELECT id AS job_id FROM image_optimization_jobs
-          WHERE status IN ('PENDING', 'PROCESSING')) a
-    CROSS JOIN LATERAL (
-        SELECT count(*) AS total,
-               count(*) FILTER (WHERE i.status = 'DONE') AS done,
-               count(*) FILTER (WHERE i.status = 'FAILED') AS failed,
-               count(*) FILTER (WHERE i.status = 'CANCELED') AS canceled,
-               count(*) FILTER (WHERE i.status <> 'PENDING') AS started
-        FROM image_optimization_items i
-        WHERE i.job_id = a.job_id
-    ) c
-    WHERE c.total > 0  -- a job whose items are not inserted yet keeps its status
-)
-UPDATE image_optimization_jobs j
-SET total_items = c.total, done_items = c.done, failed_items = c.failed,
-    canceled_items = c.canceled,
-    status = CASE
-        WHEN c.done + c.failed + c.canceled < c.total THEN
-             CASE WHEN c.started > 0 THEN 'PROCESSING' ELSE 'PENDING' END
-        WHEN c.done > 0 THEN 'DONE'
-        WHEN c.failed > 0 THEN 'FAILED'
-        ELSE 'CANCELED' END,
-    completed_at = CASE WHEN c.done + c.failed + c.canceled = c.total THEN now() END,
-    updated_at = now()
-FROM counts c
-WHERE j.id = c.job_id
-  AND (j.total_items, j.done_items, j.failed_items, j.canceled_items, j.status)
-      IS DISTINCT FROM (c.total::int, c.done::int, c.failed::int, c.canceled::int,
-        CASE
-          WHEN c.done + c.failed + c.canceled < c.total THEN
-               CASE WHEN c.started > 0 THEN 'PROCESSING' ELSE 'PENDING' END
-          WHEN c.done > 0 THEN 'DONE'
-          WHEN c.failed > 0 THEN 'FAILED'
-          ELSE 'CANCELED' END)
-RETURNING j.id, j.status;
+-- name: active_job_ids
+-- Jobs not yet final (their counters may still change).
+SELECT id FROM image_optimization_jobs WHERE status IN ('PENDING', 'PROCESSING');
 
--- name: refresh_recent_jobs
--- refresh_active_jobs for the active jobs with an item changed since %(since)s (a literal
--- time, so the planner sees how few rows qualify), found index-only via (updated_at, job_id).
+-- name: recent_active_job_ids
+-- Active jobs with an item changed since %(since)s (a literal time, so the planner sees how few
+-- rows qualify), found index-only via (updated_at, job_id).
+SELECT DISTINCT t.job_id AS id
+FROM image_optimization_items t
+JOIN image_optimization_jobs aj ON aj.id = t.job_id
+WHERE t.updated_at >= %(since)s::timestamptz
+  AND aj.status IN ('PENDING', 'PROCESSING');
+
+-- name: refresh_jobs
+-- Counters and status of the given jobs follow their items (index-only count per job over
+-- (job_id, status)); writes only jobs whose figures changed and returns them.
 WITH counts AS (
-    SELECT a.job_id, c.total, c.done, c.failed, c.canceled, c.started
-    FROM (SELECT DISTINCT t.job_id
-          FROM image_optimization_items t
-          JOIN image_optimization_jobs aj ON aj.id = t.job_id
-          WHERE t.updated_at >= %(since)s::timestamptz
-            AND aj.status IN ('PENDING', 'PROCESSING')) a
+    SELECT a.job_id, c.total, c.done, c.failed, c.canceled,
+           CASE
+               WHEN c.done + c.failed + c.canceled < c.total THEN
+                    CASE WHEN c.started > 0 THEN 'PROCESSING' ELSE 'PENDING' END
+               WHEN c.done > 0 THEN 'DONE'
+               WHEN c.failed > 0 THEN 'FAILED'
+               ELSE 'CANCELED'
+           END AS status
+    FROM unnest(%(ids)s::bigint[]) AS a(job_id)
     CROSS JOIN LATERAL (
-        SELECT count(*) AS total,
-               count(*) FILTER (WHERE i.status = 'DONE') AS done,
-               count(*) FILTER (WHERE i.status = 'FAILED') AS failed,
-               count(*) FILTER (WHERE i.status = 'CANCELED') AS canceled,
+        SELECT count(*)::int AS total,
+               (count(*) FILTER (WHERE i.status = 'DONE'))::int AS done,
+               (count(*) FILTER (WHERE i.status = 'FAILED'))::int AS failed,
+               (count(*) FILTER (WHERE i.status = 'CANCELED'))::int AS canceled,
                count(*) FILTER (WHERE i.status <> 'PENDING') AS started
         FROM image_optimization_items i
         WHERE i.job_id = a.job_id
@@ -221,25 +196,13 @@ WITH counts AS (
 )
 UPDATE image_optimization_jobs j
 SET total_items = c.total, done_items = c.done, failed_items = c.failed,
-    canceled_items = c.canceled,
-    status = CASE
-        WHEN c.done + c.failed + c.canceled < c.total THEN
-             CASE WHEN c.started > 0 THEN 'PROCESSING' ELSE 'PENDING' END
-        WHEN c.done > 0 THEN 'DONE'
-        WHEN c.failed > 0 THEN 'FAILED'
-        ELSE 'CANCELED' END,
+    canceled_items = c.canceled, status = c.status,
     completed_at = CASE WHEN c.done + c.failed + c.canceled = c.total THEN now() END,
     updated_at = now()
 FROM counts c
 WHERE j.id = c.job_id
   AND (j.total_items, j.done_items, j.failed_items, j.canceled_items, j.status)
-      IS DISTINCT FROM (c.total::int, c.done::int, c.failed::int, c.canceled::int,
-        CASE
-          WHEN c.done + c.failed + c.canceled < c.total THEN
-               CASE WHEN c.started > 0 THEN 'PROCESSING' ELSE 'PENDING' END
-          WHEN c.done > 0 THEN 'DONE'
-          WHEN c.failed > 0 THEN 'FAILED'
-          ELSE 'CANCELED' END)
+      IS DISTINCT FROM (c.total, c.done, c.failed, c.canceled, c.status)
 RETURNING j.id, j.status;
 
 -- name: insert_job
