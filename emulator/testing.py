@@ -5,17 +5,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import http.server
-import socket
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import uvicorn
-
 from emulator.config import EmulatorConfig
 from emulator.server import build_app
+from pipeline.devstack import serve_asgi_in_thread
 
 STARTUP_TIMEOUT_SECONDS = 10.0
 
@@ -36,32 +33,13 @@ def run_emulator(config: EmulatorConfig | None = None) -> Iterator[str]:
     Raises:
         RuntimeError: the server did not start within :data:`STARTUP_TIMEOUT_SECONDS`.
     """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    root = f"http://127.0.0.1:{port}"
-    app = build_app((config or EmulatorConfig()).with_public_base_url(root))
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app, log_level="warning", ws="none", lifespan="on", timeout_graceful_shutdown=5
-        )
-    )
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name="emulator", daemon=True
-    )
-    thread.start()
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("emulator did not start")
-            time.sleep(0.01)
+    settings = config or EmulatorConfig()
+    with serve_asgi_in_thread(
+        lambda root: build_app(settings.with_public_base_url(root)),
+        name="emulator",
+        startup_timeout=STARTUP_TIMEOUT_SECONDS,
+    ) as root:
         yield f"{root}/v1"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
-        sock.close()
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

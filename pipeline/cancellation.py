@@ -62,17 +62,11 @@ def cancel_item(repo: Repository, provider: ProviderClient, item_id: int) -> Can
         return cancel_item(repo, provider, item_id)  # it moved on meanwhile: look again
     if status != "PROCESSING":
         return CancelResult(item_id, status, canceled=False)
-    provider_ok: bool | None = None
-    error_code: str | None = None
-    if row["prediction_id"]:
-        try:
-            provider.cancel_prediction(str(row["prediction_id"]))
-            provider_ok = True
-        except PipelineError as exc:
-            provider_ok, error_code = False, exc.code
-            bound.warning(
-                "provider_cancel_failed", prediction_id=row["prediction_id"], error_code=exc.code
-            )
+    provider_ok, error_code = _cancel_at_provider(provider, row["prediction_id"])
+    if provider_ok is False:
+        bound.warning(
+            "provider_cancel_failed", prediction_id=row["prediction_id"], error_code=error_code
+        )
     done = repo.cancel_item(item_id, ("PROCESSING",)) is not None
     if done:
         bound.info(
@@ -88,14 +82,7 @@ def cancel_job(repo: Repository, provider: ProviderClient, job_id: int) -> list[
     """Cancel every unfinished item of a job; PROCESSING ones are canceled at the provider."""
     results = []
     for row in repo.cancel_job(job_id):
-        provider_ok: bool | None = None
-        error_code: str | None = None
-        if row["prediction_id"]:
-            try:
-                provider.cancel_prediction(str(row["prediction_id"]))
-                provider_ok = True
-            except PipelineError as exc:
-                provider_ok, error_code = False, exc.code
+        provider_ok, error_code = _cancel_at_provider(provider, row["prediction_id"])
         results.append(CancelResult(int(row["id"]), None, True, provider_ok, error_code))
     log.info("job_canceled", job_id=job_id, items=len(results))
     return results
@@ -107,3 +94,16 @@ def retry_item(repo: Repository, item_id: int) -> bool:
     if done:
         log.info("item_retried", item_id=item_id)
     return done
+
+
+def _cancel_at_provider(
+    provider: ProviderClient, prediction_id: object
+) -> tuple[bool | None, str | None]:
+    """Cancel a running prediction: ``(None, None)`` without one, else ``(ok, error_code)``."""
+    if not prediction_id:
+        return None, None
+    try:
+        provider.cancel_prediction(str(prediction_id))
+    except PipelineError as exc:
+        return False, exc.code
+    return True, None

@@ -12,12 +12,15 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
+import uvicorn
 
 
 def free_port() -> int:
@@ -25,6 +28,55 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def serve_asgi_in_thread(
+    build: Callable[[str], Any],
+    *,
+    name: str,
+    startup_timeout: float = 15.0,
+    graceful_seconds: int = 5,
+) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn in a daemon thread on ``127.0.0.1`` and a free port.
+
+    The socket is bound here and handed to uvicorn, so there is no race for the port.
+
+    Args:
+        build: called with the root URL (``http://127.0.0.1:PORT``), returns the ASGI app.
+        name: thread name, and what the error names.
+        startup_timeout: seconds to wait for the server to start.
+        graceful_seconds: uvicorn's graceful-shutdown timeout on exit.
+
+    Yields:
+        The root URL.
+
+    Raises:
+        RuntimeError: the server did not start within ``startup_timeout``.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    root = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server = uvicorn.Server(
+        uvicorn.Config(
+            build(root), log_level="warning", ws="none", lifespan="on",
+            timeout_graceful_shutdown=graceful_seconds,
+        )
+    )  # fmt: skip
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=name, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + startup_timeout
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not start")
+            time.sleep(0.01)
+        yield root
+    finally:
+        server.should_exit = True
+        thread.join(timeout=graceful_seconds + 10)
+        sock.close()
 
 
 def wait_http(url: str, timeout: float = 20.0) -> None:
