@@ -26,7 +26,7 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, BinaryIO, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 import certifi
 import structlog
@@ -44,6 +44,7 @@ __all__ = [
     "ObjectInfo",
     "ObjectNotFound",
     "ObjectStorage",
+    "ObjectStream",
     "input_key",
     "result_key",
 ]
@@ -97,6 +98,39 @@ class ObjectInfo:
     etag: str
     last_modified: datetime | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+class ObjectStream:
+    """An object being read (:meth:`ObjectStorage.open_stream`): iterate once, then close.
+
+    Attributes:
+        size: length in bytes (``Content-Length``).
+        content_type: the stored ``Content-Type``.
+    """
+
+    def __init__(self, response: Any, target: str, size: int, content_type: str) -> None:
+        self._response = response
+        self._target = target
+        self.size = size
+        self.content_type = content_type
+
+    def chunks(self, chunk_bytes: int = READ_CHUNK_BYTES) -> Iterator[bytes]:
+        """Yield the content in chunks of at most ``chunk_bytes`` bytes, then close.
+
+        Raises:
+            StorageError: transient, when the transfer breaks.
+        """
+        try:
+            yield from self._response.stream(chunk_bytes)
+        except _NETWORK_ERRORS as exc:
+            raise _translate(exc, "get_object", self._target) from exc
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Release the connection (safe to call twice)."""
+        self._response.close()
+        self._response.release_conn()
 
 
 class ObjectStorage:
@@ -320,6 +354,35 @@ class ObjectStorage:
         finally:
             response.close()
             response.release_conn()
+
+    def open_stream(self, key: str, *, max_bytes: int) -> ObjectStream:
+        """Open an object for reading in chunks (one ``GET``; the caller closes the stream).
+
+        Args:
+            key: object key.
+            max_bytes: the largest size accepted, in bytes (checked on ``Content-Length``).
+
+        Returns:
+            The open stream, with its size and content type.
+
+        Raises:
+            ObjectNotFound: when the key does not exist.
+            StorageError: permanent when the object exceeds ``max_bytes``; transient on
+                transport failures.
+        """
+        target = f"{self._bucket}/{key}"
+        response = self._call(
+            "get_object", target, lambda: self._client.get_object(self._bucket, key)
+        )
+        declared = response.headers.get("Content-Length") or ""
+        if not declared.isdigit() or int(declared) > max_bytes:
+            response.close()
+            response.release_conn()
+            if not declared.isdigit():
+                raise StorageError(f"storage get_object {target}: no Content-Length")
+            raise _too_large(target, max_bytes)
+        content_type = response.headers.get("Content-Type") or "application/octet-stream"
+        return ObjectStream(response, target, int(declared), content_type)
 
     def stat(self, key: str) -> ObjectInfo | None:
         """Describe an object without reading it.

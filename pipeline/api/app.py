@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
-from pipeline.api import catalog, console, files, jobs, ops
+from pipeline.api import catalog, console, files, imaging, jobs, ops
 from pipeline.api.context import ApiContext, build_context
 from pipeline.api.envelope import (
     ApiError,
@@ -82,6 +82,7 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         ctx = context_factory(settings)
         app.state.ctx = ctx
+        app.state.image_limiter = imaging.new_image_limiter()
         log.info("api_started")
         try:
             yield
@@ -96,6 +97,7 @@ def create_app(
         Route("/api/openapi.yaml", openapi, methods=["GET"]),
         *catalog.ROUTES,
         *jobs.ROUTES,
+        *imaging.ROUTES,
         *files.ROUTES,
         *console.ROUTES,
         Route("/metrics", metrics, methods=["GET"]),

@@ -1,22 +1,31 @@
 """Owner-gated delivery of an item's input and result (seed 002 §5, "R2 owner-gating").
 
 The bucket stays private: the api checks the caller owns the item's job (401 anonymous, 403
-another owner), then streams the object from storage with ``Cache-Control: private``.
+another owner), then streams the object from storage with ``Cache-Control: private``, in
+chunks of :data:`CHUNK_BYTES` (memory per download stays one chunk, whatever the object's
+size). Why not a redirect to a presigned URL: the browser would then need to reach the bucket
+(often on an internal network), the CSP's ``img-src`` would have to name it, the download's
+file name (``Content-Disposition``) would be lost, and the URL, a bearer credential for its
+lifetime, would end up in browser history and proxies' logs.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from pipeline.api.context import ApiContext, blocking
 from pipeline.api.envelope import ApiError
 from pipeline.api.jobs import path_id
-from pipeline.storage import ObjectNotFound
+from pipeline.storage import ObjectNotFound, ObjectStream
 from pipeline.uploads import upload_key_of
 
 CACHE_CONTROL = "private, max-age=3600"
+CHUNK_BYTES = 256 * 1024
+"""Bytes read from storage and written to the client at a time (one thread hop per chunk)."""
 _EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
 
 
@@ -43,24 +52,37 @@ async def _serve(request: Request, kind: str) -> Response:
             raise ApiError(404, "not_found", f"item {item_id} has no stored input yet")
     limit = max(ctx.settings.max_output_bytes, ctx.settings.max_input_bytes)
     try:
-        info = await blocking(ctx.storage.stat, key)
-        if info is None:
-            raise ObjectNotFound(key)
-        data = await blocking(lambda: ctx.storage.get_bytes(key, max_bytes=limit))
+        stream = await blocking(lambda: ctx.storage.open_stream(key, max_bytes=limit))
     except ObjectNotFound as exc:
         raise ApiError(
             404, "not_found", f"the {kind} of item {item_id} is no longer stored"
         ) from exc
-    ext = _EXTENSIONS.get(info.content_type, "bin")
+    ext = _EXTENSIONS.get(stream.content_type, "bin")
     disposition = "attachment" if request.query_params.get("download") == "1" else "inline"
-    return Response(
-        data,
-        media_type=info.content_type,
-        headers={
-            "Cache-Control": CACHE_CONTROL,
-            "Content-Disposition": f'{disposition}; filename="item-{item_id}-{kind}.{ext}"',
-        },
-    )
+    headers = {
+        "Cache-Control": CACHE_CONTROL,
+        "Content-Length": str(stream.size),
+        "Content-Disposition": f'{disposition}; filename="item-{item_id}-{kind}.{ext}"',
+    }
+    if request.method == "HEAD":
+        stream.close()
+        return Response(media_type=stream.content_type, headers=headers)
+    return StreamingResponse(_relay(stream), media_type=stream.content_type, headers=headers)
+
+
+async def _relay(stream: ObjectStream) -> AsyncIterator[bytes]:
+    """The object's chunks, each read in the thread pool; the connection is released at the
+    end, on a transfer error, and when the client goes away (the generator is closed).
+
+    A transfer that breaks after the headers cannot become an error envelope: the response
+    ends short of its ``Content-Length``, which every HTTP client reports as an error.
+    """
+    chunks = stream.chunks(CHUNK_BYTES)
+    try:
+        while (chunk := await blocking(next, chunks, None)) is not None:
+            yield chunk
+    finally:
+        stream.close()
 
 
 async def item_input(request: Request) -> Response:

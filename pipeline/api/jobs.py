@@ -159,7 +159,7 @@ async def _check_quota(ctx: ApiContext, caller: Caller, new_items: int) -> None:
 
 
 # --- reading uploads -----------------------------------------------------------------------------
-async def _read_image(ctx: ApiContext, upload: UploadFile, index: int) -> tuple[str, bytes, str]:
+async def read_image(ctx: ApiContext, upload: UploadFile, index: int) -> tuple[str, bytes, str]:
     """Read and check one uploaded file: ``(name, data, content_type)``."""
     name = upload.filename or f"image-{index}"
     limit = ctx.settings.api_max_upload_bytes
@@ -204,7 +204,7 @@ async def _multipart_items(
         if not files:
             raise validation_error("image", "add at least one image file (field image)")
         await _check_quota(ctx, caller, len(files))
-        images = [await _read_image(ctx, f, i) for i, f in enumerate(files)]
+        images = [await read_image(ctx, f, i) for i, f in enumerate(files)]
     finally:
         await form.close()
     batch = new_batch()

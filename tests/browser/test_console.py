@@ -1,13 +1,14 @@
 """The web console in a real headless Chromium (Debian's ``chromium``, driven by Playwright):
-upload two real photos, watch them reach DONE through the whole pipeline (scheduler, worker,
-emulator, Postgres, Redis, S3), move the before/after slider, download a result and decode it;
-then upload a text file named ``.jpg`` and read the error. Screenshots at desktop and phone width
-land in the test's tmp folder."""
+pick two real photos, read the analysis hint and the chosen preset's size preview, watch them
+reach DONE through the whole pipeline (scheduler, worker, emulator, Postgres, Redis, S3), move
+the before/after slider, download a result and decode it; then upload a text file named ``.jpg``
+and read the error. Screenshots at desktop and phone width land in the test's tmp folder."""
 
 from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +30,8 @@ LAUNCH_ARGS = [
 PHOTOS = ["store-portraits/portrait-hopper-tiny-exif6.jpg", "store-food/kiwi-cutout.webp"]
 TOKEN = "r8_browser-test-token-5c1d"
 DONE_TIMEOUT_MS = 90_000
+PREVIEW_TEXT = r"≈ \d+(\.\d)? [KM]B as web-2048 · \d+\u00d7\d+ JPEG \(upload "
+"""The console's size preview line (between width and height: the multiplication sign)."""
 
 
 @pytest.fixture
@@ -80,6 +83,20 @@ def test_console_enhances_two_photos_and_explains_a_bad_file(
             page.select_option("#model", "nightmareai/real-esrgan")
             page.set_input_files("#file-input", [str(f) for f in files])
             expect(page.locator("#chosen li")).to_have_count(2)
+            estimates = page.locator("#chosen li .estimate")
+            expect(estimates.first).to_have_text("choose an output preset to see its size")
+            hint = page.locator("#hint")
+            expect(hint).to_contain_text("Suggested: ")
+            expect(hint).to_contain_text("preset ")
+            page.select_option("#preset", "web-2048")
+            for index in range(2):
+                expect(estimates.nth(index)).to_contain_text("as web-2048", timeout=15_000)
+                text = estimates.nth(index).inner_text()
+                assert re.match(PREVIEW_TEXT, text), text
+            page.set_viewport_size({"width": 390, "height": 844})
+            page.screenshot(path=str(tmp_path / "console-preview-phone.png"), full_page=True)
+            assert page.evaluate("document.documentElement.scrollWidth") <= 390
+            page.set_viewport_size({"width": 1280, "height": 900})
             page.click("#start")
 
             items = page.locator("#items li.item")
@@ -114,6 +131,7 @@ def test_console_enhances_two_photos_and_explains_a_bad_file(
             page.click("#reset")
             expect(page.locator("#results")).to_be_hidden()
             page.set_input_files("#file-input", str(fake))
+            expect(hint).to_contain_text("notes.jpg: not a JPEG, PNG or WebP image")
             page.click("#start")
             message = page.locator("#message")
             expect(message).to_contain_text("notes.jpg: not a JPEG, PNG or WebP image")

@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+import yaml  # type: ignore[import-untyped]  # types-PyYAML is not a dev dependency
 from PIL import Image
 
 from pipeline.api.auth import create_api_key
@@ -407,3 +408,159 @@ def test_a_guest_over_the_daily_quota_gets_429_and_usage_shows_it(
         assert int(over.headers["retry-after"]) > 80_000  # the first item frees in ~24 h
         usage = client.get("/api/usage").json()["data"]["usage"]
         assert (usage["used"], usage["limit"], usage["remaining"]) == (1, 2, 1)
+
+
+# --- size preview and analysis (issue 7) -------------------------------------------------------
+def test_preview_estimates_a_presets_output_for_an_upload(
+    api: str, photo: bytes, repo: Repository
+) -> None:
+    from pipeline.presets import BUILTIN_PRESETS, add_custom_preset, apply_preset
+
+    client = guest(api)
+    files = {"image": ("coffee.png", photo, "image/png")}
+    response = client.post("/api/preview", files=files, data={"preset": "web-2048"})
+    assert response.status_code == 200, response.text
+    assert response.headers["cache-control"] == "no-store"
+    preview = response.json()["data"]
+    real = apply_preset(photo, BUILTIN_PRESETS["web-2048"], max_pixels=50_000_000)
+    assert (preview["width"], preview["height"]) == (real.width, real.height)
+    assert preview["contentType"] == "image/jpeg"
+    assert preview["inputBytes"] == len(photo)
+    assert abs(preview["estimatedBytes"] - len(real.data)) / len(real.data) < 0.15
+    assert preview["method"] in ("exact", "sampled")
+    assert_documented(preview, "SizePreview")
+
+    add_custom_preset(repo, "shop-1", "tiny-png",
+                      {"format": "png", "width": 64, "height": 64, "fit": "cover"})  # fmt: skip
+    shop = store_client(api, repo, "shop-1")
+    custom = shop.post("/api/preview", files=files, data={"preset": "tiny-png"})
+    assert custom.status_code == 200, custom.text
+    assert (custom.json()["data"]["width"], custom.json()["data"]["contentType"]) == (
+        64, "image/png"
+    )  # fmt: skip
+    assert client.post("/api/preview", files=files, data={"preset": "tiny-png"}).status_code == 400
+
+
+def test_preview_refuses_bad_input_naming_the_field(api: str, photo: bytes) -> None:
+    client = guest(api)
+    image = {"image": ("coffee.png", photo, "image/png")}
+    unknown = client.post("/api/preview", files=image, data={"preset": "no-such-preset"})
+    assert unknown.status_code == 400
+    assert error_of(unknown)["type"] == "validation_error"
+    assert error_of(unknown)["details"] == {"field": "preset"}
+    for bad in ("", "../etc", "x" * 64, "nul\x00"):
+        refused = client.post("/api/preview", files=image, data={"preset": bad})
+        assert refused.status_code == 400, bad
+        assert error_of(refused)["details"] == {"field": "preset"}, bad
+    notes = {"image": ("notes.jpg", b"not an image\n" * 20, "image/jpeg")}
+    text = client.post("/api/preview", data={"preset": "web-2048"}, files=notes)
+    assert text.status_code == 415
+    assert error_of(text)["details"]["field"] == "image"  # type: ignore[index]
+    missing = client.post("/api/preview", data={"preset": "web-2048"},
+                          files={"other": ("x.txt", b"x", "text/plain")})  # fmt: skip
+    assert missing.status_code == 400
+    assert error_of(missing)["details"] == {"field": "image"}
+    two = client.post("/api/preview", data={"preset": "web-2048"},
+                      files=[("image", ("a.png", photo, "image/png"))] * 2)  # fmt: skip
+    assert two.status_code == 400
+    json_body = client.post("/api/preview", json={"preset": "web-2048"})
+    assert json_body.status_code == 415
+    anonymous = track(httpx.Client(base_url=api, cookies={"csrf_token": CSRF},
+                                   headers={"Origin": api, "X-CSRF-Token": CSRF}))  # fmt: skip
+    assert anonymous.post("/api/preview", files=image, data={"preset": "web-2048"}
+                          ).status_code == 401  # fmt: skip
+    no_csrf = track(httpx.Client(base_url=api, cookies=client.cookies, headers={"Origin": api}))
+    forged = no_csrf.post("/api/preview", files=image, data={"preset": "web-2048"})
+    assert forged.status_code == 403
+    assert error_of(forged)["type"] == "csrf_failed"
+    assert client.get("/api/preview").status_code == 405
+
+
+def test_analyze_describes_an_upload_and_recommends_a_model_and_preset(
+    api: str, images_dir: Path, repo: Repository
+) -> None:
+    shop = store_client(api, repo, "shop-1")
+    data = (images_dir / "store-food/kiwi-cutout.webp").read_bytes()
+    response = shop.post("/api/analyze", files={"image": ("kiwi.webp", data, "image/webp")})
+    assert response.status_code == 200, response.text
+    analysis = response.json()["data"]
+    with Image.open(io.BytesIO(data)) as image:
+        assert (analysis["width"], analysis["height"]) == image.size
+    assert analysis["format"] == "WEBP"
+    assert analysis["bytes"] == len(data)
+    assert analysis["transparent"] is True
+    recommendation = analysis["recommendation"]
+    assert recommendation["preset"] == "webp-1600"
+    assert recommendation["model"] in _model_names(shop)
+    assert recommendation["presetReason"]
+    assert recommendation["modelReason"]
+    assert all("_" not in key for key in analysis)  # camelCase like the rest of the API
+    assert_documented(analysis, "Analysis")
+
+    text = shop.post("/api/analyze", files={"image": ("notes.png", b"text\n" * 50, "image/png")})
+    assert text.status_code == 415
+    assert error_of(text)["details"]["field"] == "image"  # type: ignore[index]
+    bad_key = httpx.post(f"{api}/api/analyze", files={"image": ("k.webp", data, "image/webp")},
+                         headers={"Authorization": "Bearer iok_nope_nope"})  # fmt: skip
+    assert bad_key.status_code == 401
+
+
+def assert_documented(data: dict[str, object], schema_name: str) -> None:
+    """``data`` has every required key of the OpenAPI schema and no undocumented one."""
+    spec = yaml.safe_load((Path(__file__).parents[2] / "pipeline/api/openapi.yaml").read_text())
+    schema = spec["components"]["schemas"][schema_name]
+    assert set(schema["required"]) <= set(data), schema_name
+    assert set(data) <= set(schema["properties"]), schema_name
+
+
+def _model_names(client: httpx.Client) -> list[str]:
+    return [m["name"] for m in client.get("/api/models").json()["data"]["models"]]
+
+
+def test_preview_and_analyze_refuse_images_over_the_pixel_cap_and_count_against_the_rate(
+    pipeline_env: dict[str, str], photo: bytes
+) -> None:
+    env = {**pipeline_env, "IMAGEOPT_MAX_INPUT_PIXELS": "10000",
+           "IMAGEOPT_API_RATE_PER_MINUTE": "4"}  # fmt: skip
+    image = {"image": ("coffee.png", photo, "image/png")}
+    with run_api(settings_from(env)) as base:
+        client = guest(base)  # 1 request
+        big = client.post("/api/analyze", files=image)  # 2
+        assert big.status_code == 413
+        assert error_of(big)["details"]["field"] == "image"  # type: ignore[index]
+        assert client.post("/api/preview", files=image, data={"preset": "thumb-400"}
+                           ).status_code == 413  # 3  # fmt: skip
+        assert client.post("/api/preview", files=image, data={"preset": "x"}).status_code == 400
+        limited = client.post("/api/analyze", files=image)  # 5
+        assert limited.status_code == 429
+        assert int(limited.headers["retry-after"]) >= 1
+
+
+def test_results_stream_in_chunks_with_their_length(
+    api: str, photo: bytes, api_env: dict[str, str]
+) -> None:
+    owner = guest(api)
+    item_id = upload(owner, ("coffee.png", photo)).json()["data"]["items"][0]["id"]
+    storage = ObjectStorage.from_settings(settings_from(api_env))
+    key = f"results/console/x/{item_id}-big.png"
+    payload = photo * 3  # several 256 KiB chunks
+    storage.put_bytes(key, payload, "image/png")
+    with psycopg.connect(
+        DATABASE_URL, options=f"-c search_path={api_env['IMAGEOPT_DB_SCHEMA']}"
+    ) as conn:
+        conn.execute(
+            "UPDATE image_optimization_items SET status = 'DONE', output_key = %s WHERE id = %s",
+            (key, item_id),
+        )
+    with owner.stream("GET", f"/api/items/{item_id}/result") as stream:
+        assert stream.status_code == 200
+        assert stream.headers["content-length"] == str(len(payload))
+        assert stream.headers["content-type"] == "image/png"
+        assert stream.headers["x-content-type-options"] == "nosniff"
+        received = b"".join(stream.iter_bytes())
+    assert received == payload
+    head = owner.head(f"/api/items/{item_id}/result")
+    assert (head.status_code, head.headers["content-length"], head.content) == (
+        200, str(len(payload)), b""
+    )  # fmt: skip
+    storage.delete(key)

@@ -5,12 +5,14 @@ documented status codes, content types and schemas."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
+from schemathesis.core.result import Ok
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
@@ -50,7 +52,10 @@ def test_generated_requests_find_no_server_error(pipeline_env: dict[str, str]) -
                     preset=None, items=[{"source_url": "https://example.com/a.jpg"}])  # fmt: skip
     pool.close()
     schema = schemathesis.openapi.from_path(SPEC)
-    operations = [r.ok() for r in schema.get_all_operations()]
+    operations = []
+    for result in schema.get_all_operations():
+        assert isinstance(result, Ok), result.err()
+        operations.append(result.ok())
     assert len(operations) >= 14
     tested = []
     with run_api(settings_from(env)) as base, httpx.Client() as _:
@@ -62,7 +67,7 @@ def test_generated_requests_find_no_server_error(pipeline_env: dict[str, str]) -
             @given(case=operation.as_strategy())
             @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None,
                       suppress_health_check=list(HealthCheck))  # fmt: skip
-            def run(case: schemathesis.Case) -> None:
+            def run(case: schemathesis.Case[Any]) -> None:
                 case.call_and_validate(base_url=base, headers=headers, checks=CHECKS)
 
             run()

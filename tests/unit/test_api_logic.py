@@ -1,5 +1,5 @@
 """Pure logic of the api: who owns what, file sniffing, job status from items, the stats
-document and its health thresholds, bearer parsing, the CSRF decision."""
+document and its health thresholds, bearer parsing, the CSRF decision, camelCase keys."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import pytest
 from starlette.datastructures import Headers
 
 from pipeline.api.auth import KEY_PREFIX, Caller, bearer_token, hash_secret, new_api_key
+from pipeline.api.imaging import camel, camel_keys
 from pipeline.api.ops import stats_payload
 from pipeline.api.security import CsrfMiddleware
 from pipeline.api.views import display_name, job_status
@@ -132,3 +133,15 @@ def test_csrf_needs_a_same_origin_and_a_matching_double_submitted_token() -> Non
     assert _csrf({**good, "cookie": "a=1"}) is not None
     proxied = {**good, "origin": "https://shop.example"}
     assert _csrf(proxied, allowed=("https://shop.example/",)) is None
+
+
+def test_preview_and_analysis_keys_become_camel_case_but_model_params_stay() -> None:
+    assert camel("estimated_bytes") == "estimatedBytes"
+    assert camel("has_icc_profile") == "hasIccProfile"
+    assert camel("width") == "width"
+    data = {"stored_width": 1, "notes": [{"a_b": 1}],
+            "recommendation": {"model_reason": "x", "params": {"face_enhance": True}}}  # fmt: skip
+    assert camel_keys(data) == {
+        "storedWidth": 1, "notes": [{"aB": 1}],
+        "recommendation": {"modelReason": "x", "params": {"face_enhance": True}},
+    }  # fmt: skip

@@ -1,5 +1,5 @@
-// imageopt console: upload, live progress (server-sent events, polling as fallback),
-// before/after slider, download. No framework; CSP allows only this same-origin script.
+// imageopt console: upload with size preview and analysis hint, live progress (server-sent
+// events, polling as fallback), before/after slider, download. No framework; CSP allows only this same-origin script.
 "use strict";
 
 (function () {
@@ -8,9 +8,12 @@
   const maxBytes = Number(app.dataset.maxBytes);
   const maxFiles = Number(app.dataset.maxFiles);
   const allowed = ["image/jpeg", "image/png", "image/webp"];
+  const PREVIEW_FILES = 3; // size previews per selection (each is one request against the limit)
   let files = [];
   let events = null;
   let pollTimer = null;
+  let generation = 0; // bumps on every new selection: late answers for older ones are dropped
+  const previews = new Map(); // "generation/index/preset" -> promise of the preview
 
   function cookie(name) {
     const hit = document.cookie.split("; ").find((c) => c.startsWith(name + "="));
@@ -61,10 +64,96 @@
       const img = document.createElement("img");
       img.src = URL.createObjectURL(f);
       img.alt = "";
-      li.append(img, document.createTextNode(f.name));
+      const meta = document.createElement("span");
+      meta.className = "meta";
+      const name = document.createElement("span");
+      name.className = "file-name";
+      name.textContent = f.name;
+      const estimate = document.createElement("small");
+      estimate.className = "estimate";
+      meta.append(name, estimate);
+      li.append(img, meta);
       ul.append(li);
     }
     $("#start").disabled = files.length === 0;
+    generation += 1;
+    previews.clear();
+    showPreviews();
+    analyzeFirst();
+  }
+
+  function kb(bytes) {
+    return bytes >= 1048576 ? `${(bytes / 1048576).toFixed(1)} MB` : `${Math.max(1, Math.round(bytes / 1024))} KB`;
+  }
+
+  function imageForm(file, fields) {
+    const form = new FormData();
+    form.append("image", file, file.name);
+    for (const [k, v] of Object.entries(fields || {})) form.append(k, v);
+    return form;
+  }
+
+  // Size preview (POST /api/preview) of the chosen preset for the first few files.
+  function showPreviews() {
+    const preset = $("#preset").value;
+    const rows = Array.from(document.querySelectorAll("#chosen li .estimate"));
+    rows.forEach((el, i) => {
+      el.classList.remove("error");
+      if (!preset) { el.textContent = i === 0 ? "choose an output preset to see its size" : ""; return; }
+      if (i >= PREVIEW_FILES) { el.textContent = ""; return; }
+      const key = `${generation}/${i}/${preset}`;
+      if (!previews.has(key)) {
+        previews.set(key, api("/api/preview", { method: "POST", body: imageForm(files[i], { preset: preset }) }));
+      }
+      el.textContent = "estimating size…";
+      const mine = generation;
+      previews.get(key).then((p) => {
+        if (mine !== generation || $("#preset").value !== preset) return;
+        const type = p.contentType.replace("image/", "").toUpperCase();
+        el.textContent = `≈ ${kb(p.estimatedBytes)} as ${p.preset} · ${p.width}×${p.height} ${type} (upload ${kb(p.inputBytes)})`;
+        el.title = "The preset applied to this image as uploaded; a model that upscales makes the result larger.";
+      }, (e) => {
+        if (mine !== generation || $("#preset").value !== preset) return;
+        previews.delete(key);
+        el.classList.add("error");
+        el.textContent = `no size preview: ${e.message}`;
+      });
+    });
+  }
+
+  // Analysis (POST /api/analyze) of the first file: the recommended model and preset as a hint.
+  async function analyzeFirst() {
+    const hint = $("#hint");
+    hint.hidden = true;
+    if (!files.length) return;
+    const mine = generation;
+    const file = files[0];
+    try {
+      const a = await api("/api/analyze", { method: "POST", body: imageForm(file) });
+      if (mine !== generation) return;
+      const r = a.recommendation;
+      const params = Object.entries(r.params).map(([k, v]) => `${k} ${v}`).join(", ");
+      const faces = a.faces ? `, ${a.faces} face(s)` : "";
+      $("#hint-text").textContent =
+        `${file.name}: ${a.width}×${a.height} ${a.kind}${a.transparent ? ", transparent" : ""}${faces}. ` +
+        `Suggested: ${r.model}${params ? ` (${params})` : ""} — ${r.modelReason}; preset ${r.preset} — ${r.presetReason}.`;
+      const apply = $("#hint-apply");
+      apply.hidden = !$(`#model option[value="${CSS.escape(r.model)}"]`) || !$(`#preset option[value="${CSS.escape(r.preset)}"]`);
+      apply.onclick = () => {
+        $("#model").value = r.model;
+        $("#preset").value = r.preset;
+        togglePrompt();
+        showPreviews();
+      };
+      hint.classList.remove("error");
+      hint.hidden = false;
+    } catch (e) {
+      if (mine !== generation) return;
+      $("#hint-text").textContent = e.message.includes(file.name) ? e.message : `${file.name}: ${e.message}`;
+      $("#hint-apply").hidden = true;
+      hint.classList.add("error");
+      hint.hidden = false;
+    }
   }
 
   function togglePrompt() {
@@ -176,6 +265,9 @@
   function reset() {
     stopWatching();
     files = [];
+    generation += 1;
+    previews.clear();
+    $("#hint").hidden = true;
     $("#file-input").value = "";
     $("#chosen").replaceChildren();
     $("#items").replaceChildren();
@@ -194,6 +286,7 @@
   });
   $("#file-input").addEventListener("change", (e) => choose(e.target.files));
   $("#model").addEventListener("change", togglePrompt);
+  $("#preset").addEventListener("change", showPreviews);
   $("#start").addEventListener("click", start);
   $("#reset").addEventListener("click", reset);
   togglePrompt();
