@@ -58,8 +58,12 @@ def scheduler() -> None:
 @app.command()
 def worker(
     queues: Annotated[str, typer.Option(help="create, poll, or create,poll")] = "create,poll",
-    processes: Annotated[int | None, typer.Option(help="worker processes (IMAGEOPT_WORKER_PROCESSES)")] = None,
-    threads: Annotated[int | None, typer.Option(help="threads per process (IMAGEOPT_WORKER_THREADS)")] = None,
+    processes: Annotated[
+        int | None, typer.Option(help="worker processes (IMAGEOPT_WORKER_PROCESSES)")
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="threads per process (IMAGEOPT_WORKER_THREADS)")
+    ] = None,
     metrics_port: Annotated[
         int | None, typer.Option(help="/metrics port of this group (IMAGEOPT_WORKER_METRICS_PORT)")
     ] = None,
@@ -78,8 +82,18 @@ def worker(
     os.environ["IMAGEOPT_WORKER_THREADS"] = str(nthreads)
     port = settings.worker_metrics_port if metrics_port is None else metrics_port
     os.environ.update(worker_metrics_env(settings, port))  # multiprocess metrics, before dramatiq
-    argv = [sys.executable, "-m", "dramatiq", "workers.actors", "--processes", str(nproc),
-            "--threads", str(nthreads), "--queues", *[names[q] for q in chosen]]
+    argv = [
+        sys.executable,
+        "-m",
+        "dramatiq",
+        "workers.actors",
+        "--processes",
+        str(nproc),
+        "--threads",
+        str(nthreads),
+        "--queues",
+        *[names[q] for q in chosen],
+    ]
     os.execv(sys.executable, argv)  # noqa: S606 - replace this process with dramatiq's CLI
 
 
@@ -103,8 +117,13 @@ def emulator(
     setup_logging(settings)
     token = settings.replicate_api_token.get_secret_value() or None
     config = EmulatorConfig(
-        latency_min=latency_min, latency_max=latency_max, failure_rate=failure_rate,
-        create_rpm=create_rpm, read_rpm=read_rpm, window_seconds=window_seconds, token=token,
+        latency_min=latency_min,
+        latency_max=latency_max,
+        failure_rate=failure_rate,
+        create_rpm=create_rpm,
+        read_rpm=read_rpm,
+        window_seconds=window_seconds,
+        token=token,
     )
     serve(host, port, config)
 
@@ -166,12 +185,18 @@ def _items_from_folder(path: Path, store: str, settings: Settings) -> list[dict[
 
 @app.command()
 def submit(
-    path: Annotated[Path, typer.Argument(help="a folder of images, or a CSV with a source_url column")],
+    path: Annotated[
+        Path, typer.Argument(help="a folder of images, or a CSV with a source_url column")
+    ],
     store: Annotated[str, typer.Option(help="the store the job belongs to")],
-    model: Annotated[str | None, typer.Option(help="owner/name (default REPLICATE_IMAGE_MODEL)")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="owner/name (default REPLICATE_IMAGE_MODEL)")
+    ] = None,
     prompt: Annotated[str | None, typer.Option(help="prompt for every item")] = None,
     preset: Annotated[str | None, typer.Option(help="output preset name")] = None,
-    param: Annotated[list[str] | None, typer.Option(help="model parameter key=value (JSON value), repeatable")] = None,
+    param: Annotated[
+        list[str] | None, typer.Option(help="model parameter key=value (JSON value), repeatable")
+    ] = None,
     priority: Annotated[int, typer.Option(help="item priority (higher first)")] = 0,
 ) -> None:
     """Insert a job (one item per image or CSV row) and print its id."""
@@ -183,10 +208,7 @@ def submit(
         raise _fail("--store must not be empty")
     if not path.exists():
         raise _fail(f"{path} does not exist")
-    if path.is_dir():
-        items = _items_from_folder(path, store, settings)
-    else:
-        items = _items_from_csv(path)
+    items = _items_from_folder(path, store, settings) if path.is_dir() else _items_from_csv(path)
     if not items:
         raise _fail(f"{path}: no images or rows found")
     for item in items:
@@ -194,8 +216,12 @@ def submit(
     pool = create_pool(settings.database_url, settings.db_schema, max_size=1, name="cli")
     try:
         job_id = Repository(pool).insert_job(
-            store_id=store, model=model or settings.replicate_image_model, prompt=prompt,
-            params=_parse_params(param or []), preset=preset, items=items,
+            store_id=store,
+            model=model or settings.replicate_image_model,
+            prompt=prompt,
+            params=_parse_params(param or []),
+            preset=preset,
+            items=items,
         )
     finally:
         pool.close()
@@ -217,8 +243,9 @@ def status(
     settings = _settings()
     pool = create_pool(settings.database_url, settings.db_schema, max_size=1, name="cli")
     try:
-        report = status_report(Repository(pool), job_id=job, store_id=store,
-                               quota=quota_config(settings))
+        report = status_report(
+            Repository(pool), job_id=job, store_id=store, quota=quota_config(settings)
+        )
     finally:
         pool.close()
     if as_json:
@@ -232,9 +259,13 @@ def status(
     for store_id, codes in report["errors"].items():
         typer.echo(f"errors {store_id:<19} " + "  ".join(f"{k}={v}" for k, v in codes.items()))
     for store_id, q in report.get("quotas", {}).items():
-        held = f"  held={q['pending_held']} PENDING until {q['frees_at']}" if q["pending_held"] else ""
-        typer.echo(f"quota {store_id:<20} used={q['used']}/{q['quota']} per "
-                   f"{q['window_seconds']:.0f}s  remaining={q['remaining']}{held}")
+        held = (
+            f"  held={q['pending_held']} PENDING until {q['frees_at']}" if q["pending_held"] else ""
+        )
+        typer.echo(
+            f"quota {store_id:<20} used={q['used']}/{q['quota']} per "
+            f"{q['window_seconds']:.0f}s  remaining={q['remaining']}{held}"
+        )
 
 
 @app.command()
@@ -279,15 +310,21 @@ def cancel(
     provider = provider_client(settings)
     try:
         repo = Repository(pool)
-        results = [cancel_item(repo, provider, item)] if item is not None else cancel_job(
-            repo, provider, int(job or 0))
+        results = (
+            [cancel_item(repo, provider, item)]
+            if item is not None
+            else cancel_job(repo, provider, int(job or 0))
+        )
     finally:
         pool.close()
         provider.close()
     for result in results:
         if result.provider_canceled is False:
-            typer.echo(f"warning: item {result.item_id}: cancel at the provider failed: "
-                       f"{result.error_code}", err=True)
+            typer.echo(
+                f"warning: item {result.item_id}: cancel at the provider failed: "
+                f"{result.error_code}",
+                err=True,
+            )
     if item is not None and not results[0].canceled:
         status_text = results[0].previous_status or "not found"
         typer.echo(f"item {item} not canceled ({status_text})")
@@ -379,7 +416,9 @@ def api_key_revoke(key_id: Annotated[int, typer.Argument(help="key id (from list
 
 @app.command()
 def demo(
-    images: Annotated[Path, typer.Option(help="folder laid out as DIR/<store>/<images>")] = Path("../shared/data/images"),
+    images: Annotated[Path, typer.Option(help="folder laid out as DIR/<store>/<images>")] = Path(
+        "../shared/data/images"
+    ),
     timeout: Annotated[float, typer.Option(help="give up after this many seconds")] = 600.0,
 ) -> None:
     """Run the whole pipeline on a folder of store folders and print a per-store summary."""
@@ -478,8 +517,10 @@ def preview(
     if as_json:
         typer.echo(json.dumps(result.as_dict(), indent=2))
         return
-    typer.echo(f"{image.name}: {result.width}x{result.height} {result.content_type} "
-               f"~{result.estimated_bytes} bytes ({result.method}; input {result.input_bytes} bytes)")
+    typer.echo(
+        f"{image.name}: {result.width}x{result.height} {result.content_type} "
+        f"~{result.estimated_bytes} bytes ({result.method}; input {result.input_bytes} bytes)"
+    )
 
 
 @app.command()
@@ -500,8 +541,10 @@ def analyze(
         return
     rec = result.recommendation
     faces = "unknown" if result.faces is None else str(result.faces)
-    typer.echo(f"{image.name}: {result.width}x{result.height} {result.format} {result.mode}, "
-               f"{result.kind}, transparent={result.transparent}, faces={faces}")
+    typer.echo(
+        f"{image.name}: {result.width}x{result.height} {result.format} {result.mode}, "
+        f"{result.kind}, transparent={result.transparent}, faces={faces}"
+    )
     typer.echo(f"  model  {rec.model} {json.dumps(rec.params)}: {rec.model_reason}")
     typer.echo(f"  preset {rec.preset}: {rec.preset_reason}")
     for note in result.notes:
@@ -511,7 +554,9 @@ def analyze(
 @app.command()
 def quota(
     store: Annotated[str, typer.Option(help="the store")],
-    limit: Annotated[int | None, typer.Option(help="items per window; omit for the default")] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="items per window; omit for the default")
+    ] = None,
 ) -> None:
     """Set a store's quota of items per rolling window (IMAGEOPT_QUOTA_WINDOW_SECONDS)."""
     from pipeline.db import create_pool
@@ -551,9 +596,11 @@ def retention(
     finally:
         pool.close()
     verb = "due" if result.dry_run else "deleted"
-    typer.echo(f"{verb}: inputs={result.inputs_deleted} outputs={result.outputs_deleted} "
-               f"jobs={result.jobs_deleted} items={result.items_deleted}"
-               + (f" storage_errors={result.storage_errors}" if result.storage_errors else ""))
+    typer.echo(
+        f"{verb}: inputs={result.inputs_deleted} outputs={result.outputs_deleted} "
+        f"jobs={result.jobs_deleted} items={result.items_deleted}"
+        + (f" storage_errors={result.storage_errors}" if result.storage_errors else "")
+    )
     if result.storage_errors:
         raise typer.Exit(1)
 

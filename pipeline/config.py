@@ -42,12 +42,16 @@ class Settings(BaseSettings):
     replicate_base_url: str = Field(
         "https://api.replicate.com/v1", validation_alias="REPLICATE_BASE_URL"
     )
-    replicate_image_model: str = Field("google/nano-banana", validation_alias="REPLICATE_IMAGE_MODEL")
+    replicate_image_model: str = Field(
+        "google/nano-banana", validation_alias="REPLICATE_IMAGE_MODEL"
+    )
     replicate_max_wait_ms: int = Field(60_000, validation_alias="REPLICATE_MAX_WAIT_MS")
     replicate_default_aspect_ratio: str = Field(
         "1:1", validation_alias="REPLICATE_DEFAULT_ASPECT_RATIO"
     )
-    provider_timeout_seconds: float = Field(30.0, validation_alias="IMAGEOPT_PROVIDER_TIMEOUT_SECONDS")
+    provider_timeout_seconds: float = Field(
+        30.0, validation_alias="IMAGEOPT_PROVIDER_TIMEOUT_SECONDS"
+    )
 
     # --- rate limits (requests per minute; Replicate documents 600 create / 3000 other) ----
     create_rpm: int = Field(450, validation_alias="IMAGEOPT_CREATE_RPM")
@@ -74,12 +78,16 @@ class Settings(BaseSettings):
     max_attempts: int = Field(5, validation_alias="IMAGEOPT_MAX_ATTEMPTS")
     backoff_base_seconds: float = Field(2.0, validation_alias="IMAGEOPT_BACKOFF_BASE_SECONDS")
     backoff_max_seconds: float = Field(300.0, validation_alias="IMAGEOPT_BACKOFF_MAX_SECONDS")
-    poll_initial_delay_seconds: float = Field(1.0, validation_alias="IMAGEOPT_POLL_INITIAL_DELAY_SECONDS")
+    poll_initial_delay_seconds: float = Field(
+        1.0, validation_alias="IMAGEOPT_POLL_INITIAL_DELAY_SECONDS"
+    )
     poll_max_delay_seconds: float = Field(30.0, validation_alias="IMAGEOPT_POLL_MAX_DELAY_SECONDS")
     item_max_age_seconds: float = Field(3600.0, validation_alias="IMAGEOPT_ITEM_MAX_AGE_SECONDS")
 
     # --- scheduler --------------------------------------------------------------------------
-    in_flight_budget_seconds: float = Field(2.0, validation_alias="IMAGEOPT_IN_FLIGHT_BUDGET_SECONDS")
+    in_flight_budget_seconds: float = Field(
+        2.0, validation_alias="IMAGEOPT_IN_FLIGHT_BUDGET_SECONDS"
+    )
     """Seconds of create budget kept QUEUED at most (DESIGN §4: "a few seconds of budget"); also
     about the longest a late store's first item waits behind others (docs/SCHEDULING.md)."""
     min_in_flight: int = Field(4, validation_alias="IMAGEOPT_MIN_IN_FLIGHT")
@@ -129,12 +137,14 @@ class Settings(BaseSettings):
     api_host: str = Field("127.0.0.1", validation_alias="IMAGEOPT_API_HOST")
     api_port: int = Field(8080, validation_alias="IMAGEOPT_API_PORT")
     api_rate_per_minute: int = Field(30, validation_alias="IMAGEOPT_API_RATE_PER_MINUTE")
-    """Requests per caller per rolling minute on ``/api/*`` (seed 002: ``apiRateLimiter`` 30/min)."""
+    """Requests per caller per rolling minute on ``/api/*`` (seed 002: apiRateLimiter 30/min)."""
     api_create_rate_per_minute: int = Field(
         10, validation_alias="IMAGEOPT_API_CREATE_RATE_PER_MINUTE"
     )
     """Job creations per caller per rolling minute (seed 002: ``aiJobsLimiter`` 10/min)."""
-    api_max_upload_bytes: int = Field(10 * 1024 * 1024, validation_alias="IMAGEOPT_API_MAX_UPLOAD_BYTES")
+    api_max_upload_bytes: int = Field(
+        10 * 1024 * 1024, validation_alias="IMAGEOPT_API_MAX_UPLOAD_BYTES"
+    )
     """Largest uploaded image (seed 002: 10 MB)."""
     api_max_files_per_job: int = Field(10, validation_alias="IMAGEOPT_API_MAX_FILES_PER_JOB")
     api_max_items_per_job: int = Field(100, validation_alias="IMAGEOPT_API_MAX_ITEMS_PER_JOB")
@@ -185,7 +195,9 @@ class Settings(BaseSettings):
         2_592_000.0, validation_alias="IMAGEOPT_RETENTION_OUTPUTS_SECONDS"
     )
     """Results are deleted this many seconds after completion (seed: 30 d)."""
-    retention_rows_seconds: float = Field(7_776_000.0, validation_alias="IMAGEOPT_RETENTION_ROWS_SECONDS")
+    retention_rows_seconds: float = Field(
+        7_776_000.0, validation_alias="IMAGEOPT_RETENTION_ROWS_SECONDS"
+    )
     """Finished jobs and their items are deleted this many seconds after completion (seed: 90 d)."""
     retention_interval_seconds: float = Field(
         600.0, validation_alias="IMAGEOPT_RETENTION_INTERVAL_SECONDS"

@@ -357,11 +357,16 @@ def decode_srgb(data: bytes, *, max_pixels: int, draft_scale: float = 1.0) -> Im
         icc = image.info.get("icc_profile")
         stored_w, stored_h = image.size
         if image.format in ("JPEG", "MPO") and draft_scale <= 0.5:
-            goal = (max(1, math.ceil(stored_w * draft_scale)), max(1, math.ceil(stored_h * draft_scale)))
+            goal = (
+                max(1, math.ceil(stored_w * draft_scale)),
+                max(1, math.ceil(stored_h * draft_scale)),
+            )
             image.draft(None, goal)  # libjpeg DCT scaling, result >= goal
         _decode(image)
         _transpose(image)
-        work = _drop_opaque_alpha(_to_srgb(_basic_mode(image), icc if isinstance(icc, bytes) else None))
+        work = _drop_opaque_alpha(
+            _to_srgb(_basic_mode(image), icc if isinstance(icc, bytes) else None)
+        )
         if work is image:
             work = image.copy()
         work.info = {}

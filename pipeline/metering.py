@@ -25,7 +25,9 @@ from pipeline.validation import validate_item
 log = structlog.get_logger(__name__)
 
 # in flight, selection, valid ids, invalid (id, code, message), failed ids, moved ids, stores seen
-_Plan = tuple[int, Selection[Row], list[int], list[tuple[int, str, str]], list[int], set[int], list[str]]
+_Plan = tuple[
+    int, Selection[Row], list[int], list[tuple[int, str, str]], list[int], set[int], list[str]
+]
 
 
 def in_flight_limit(create_rpm: int, budget_seconds: float, minimum: int) -> int:

@@ -82,12 +82,18 @@ class Rescuer:
             expired=self.expire_old_items(now),
         )
         adopted, resubmitted = self.resolve_stale_submitting(now)
-        result = RescueResult(result.requeued, result.repolled, adopted, resubmitted,
-                              result.expired)
+        result = RescueResult(
+            result.requeued, result.repolled, adopted, resubmitted, result.expired
+        )
         if result.total:
-            log.warning("rescuer_recovered", requeued=result.requeued, repolled=result.repolled,
-                        adopted=result.adopted, resubmitted=result.resubmitted,
-                        expired=result.expired)
+            log.warning(
+                "rescuer_recovered",
+                requeued=result.requeued,
+                repolled=result.repolled,
+                adopted=result.adopted,
+                resubmitted=result.resubmitted,
+                expired=result.expired,
+            )
         return result
 
     def requeue_lost_queued(self, now: datetime) -> int:

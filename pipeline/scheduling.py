@@ -124,21 +124,36 @@ class Scheduler:
     def _lead(self, lock: LeaderLock, stop: threading.Event) -> None:
         cfg = self._config
         repo = Repository(SessionPool(lock.connection))  # type: ignore[arg-type]
-        meter = Meter(repo=repo, allowlist=self._allowlist, limit=cfg.in_flight_limit,
-                      enqueue=self._queue.send_create, paused=cfg.submissions_paused,
-                      quota=QuotaGate(repo, cfg.quota))
+        meter = Meter(
+            repo=repo,
+            allowlist=self._allowlist,
+            limit=cfg.in_flight_limit,
+            enqueue=self._queue.send_create,
+            paused=cfg.submissions_paused,
+            quota=QuotaGate(repo, cfg.quota),
+        )
         if cfg.submissions_paused:
             log.warning("submissions_paused", schema=cfg.schema)
-        rescuer = Rescuer(repo=repo, provider=self._provider, storage=self._storage,
-                          send_create=self._queue.send_create, send_poll=self._queue.send_poll,
-                          config=cfg.rescuer)
+        rescuer = Rescuer(
+            repo=repo,
+            provider=self._provider,
+            storage=self._storage,
+            send_create=self._queue.send_create,
+            send_poll=self._queue.send_poll,
+            config=cfg.rescuer,
+        )
         listener = connect(cfg.database_url, cfg.schema, autocommit=True)
         listener.execute(f"LISTEN {CHANNEL}")
         retention = None
         if cfg.retention_interval > 0:
-            retention = RetentionThread(database_url=cfg.database_url, schema=cfg.schema,
-                                        storage=self._storage, config=cfg.retention,
-                                        interval=cfg.retention_interval, clock=self._clock)
+            retention = RetentionThread(
+                database_url=cfg.database_url,
+                schema=cfg.schema,
+                storage=self._storage,
+                config=cfg.retention,
+                interval=cfg.retention_interval,
+                clock=self._clock,
+            )
             retention.start()
         last_jobs = last_rescue = last_beat = last_metrics = 0.0
         last_full: float | None = None
@@ -193,7 +208,14 @@ class Scheduler:
     def _heartbeat(self, repo: Repository, result: MeterResult) -> None:
         """The seed's ``Heartbeat - cycle N | Queue: Q | RPM: used/max (p%)`` as one event."""
         depths = repo.queue_depths()
-        log.info("heartbeat", cycle=self.cycle, queue=depths, queue_length=sum(depths.values()),
-                 in_flight=result.in_flight, in_flight_limit=result.limit,
-                 submissions_paused=result.paused, broker=self._queue.queue_lengths(),
-                 rpm=self._rpm_usage())
+        log.info(
+            "heartbeat",
+            cycle=self.cycle,
+            queue=depths,
+            queue_length=sum(depths.values()),
+            in_flight=result.in_flight,
+            in_flight_limit=result.limit,
+            submissions_paused=result.paused,
+            broker=self._queue.queue_lengths(),
+            rpm=self._rpm_usage(),
+        )

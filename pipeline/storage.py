@@ -73,7 +73,7 @@ _TRANSIENT_CODES = frozenset(
 _NETWORK_ERRORS = (urllib3.exceptions.HTTPError, OSError, InvalidResponseError, ServerError)
 
 
-class ObjectNotFound(StorageError):  # noqa: N818 - named like the tree's other leaf errors
+class ObjectNotFound(StorageError):
     """The key does not exist in the bucket (permanent: retrying cannot create it)."""
 
     transient = False

@@ -42,10 +42,15 @@ class TaskQueue:
         """Enqueue one creation message per item; returns how many were sent."""
         sent = 0
         for item_id in item_ids:
-            self._broker.enqueue(dramatiq.Message(
-                queue_name=CREATE_QUEUE, actor_name=CREATE_ACTOR, args=(int(item_id),),
-                kwargs={}, options={},
-            ))
+            self._broker.enqueue(
+                dramatiq.Message(
+                    queue_name=CREATE_QUEUE,
+                    actor_name=CREATE_ACTOR,
+                    args=(int(item_id),),
+                    kwargs={},
+                    options={},
+                )
+            )
             sent += 1
         return sent
 
@@ -53,7 +58,10 @@ class TaskQueue:
         """Enqueue a poll of ``item_id`` after ``delay_seconds``."""
         delay_ms = int(delay_seconds * 1000)
         message: dramatiq.Message[Any] = dramatiq.Message(
-            queue_name=POLL_QUEUE, actor_name=POLL_ACTOR, args=(int(item_id),), kwargs={},
+            queue_name=POLL_QUEUE,
+            actor_name=POLL_ACTOR,
+            args=(int(item_id),),
+            kwargs={},
             options={},
         )
         self._broker.enqueue(message, delay=delay_ms if delay_ms > 0 else None)

@@ -50,8 +50,14 @@ def limiters(settings: Settings, client: redis.Redis) -> tuple[RateLimiter, Rate
     """The account's ``create`` and ``read`` budgets."""
     window = settings.rate_window_seconds
     return (
-        RateLimiter(client, Budget("create", settings.create_rpm, window), namespace=settings.redis_namespace),
-        RateLimiter(client, Budget("read", settings.read_rpm, window), namespace=settings.redis_namespace),
+        RateLimiter(
+            client,
+            Budget("create", settings.create_rpm, window),
+            namespace=settings.redis_namespace,
+        ),
+        RateLimiter(
+            client, Budget("read", settings.read_rpm, window), namespace=settings.redis_namespace
+        ),
     )
 
 

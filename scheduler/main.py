@@ -47,14 +47,17 @@ def run(settings: Settings, stop: threading.Event | None = None) -> None:
         usage: dict[str, object] = {}
         for limiter in (create_limiter, read_limiter):
             stats = limiter.stats()
-            usage[limiter.budget.name] = f"{stats.granted_in_window}/{stats.budget_rpm} ({stats.usage_percent:.1f}%)"
+            usage[limiter.budget.name] = (
+                f"{stats.granted_in_window}/{stats.budget_rpm} ({stats.usage_percent:.1f}%)"
+            )
         return usage
 
     config = SchedulerConfig(
         database_url=settings.database_url,
         schema=settings.db_schema,
-        in_flight_limit=in_flight_limit(settings.create_rpm, settings.in_flight_budget_seconds,
-                                        settings.min_in_flight),
+        in_flight_limit=in_flight_limit(
+            settings.create_rpm, settings.in_flight_budget_seconds, settings.min_in_flight
+        ),
         tick=settings.scheduler_tick_seconds,
         busy_tick=settings.scheduler_busy_tick_seconds,
         submissions_paused=settings.submissions_paused,

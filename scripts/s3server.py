@@ -334,7 +334,7 @@ def start(cfg: ServerConfig) -> None:
             (cfg.state_dir / sub).mkdir(parents=True, exist_ok=True)
         write_identities(cfg)
         with (cfg.log_dir / "supervisor.log").open("ab") as log:
-            proc = subprocess.Popen(  # noqa: S603 - argv built from our own paths
+            proc = subprocess.Popen(
                 [sys.executable, __file__, "_supervise", str(cfg.state_dir)],
                 cwd=cfg.state_dir,
                 stdin=subprocess.DEVNULL,
@@ -495,7 +495,7 @@ def supervise(cfg: ServerConfig) -> int:
     try:
         for name, argv in weed_commands(cfg).items():
             with (cfg.log_dir / f"{name}.log").open("ab") as log:
-                proc = subprocess.Popen(  # noqa: S603 - argv built from our own paths
+                proc = subprocess.Popen(
                     argv, cwd=cfg.state_dir, env=env, stdin=subprocess.DEVNULL, stdout=log,
                     stderr=subprocess.STDOUT,
                 )  # fmt: skip

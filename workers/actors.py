@@ -13,7 +13,14 @@ import dramatiq
 import structlog
 
 from pipeline.config import Settings
-from pipeline.taskqueue import CREATE_ACTOR, CREATE_QUEUE, POLL_ACTOR, POLL_QUEUE, TaskQueue, build_broker
+from pipeline.taskqueue import (
+    CREATE_ACTOR,
+    CREATE_QUEUE,
+    POLL_ACTOR,
+    POLL_QUEUE,
+    TaskQueue,
+    build_broker,
+)
 from pipeline.wiring import WorkerServices, setup_logging, worker_services
 from pipeline.worker_metrics import WorkerPrometheus
 
@@ -41,16 +48,28 @@ def services() -> WorkerServices:
 
 # Creation: fetch + store + token + POST. Transient failures go back to PENDING through
 # Postgres (metered again); dramatiq retries only when Postgres itself is unreachable.
-@dramatiq.actor(actor_name=CREATE_ACTOR, queue_name=CREATE_QUEUE, max_retries=5,
-                min_backoff=1_000, max_backoff=60_000, time_limit=180_000)
+@dramatiq.actor(
+    actor_name=CREATE_ACTOR,
+    queue_name=CREATE_QUEUE,
+    max_retries=5,
+    min_backoff=1_000,
+    max_backoff=60_000,
+    time_limit=180_000,
+)
 def create_prediction(item_id: int) -> None:
-    """Create the prediction for one QUEUED item (see :class:`pipeline.creation.CreationService`)."""
+    """Create the prediction for one QUEUED item (:class:`pipeline.creation.CreationService`)."""
     outcome = services().creation.run(item_id)
     log.debug("creation_outcome", item_id=item_id, action=outcome.action)
 
 
-@dramatiq.actor(actor_name=POLL_ACTOR, queue_name=POLL_QUEUE, max_retries=5,
-                min_backoff=1_000, max_backoff=60_000, time_limit=180_000)
+@dramatiq.actor(
+    actor_name=POLL_ACTOR,
+    queue_name=POLL_QUEUE,
+    max_retries=5,
+    min_backoff=1_000,
+    max_backoff=60_000,
+    time_limit=180_000,
+)
 def poll_prediction(item_id: int) -> None:
     """Poll one PROCESSING item; schedule the next poll when it is still running."""
     outcome = services().polling.run(item_id)

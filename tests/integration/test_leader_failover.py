@@ -32,22 +32,33 @@ def leader_log_seen(log_dir: Path, name: str) -> bool:
 def insert_items(schema: str) -> None:
     with psycopg.connect(DATABASE_URL, options=f"-c search_path={schema}") as conn:
         for store in STORES:
-            row = conn.execute("INSERT INTO image_optimization_jobs (store_id, model) VALUES "
-                               "(%s, 'nightmareai/real-esrgan') RETURNING id", (store,)).fetchone()
+            row = conn.execute(
+                "INSERT INTO image_optimization_jobs (store_id, model) VALUES "
+                "(%s, 'nightmareai/real-esrgan') RETURNING id",
+                (store,),
+            ).fetchone()
             assert row is not None
             conn.execute(
                 "INSERT INTO image_optimization_items (job_id, store_id, source_url) "
                 "SELECT %s, %s, 'https://img.example/' || g || '.jpg' "
-                "FROM generate_series(1, %s) g", (row[0], store, ITEMS_PER_STORE))
+                "FROM generate_series(1, %s) g",
+                (row[0], store, ITEMS_PER_STORE),
+            )
 
 
 def test_a_standby_takes_over_after_sigkill_without_double_metering(
     pipeline_env: dict[str, str], db_schema: str, redis_namespace: str, tmp_path: Path
 ) -> None:
-    env = {**os.environ, **pipeline_env, "IMAGEOPT_CREATE_RPM": "600",
-           "IMAGEOPT_IN_FLIGHT_BUDGET_SECONDS": "1", "IMAGEOPT_MIN_IN_FLIGHT": "1",
-           "REPLICATE_BASE_URL": "http://127.0.0.1:9/v1", "IMAGEOPT_LOG_FORMAT": "json",
-           "IMAGEOPT_SCHEDULER_TICK_SECONDS": "0.2"}
+    env = {
+        **os.environ,
+        **pipeline_env,
+        "IMAGEOPT_CREATE_RPM": "600",
+        "IMAGEOPT_IN_FLIGHT_BUDGET_SECONDS": "1",
+        "IMAGEOPT_MIN_IN_FLIGHT": "1",
+        "REPLICATE_BASE_URL": "http://127.0.0.1:9/v1",
+        "IMAGEOPT_LOG_FORMAT": "json",
+        "IMAGEOPT_SCHEDULER_TICK_SECONDS": "0.2",
+    }
     log_dir = tmp_path / "logs"
     group = ProcessGroup(env=env, log_dir=log_dir)
     client = redis.Redis.from_url(REDIS_URL)
@@ -66,13 +77,16 @@ def test_a_standby_takes_over_after_sigkill_without_double_metering(
         insert_items(db_schema)
         total = ITEMS_PER_STORE * len(STORES)
         killed_at = took_over = None
-        with psycopg.connect(DATABASE_URL, options=f"-c search_path={db_schema}",
-                             autocommit=True) as conn:
+        with psycopg.connect(
+            DATABASE_URL, options=f"-c search_path={db_schema}", autocommit=True
+        ) as conn:
             deadline = time.monotonic() + 90
             while len(seen) < total or any(n != 1 for n in seen.values()):
                 assert time.monotonic() < deadline, (len(seen), group.log_tail("sched-b"))
-                row = conn.execute("SELECT count(*) FROM image_optimization_items "
-                                   "WHERE status IN ('QUEUED', 'SUBMITTING')").fetchone()
+                row = conn.execute(
+                    "SELECT count(*) FROM image_optimization_items "
+                    "WHERE status IN ('QUEUED', 'SUBMITTING')"
+                ).fetchone()
                 assert row is not None
                 max_in_flight = max(max_in_flight, int(row[0]))
                 for _ in range(3):  # a slow worker: about 60 items a second
@@ -83,9 +97,12 @@ def test_a_standby_takes_over_after_sigkill_without_double_metering(
                     assert raw is not None
                     item_id = int(json.loads(raw)["args"][0])
                     seen[item_id] = seen.get(item_id, 0) + 1
-                    conn.execute("UPDATE image_optimization_items SET status = 'DONE', "
-                                 "completed_at = now(), updated_at = now() "
-                                 "WHERE id = %s AND status = 'QUEUED'", (item_id,))
+                    conn.execute(
+                        "UPDATE image_optimization_items SET status = 'DONE', "
+                        "completed_at = now(), updated_at = now() "
+                        "WHERE id = %s AND status = 'QUEUED'",
+                        (item_id,),
+                    )
                 if killed_at is None and len(seen) >= total // 4:
                     group.kill("sched-a")  # SIGKILL to the leader's process group
                     killed_at = time.monotonic()

@@ -26,8 +26,9 @@ from tests.conftest import DATABASE_URL
 pytestmark = pytest.mark.integration
 
 MODEL = "nightmareai/real-esrgan"
-CONFIG = RescuerConfig(queued_timeout=120, processing_timeout=90, submitting_timeout=300,
-                       max_age=3600)
+CONFIG = RescuerConfig(
+    queued_timeout=120, processing_timeout=90, submitting_timeout=300, max_age=3600
+)
 
 
 class Recorder:
@@ -62,10 +63,12 @@ def provider() -> Iterator[ProviderClient]:
 
 @pytest.fixture
 def storage(s3_settings: dict[str, str]) -> Iterator[ObjectStorage]:
-    store = ObjectStorage(endpoint=s3_settings["S3_ENDPOINT"],
-                          access_key=s3_settings["S3_ACCESS_KEY"],
-                          secret_key=s3_settings["S3_SECRET_KEY"],
-                          bucket=s3_settings["S3_BUCKET"])
+    store = ObjectStorage(
+        endpoint=s3_settings["S3_ENDPOINT"],
+        access_key=s3_settings["S3_ACCESS_KEY"],
+        secret_key=s3_settings["S3_SECRET_KEY"],
+        bucket=s3_settings["S3_BUCKET"],
+    )
     yield store
     store.close()
 
@@ -75,8 +78,14 @@ def rescuer_and_queue(
     pool: ConnectionPool[Any], provider: ProviderClient, storage: ObjectStorage
 ) -> tuple[Rescuer, Recorder]:
     queue = Recorder()
-    rescuer = Rescuer(repo=Repository(pool), provider=provider, storage=storage,
-                      send_create=queue.send_create, send_poll=queue.send_poll, config=CONFIG)
+    rescuer = Rescuer(
+        repo=Repository(pool),
+        provider=provider,
+        storage=storage,
+        send_create=queue.send_create,
+        send_poll=queue.send_poll,
+        config=CONFIG,
+    )
     return rescuer, queue
 
 
@@ -86,25 +95,40 @@ def sql(schema: str, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any
         return list(cur.fetchall()) if cur.description else []
 
 
-def crafted_item(schema: str, status: str, *, idle_seconds: float, age_seconds: float = 600,
-                 prediction_id: str | None = None, input_key: str | None = None) -> int:
+def crafted_item(
+    schema: str,
+    status: str,
+    *,
+    idle_seconds: float,
+    age_seconds: float = 600,
+    prediction_id: str | None = None,
+    input_key: str | None = None,
+) -> int:
     """One item in ``status``, untouched (and not polled) for ``idle_seconds``."""
-    job = sql(schema, "INSERT INTO image_optimization_jobs (store_id, model) VALUES ('s', %s) "
-                      "RETURNING id", (MODEL,))[0][0]
-    return int(sql(
+    job = sql(
         schema,
-        "INSERT INTO image_optimization_items (job_id, store_id, source_url, status, attempts, "
-        " prediction_id, input_key, created_at, updated_at, last_polled_at) "
-        "VALUES (%s, 's', 'https://img.example/a.jpg', %s, 1, %s, %s, "
-        " now() - make_interval(secs => %s), now() - make_interval(secs => %s), "
-        " now() - make_interval(secs => %s)) RETURNING id",
-        (job, status, prediction_id, input_key, age_seconds, idle_seconds, idle_seconds),
-    )[0][0])
+        "INSERT INTO image_optimization_jobs (store_id, model) VALUES ('s', %s) RETURNING id",
+        (MODEL,),
+    )[0][0]
+    return int(
+        sql(
+            schema,
+            "INSERT INTO image_optimization_items (job_id, store_id, source_url, status, attempts, "
+            " prediction_id, input_key, created_at, updated_at, last_polled_at) "
+            "VALUES (%s, 's', 'https://img.example/a.jpg', %s, 1, %s, %s, "
+            " now() - make_interval(secs => %s), now() - make_interval(secs => %s), "
+            " now() - make_interval(secs => %s)) RETURNING id",
+            (job, status, prediction_id, input_key, age_seconds, idle_seconds, idle_seconds),
+        )[0][0]
+    )
 
 
 def status(schema: str, item_id: int) -> tuple[Any, ...]:
-    return sql(schema, "SELECT status, prediction_id, error_code FROM image_optimization_items "
-                       "WHERE id = %s", (item_id,))[0]
+    return sql(
+        schema,
+        "SELECT status, prediction_id, error_code FROM image_optimization_items WHERE id = %s",
+        (item_id,),
+    )[0]
 
 
 def stored_input(storage: ObjectStorage, name: str) -> str:
@@ -145,15 +169,18 @@ def test_a_processing_item_not_polled_recently_gets_one_poll(
 
 
 def test_expired_items_are_canceled_at_the_provider_and_fail_with_timeout(
-    db_schema: str, rescuer_and_queue: tuple[Rescuer, Recorder], provider: ProviderClient,
+    db_schema: str,
+    rescuer_and_queue: tuple[Rescuer, Recorder],
+    provider: ProviderClient,
     storage: ObjectStorage,
 ) -> None:
     rescuer, _ = rescuer_and_queue
     spec = build_allowlist("1:1")[MODEL]
     url = storage.presigned_get_url(stored_input(storage, "expired"))
     prediction = provider.create_prediction(spec, spec.build_input(url, None, {}))
-    running = crafted_item(db_schema, "PROCESSING", idle_seconds=5, age_seconds=7200,
-                           prediction_id=prediction.id)
+    running = crafted_item(
+        db_schema, "PROCESSING", idle_seconds=5, age_seconds=7200, prediction_id=prediction.id
+    )
     queued = crafted_item(db_schema, "QUEUED", idle_seconds=5, age_seconds=7200)
     young = crafted_item(db_schema, "QUEUED", idle_seconds=5, age_seconds=60)
     assert rescuer.expire_old_items(now()) == 2
@@ -165,7 +192,9 @@ def test_expired_items_are_canceled_at_the_provider_and_fail_with_timeout(
 
 
 def test_a_half_done_submission_adopts_the_prediction_the_provider_lists(
-    db_schema: str, rescuer_and_queue: tuple[Rescuer, Recorder], provider: ProviderClient,
+    db_schema: str,
+    rescuer_and_queue: tuple[Rescuer, Recorder],
+    provider: ProviderClient,
     storage: ObjectStorage,
 ) -> None:
     rescuer, queue = rescuer_and_queue
@@ -189,8 +218,9 @@ def test_a_half_done_submission_the_provider_never_saw_is_queued_again(
     db_schema: str, rescuer_and_queue: tuple[Rescuer, Recorder], storage: ObjectStorage
 ) -> None:
     rescuer, queue = rescuer_and_queue
-    with_input = crafted_item(db_schema, "SUBMITTING", idle_seconds=600,
-                              input_key=stored_input(storage, "never-posted"))
+    with_input = crafted_item(
+        db_schema, "SUBMITTING", idle_seconds=600, input_key=stored_input(storage, "never-posted")
+    )
     without_input = crafted_item(db_schema, "SUBMITTING", idle_seconds=600)
     live = crafted_item(db_schema, "SUBMITTING", idle_seconds=5)
     assert rescuer.resolve_stale_submitting(now()) == (0, 2)
@@ -211,5 +241,10 @@ def test_run_once_reports_each_duty_and_a_second_run_does_nothing(
     crafted_item(db_schema, "QUEUED", idle_seconds=5, age_seconds=7200)
     first = rescuer.run_once(now())
     assert (first.requeued, first.repolled, first.adopted, first.resubmitted, first.expired) == (
-        1, 1, 0, 1, 1)
+        1,
+        1,
+        0,
+        1,
+        1,
+    )
     assert rescuer.run_once(now()).total == 0

@@ -40,11 +40,15 @@ def sql(schema: str, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any
         return list(cur.fetchall()) if cur.description else []
 
 
-def add_items(schema: str, store: str, count: int, *, priority: int = 0,
-              age_seconds: float = 0.0) -> list[int]:
+def add_items(
+    schema: str, store: str, count: int, *, priority: int = 0, age_seconds: float = 0.0
+) -> list[int]:
     """Insert ``count`` PENDING items for ``store`` (one job), oldest first; returns their ids."""
-    job = sql(schema, "INSERT INTO image_optimization_jobs (store_id, model) VALUES (%s, %s) "
-                      "RETURNING id", (store, MODEL))[0][0]
+    job = sql(
+        schema,
+        "INSERT INTO image_optimization_jobs (store_id, model) VALUES (%s, %s) RETURNING id",
+        (store, MODEL),
+    )[0][0]
     rows = sql(
         schema,
         "INSERT INTO image_optimization_items (job_id, store_id, source_url, priority, created_at) "
@@ -57,8 +61,9 @@ def add_items(schema: str, store: str, count: int, *, priority: int = 0,
 
 
 def store_of(schema: str, ids: list[int]) -> list[str]:
-    found = dict(sql(schema, "SELECT id, store_id FROM image_optimization_items WHERE id = ANY(%s)",
-                     (ids,)))
+    found = dict(
+        sql(schema, "SELECT id, store_id FROM image_optimization_items WHERE id = ANY(%s)", (ids,))
+    )
     return [found[i] for i in ids]
 
 
@@ -75,14 +80,18 @@ class Sent:
 
 
 def meter(repo: Repository, limit: int, sent: Sent, *, paused: bool = False) -> Meter:
-    return Meter(repo=repo, allowlist=build_allowlist("1:1"), limit=limit, enqueue=sent,
-                 paused=paused)
+    return Meter(
+        repo=repo, allowlist=build_allowlist("1:1"), limit=limit, enqueue=sent, paused=paused
+    )
 
 
 def finish_queued(schema: str) -> None:
     """What workers and pollers do, in one step: every QUEUED item ends DONE."""
-    sql(schema, "UPDATE image_optimization_items SET status = 'DONE', completed_at = now(), "
-                "updated_at = now() WHERE status = 'QUEUED'")
+    sql(
+        schema,
+        "UPDATE image_optimization_items SET status = 'DONE', completed_at = now(), "
+        "updated_at = now() WHERE status = 'QUEUED'",
+    )
 
 
 NOW = datetime.now(UTC) + timedelta(seconds=5)
@@ -126,8 +135,16 @@ def test_the_rotation_continues_across_passes_and_a_late_store_is_served_within_
             break
     assert served_at is not None
     assert served_at <= (len(stores) + 1) // 2 + 1
-    assert store_of(db_schema, sent.ids[:8]) == ["s00", "s01", "s02", "s03", "s04", "s05",
-                                                 "late", "s00"]
+    assert store_of(db_schema, sent.ids[:8]) == [
+        "s00",
+        "s01",
+        "s02",
+        "s03",
+        "s04",
+        "s05",
+        "late",
+        "s00",
+    ]
 
 
 def test_in_flight_never_exceeds_the_limit(db_schema: str, repo: Repository) -> None:
@@ -138,11 +155,17 @@ def test_in_flight_never_exceeds_the_limit(db_schema: str, repo: Repository) -> 
     first = m.run_once(NOW)
     second = m.run_once(NOW)
     assert (first.queued, second.queued, second.in_flight, second.saturated) == (7, 0, 7, True)
-    sql(db_schema, "UPDATE image_optimization_items SET status = 'SUBMITTING' "
-                   "WHERE id = ANY(%s)", (sent.ids[:3],))
+    sql(
+        db_schema,
+        "UPDATE image_optimization_items SET status = 'SUBMITTING' WHERE id = ANY(%s)",
+        (sent.ids[:3],),
+    )
     assert m.run_once(NOW).queued == 0  # SUBMITTING still counts
-    sql(db_schema, "UPDATE image_optimization_items SET status = 'PROCESSING' "
-                   "WHERE id = ANY(%s)", (sent.ids[:3],))
+    sql(
+        db_schema,
+        "UPDATE image_optimization_items SET status = 'PROCESSING' WHERE id = ANY(%s)",
+        (sent.ids[:3],),
+    )
     assert m.run_once(NOW).queued == 3
     assert repo.count_in_flight() == 7
     assert len(set(sent.ids)) == len(sent.ids) == 10
@@ -163,8 +186,12 @@ def test_items_in_backoff_wait_and_the_rotation_moves_past_them(
     db_schema: str, repo: Repository
 ) -> None:
     waiting = add_items(db_schema, "a", 2)
-    sql(db_schema, "UPDATE image_optimization_items SET next_attempt_at = now() + interval '1 h' "
-                   "WHERE id = ANY(%s)", (waiting,))
+    sql(
+        db_schema,
+        "UPDATE image_optimization_items SET next_attempt_at = now() + interval '1 h' "
+        "WHERE id = ANY(%s)",
+        (waiting,),
+    )
     ready = add_items(db_schema, "b", 1)
     sent = Sent()
     m = meter(repo, 1, sent)
@@ -179,37 +206,54 @@ def test_invalid_items_fail_at_metering_without_using_capacity(
     db_schema: str, repo: Repository
 ) -> None:
     bad = add_items(db_schema, "a", 1)[0]
-    sql(db_schema, "UPDATE image_optimization_items SET model = 'acme/unknown' WHERE id = %s",
-        (bad,))
+    sql(
+        db_schema,
+        "UPDATE image_optimization_items SET model = 'acme/unknown' WHERE id = %s",
+        (bad,),
+    )
     good = add_items(db_schema, "a", 1)
     sent = Sent()
     result = meter(repo, 5, sent).run_once(NOW)
     assert (result.invalid, sent.ids) == (1, good)
-    assert sql(db_schema, "SELECT status, error_code FROM image_optimization_items WHERE id = %s",
-               (bad,)) == [("FAILED", "unknown_model")]
+    assert sql(
+        db_schema, "SELECT status, error_code FROM image_optimization_items WHERE id = %s", (bad,)
+    ) == [("FAILED", "unknown_model")]
 
 
 def test_job_status_and_counters_follow_items(db_schema: str, repo: Repository) -> None:
     ids = add_items(db_schema, "a", 4)
-    empty_job = sql(db_schema, "INSERT INTO image_optimization_jobs (store_id, model) "
-                               "VALUES ('b', %s) RETURNING id", (MODEL,))[0][0]
+    empty_job = sql(
+        db_schema,
+        "INSERT INTO image_optimization_jobs (store_id, model) VALUES ('b', %s) RETURNING id",
+        (MODEL,),
+    )[0][0]
     since = datetime.now(UTC) - timedelta(seconds=30)
     repo.refresh_recent_jobs(since)
-    job = "SELECT status, total_items, done_items, failed_items, canceled_items " \
-          "FROM image_optimization_jobs WHERE id = (SELECT job_id FROM " \
-          "image_optimization_items WHERE id = %s)"
+    job = (
+        "SELECT status, total_items, done_items, failed_items, canceled_items "
+        "FROM image_optimization_jobs WHERE id = (SELECT job_id FROM "
+        "image_optimization_items WHERE id = %s)"
+    )
     assert sql(db_schema, job, (ids[0],)) == [("PENDING", 4, 0, 0, 0)]
-    sql(db_schema, "UPDATE image_optimization_items SET status = 'PROCESSING', updated_at = now() "
-                   "WHERE id = %s", (ids[0],))
+    sql(
+        db_schema,
+        "UPDATE image_optimization_items SET status = 'PROCESSING', updated_at = now() "
+        "WHERE id = %s",
+        (ids[0],),
+    )
     repo.refresh_recent_jobs(since)
     assert sql(db_schema, job, (ids[0],)) == [("PROCESSING", 4, 0, 0, 0)]
     for item_id, status in zip(ids, ("DONE", "DONE", "FAILED", "CANCELED"), strict=True):
-        sql(db_schema, "UPDATE image_optimization_items SET status = %s, updated_at = now() "
-                       "WHERE id = %s", (status, item_id))
+        sql(
+            db_schema,
+            "UPDATE image_optimization_items SET status = %s, updated_at = now() WHERE id = %s",
+            (status, item_id),
+        )
     changed = repo.refresh_recent_jobs(since)
     assert [r["status"] for r in changed] == ["DONE"]
     assert sql(db_schema, job, (ids[0],)) == [("DONE", 4, 2, 1, 1)]
     assert repo.refresh_recent_jobs(since) == []  # nothing changed: nothing written
     repo.refresh_active_jobs()
-    assert sql(db_schema, "SELECT status FROM image_optimization_jobs WHERE id = %s",
-               (empty_job,)) == [("PENDING",)]  # items not inserted yet: left alone
+    assert sql(
+        db_schema, "SELECT status FROM image_optimization_jobs WHERE id = %s", (empty_job,)
+    ) == [("PENDING",)]  # items not inserted yet: left alone
