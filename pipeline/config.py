@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     create_rpm: int = Field(450, validation_alias="IMAGEOPT_CREATE_RPM")
     read_rpm: int = Field(2400, validation_alias="IMAGEOPT_READ_RPM")
     rate_window_seconds: float = Field(60.0, validation_alias="IMAGEOPT_RATE_WINDOW_SECONDS")
+    rate_guard_seconds: float = Field(0.3, validation_alias="IMAGEOPT_RATE_GUARD_SECONDS")
+    """Margin added to the window for the hard limit (``Budget.guard_seconds``); 0.3 s removed
+    the 429s of a saturated benchmark (docs/BENCHMARKS.md)."""
     rate_limit_acquire_timeout_seconds: float = Field(
         30.0, validation_alias="IMAGEOPT_RATE_LIMIT_ACQUIRE_TIMEOUT_SECONDS"
     )

@@ -49,14 +49,17 @@ def redis_client(settings: Settings) -> redis.Redis:
 def limiters(settings: Settings, client: redis.Redis) -> tuple[RateLimiter, RateLimiter]:
     """The account's ``create`` and ``read`` budgets."""
     window = settings.rate_window_seconds
+    guard = min(settings.rate_guard_seconds, window / 100)  # time-scaled windows: a scaled guard
     return (
         RateLimiter(
             client,
-            Budget("create", settings.create_rpm, window),
+            Budget("create", settings.create_rpm, window, guard_seconds=guard),
             namespace=settings.redis_namespace,
         ),
         RateLimiter(
-            client, Budget("read", settings.read_rpm, window), namespace=settings.redis_namespace
+            client,
+            Budget("read", settings.read_rpm, window, guard_seconds=guard),
+            namespace=settings.redis_namespace,
         ),
     )
 

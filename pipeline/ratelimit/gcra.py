@@ -96,7 +96,7 @@ def cold_history(budget: Budget, now: int) -> list[int]:
     slots: list[int] = []
     for i in range(1, budget.limit + 1):
         score = now - max(0, i - budget.burst_size) * budget.emission_us
-        if score <= now - budget.window_us:
+        if score <= now - budget.log_window_us:
             break
         slots.append(score)
     return slots
@@ -115,16 +115,16 @@ def earliest_slot(sorted_slots: Sequence[int], start: int, budget: Budget) -> in
         blocking entry leaves the window: the ``(n - limit + 1)``-th of the ``n`` entries inside
         it, plus the window.
     """
-    first = bisect.bisect_right(sorted_slots, start - budget.window_us)
+    first = bisect.bisect_right(sorted_slots, start - budget.log_window_us)
     inside = len(sorted_slots) - first
     if inside < budget.limit:
         return start
-    return sorted_slots[first + inside - budget.limit] + budget.window_us
+    return sorted_slots[first + inside - budget.limit] + budget.log_window_us
 
 
 def prune(state: ModelState, budget: Budget, now: int) -> None:
     """Drop log entries at or before ``now - window``: no future window can hold them."""
-    horizon = now - budget.window_us
+    horizon = now - budget.log_window_us
     state.log = {m: s for m, s in state.log.items() if s > horizon}
     state.cold = {m: s for m, s in state.cold.items() if s > horizon}
 

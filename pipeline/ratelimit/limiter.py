@@ -301,7 +301,7 @@ class RateLimiter:
             list(self.keys),
             [
                 budget.limit,
-                budget.window_us,
+                budget.log_window_us,
                 budget.emission_us,
                 budget.burst_size,
                 max_wait_us,

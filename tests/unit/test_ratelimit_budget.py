@@ -56,3 +56,13 @@ def test_a_budget_too_large_for_one_lua_cold_start_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="over"):
         Budget("create", MAX_LIMIT + 1, 60.0)
     assert Budget("create", 10 * MAX_LIMIT, 6.0).limit == MAX_LIMIT  # shorter window: fine
+
+
+def test_the_guard_widens_the_log_window_but_not_the_rate() -> None:
+    plain = Budget("create", 450, 60.0)
+    guarded = Budget("create", 450, 60.0, guard_seconds=0.3)
+    assert guarded.limit == plain.limit == 450
+    assert guarded.emission_us == plain.emission_us
+    assert guarded.log_window_us == plain.window_us + 300_000
+    with pytest.raises(ConfigurationError, match="guard"):
+        Budget("create", 450, 60.0, guard_seconds=60.0)

@@ -237,3 +237,19 @@ def test_callers_that_always_wait_use_the_whole_budget(
     for i in range(len(slots) - budget.limit):
         span = slots[i + budget.limit] - slots[i]
         assert budget.window_us <= span <= budget.window_us / 0.995
+
+
+def test_a_guarded_budget_never_puts_more_than_the_limit_in_window_plus_guard() -> None:
+    budget = Budget("create", 600, window_seconds=1.0, burst=1, guard_seconds=0.2)
+    state = ModelState()
+    slots: list[int] = []
+    now = T0
+    for i in range(200):  # saturated: always ask again at the granted slot
+        decision = reserve(state, budget, now, FOREVER, f"t{i}")
+        assert decision.granted
+        slots.append(decision.slot)
+        now = decision.slot
+    span = budget.log_window_us
+    assert max_in_any_window(slots, span) <= budget.limit
+    # ...and the steady rate is the limit per (window + guard): about 10 / 1.2 s here.
+    assert slots[-1] - slots[-1 - budget.limit] >= span
