@@ -23,16 +23,27 @@ from pipeline.ratelimit.gcra import max_in_any_window
 pytestmark = pytest.mark.integration
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-SPAWN_GRACE_SECONDS = 2.5  # time for the spawned interpreters to import and connect
 
 # 20 grants per 2 s window: T = 0.1 s, burst 3 (tau = 0.2 s).
 BUDGET = Budget("create", 600, window_seconds=2.0, burst=3)
 
 
-def hammer(namespace: str, start_at: float, end_at: float) -> list[int]:
-    """Run in a spawned process: acquire back to back until ``end_at``; the grants' slots."""
+def barrier(client: redis.Redis, namespace: str, parties: int) -> float:
+    """Wait until ``parties`` processes arrived (a loaded machine imports slowly); the common
+    start time, a moment after the last one arrived."""
+    client.incr(f"{namespace}:ready")
+    while int(client.get(f"{namespace}:ready") or 0) < parties:
+        time.sleep(0.01)
+    client.set(f"{namespace}:start", time.time() + 0.2, nx=True)
+    return float(client.get(f"{namespace}:start") or 0)
+
+
+def hammer(namespace: str, parties: int, seconds: float) -> list[int]:
+    """Run in a spawned process: acquire back to back for ``seconds``; the grants' slots."""
     client = redis.Redis.from_url(REDIS_URL)
     limiter = RateLimiter(client, BUDGET, namespace=namespace)
+    start_at = barrier(client, namespace, parties)
+    end_at = start_at + seconds
     time.sleep(max(0.0, start_at - time.time()))
     slots: list[int] = []
     while time.time() < end_at:
@@ -53,11 +64,14 @@ def namespace() -> Iterator[str]:
 
 
 def run_processes(namespace: str, processes: int, seconds: float) -> tuple[float, list[int]]:
-    start_at = time.time() + SPAWN_GRACE_SECONDS
     context = multiprocessing.get_context("spawn")
     with context.Pool(processes) as pool:
-        result = pool.starmap_async(hammer, [(namespace, start_at, start_at + seconds)] * processes)
-        return start_at, [slot for slots in result.get(timeout=seconds + 30) for slot in slots]
+        result = pool.starmap_async(hammer, [(namespace, processes, seconds)] * processes)
+        slots = [slot for slots in result.get(timeout=seconds + 60) for slot in slots]
+    client = redis.Redis.from_url(REDIS_URL)
+    start_at = float(client.get(f"{namespace}:start") or 0)
+    client.close()
+    return start_at, slots
 
 
 def test_four_processes_never_exceed_the_window_and_use_the_whole_budget(namespace: str) -> None:
@@ -80,11 +94,13 @@ def test_four_processes_never_exceed_the_window_and_use_the_whole_budget(namespa
 
 def test_a_pause_set_by_one_process_stops_every_process(namespace: str) -> None:
     context = multiprocessing.get_context("spawn")
-    start_at = time.time() + SPAWN_GRACE_SECONDS
     with context.Pool(2) as pool:
-        result = pool.starmap_async(hammer, [(namespace, start_at, start_at + 4.0)] * 2)
-        time.sleep(max(0.0, start_at + 1.5 - time.time()))
+        result = pool.starmap_async(hammer, [(namespace, 2, 4.0)] * 2)
         client = redis.Redis.from_url(REDIS_URL)
+        while client.get(f"{namespace}:start") is None:  # both processes are acquiring
+            time.sleep(0.01)
+        start_at = float(client.get(f"{namespace}:start") or 0)
+        time.sleep(max(0.0, start_at + 1.5 - time.time()))
         limiter = RateLimiter(client, BUDGET, namespace=namespace)
         paused_until = round(limiter.pause(1.0, "provider_429") * MICROS_PER_SECOND)
         client.close()
