@@ -76,16 +76,22 @@ def bench_tick(ticks: int) -> None:
     scale = Scale()
     started = time.monotonic()
     schema = build(DATABASE_URL, scale)
-    print(f"tick: built {scale.finished:,} finished / {scale.pending:,} PENDING / "
-          f"{scale.stores:,} stores in {time.monotonic() - started:.0f} s")
+    print(
+        f"tick: built {scale.finished:,} finished / {scale.pending:,} PENDING / "
+        f"{scale.stores:,} stores in {time.monotonic() - started:.0f} s"
+    )
     pool = create_pool(DATABASE_URL, schema, max_size=2, name="bench-tick")
     # The leader meters on its own session (pipeline.leader.SessionPool), one transaction a pass.
     session = connect(DATABASE_URL, schema)
     try:
         repo = Repository(SessionPool(session))  # type: ignore[arg-type]
         capacity = 100  # 1 s of a 6,000/min budget
-        meter = Meter(repo=repo, allowlist=build_allowlist("1:1"),
-                      limit=scale.in_flight + capacity, enqueue=lambda ids: len(list(ids)))
+        meter = Meter(
+            repo=repo,
+            allowlist=build_allowlist("1:1"),
+            limit=scale.in_flight + capacity,
+            enqueue=lambda ids: len(list(ids)),
+        )
         times: list[float] = []
         for _ in range(ticks):
             t0 = time.perf_counter()
@@ -93,18 +99,24 @@ def bench_tick(ticks: int) -> None:
             times.append((time.perf_counter() - t0) * 1000)
             assert result.queued == capacity, result
             with pool.connection() as conn:  # give them back, untimed
-                conn.execute("UPDATE image_optimization_items SET status = 'PENDING' "
-                             "WHERE status = 'QUEUED' AND queued_at IS NOT NULL")
+                conn.execute(
+                    "UPDATE image_optimization_items SET status = 'PENDING' "
+                    "WHERE status = 'QUEUED' AND queued_at IS NOT NULL"
+                )
         full: list[float] = []
         for _ in range(5):
             t0 = time.perf_counter()
             repo.pending_stores()
             full.append((time.perf_counter() - t0) * 1000)
-        print(f"tick: full metering pass queuing {capacity} items (count + next stores + heads + "
-              f"mark_queued), {ticks} passes: p50 {pct(times, 50):.1f} ms, "
-              f"p99 {pct(times, 99):.1f} ms, max {max(times):.1f} ms")
-        print(f"tick: for comparison, the full pending_stores scan of 5,000 stores: "
-              f"p50 {pct(full, 50):.1f} ms")
+        print(
+            f"tick: full metering pass queuing {capacity} items (count + next stores + heads + "
+            f"mark_queued), {ticks} passes: p50 {pct(times, 50):.1f} ms, "
+            f"p99 {pct(times, 99):.1f} ms, max {max(times):.1f} ms"
+        )
+        print(
+            f"tick: for comparison, the full pending_stores scan of 5,000 stores: "
+            f"p50 {pct(full, 50):.1f} ms"
+        )
     finally:
         session.close()
         pool.close()
@@ -165,8 +177,13 @@ class SimQueue:
 
 
 def sim_workers(  # noqa: PLR0917 - bench helper
-    repo: Repository, q: SimQueue, limiter: RateLimiter, threads: int,
-                work_s: float, stop: threading.Event) -> list[threading.Thread]:
+    repo: Repository,
+    q: SimQueue,
+    limiter: RateLimiter,
+    threads: int,
+    work_s: float,
+    stop: threading.Event,
+) -> list[threading.Thread]:
     def work() -> None:
         while not stop.is_set():
             try:
@@ -186,16 +203,22 @@ def sim_workers(  # noqa: PLR0917 - bench helper
 
 
 def insert(conn: psycopg.Connection[Any], store: str, count: int) -> None:
-    job = conn.execute("INSERT INTO image_optimization_jobs (store_id, model) VALUES (%s, %s) "
-                       "RETURNING id", (store, MODEL)).fetchone()
+    job = conn.execute(
+        "INSERT INTO image_optimization_jobs (store_id, model) VALUES (%s, %s) RETURNING id",
+        (store, MODEL),
+    ).fetchone()
     assert job is not None
-    conn.execute("INSERT INTO image_optimization_items (job_id, store_id, source_url) "
-                 "SELECT %s, %s, 'https://img.example/' || %s || '/' || g || '.jpg' "
-                 "FROM generate_series(1, %s) g", (job[0], store, store, count))
+    conn.execute(
+        "INSERT INTO image_optimization_items (job_id, store_id, source_url) "
+        "SELECT %s, %s, 'https://img.example/' || %s || '/' || g || '.jpg' "
+        "FROM generate_series(1, %s) g",
+        (job[0], store, store, count),
+    )
 
 
 def run_variant(  # noqa: PLR0912, PLR0915 - one scenario, read top to bottom
-    name: str, args: argparse.Namespace) -> dict[str, Any]:
+    name: str, args: argparse.Namespace
+) -> dict[str, Any]:
     fifo, notify = {"fair": (False, True), "fifo": (True, True), "seed": (True, False)}[name]
     schema = f"bench_{name}_{uuid.uuid4().hex[:8]}"
     namespace = f"bench-{uuid.uuid4().hex[:8]}"
@@ -203,16 +226,28 @@ def run_variant(  # noqa: PLR0912, PLR0915 - one scenario, read top to bottom
     budget_s = 5.0 if name == "seed" else args.budget_seconds
     limit = in_flight_limit(args.rpm, budget_s, 4)
     tick = 5.0 if name == "seed" else 1.0
-    config = SchedulerConfig(database_url=DATABASE_URL, schema=schema, in_flight_limit=limit,
-                             tick=tick, busy_tick=5.0 if name == "seed" else 0.1)
+    config = SchedulerConfig(
+        database_url=DATABASE_URL,
+        schema=schema,
+        in_flight_limit=limit,
+        tick=tick,
+        busy_tick=5.0 if name == "seed" else 0.1,
+    )
     sim = SimQueue()
     client = redis.Redis.from_url(REDIS_URL)
     limiter = RateLimiter(client, Budget("create", args.rpm, 60.0), namespace=namespace)
-    scheduler = VariantScheduler(fifo=fifo, notify=notify, config=config, queue=sim,  # type: ignore[arg-type]
-                                 provider=ProviderClient("http://127.0.0.1:9/v1", ""),
-                                 storage=None, allowlist=build_allowlist("1:1"))
+    scheduler = VariantScheduler(
+        fifo=fifo,
+        notify=notify,
+        config=config,
+        queue=sim,  # type: ignore[arg-type]
+        provider=ProviderClient("http://127.0.0.1:9/v1", ""),
+        storage=None,
+        allowlist=build_allowlist("1:1"),
+    )
     if fifo:  # swap the Meter class the loop builds
         import pipeline.scheduling as scheduling_module
+
         original = scheduling_module.Meter
         scheduling_module.Meter = FifoMeter  # type: ignore[misc]
     pool = create_pool(DATABASE_URL, schema, max_size=args.threads + 2, name="bench-sim")
@@ -237,7 +272,8 @@ def run_variant(  # noqa: PLR0912, PLR0915 - one scenario, read top to bottom
         time.sleep(2.0 if name != "seed" else 6.0)
         for (delay,) in conn.execute(
             "SELECT extract(epoch FROM submitted_at - created_at) FROM image_optimization_items "
-            "WHERE store_id = 'idle' AND submitted_at IS NOT NULL"):
+            "WHERE store_id = 'idle' AND submitted_at IS NOT NULL"
+        ):
             idle.append(float(delay))
         missing = args.idle_samples - len(idle)
         out["idle_p50"], out["idle_p99"] = pct(idle, 50), pct(idle, 99)
@@ -250,22 +286,31 @@ def run_variant(  # noqa: PLR0912, PLR0915 - one scenario, read top to bottom
                 insert(conn, f"small-{i}", 200)
         deadline = time.monotonic() + args.scenario_seconds
         while time.monotonic() < deadline:
-            row = conn.execute("SELECT count(DISTINCT store_id) FROM image_optimization_items "
-                               "WHERE status = 'PENDING' AND store_id = ANY(%s)",
-                               (SCENARIO,)).fetchone()
+            row = conn.execute(
+                "SELECT count(DISTINCT store_id) FROM image_optimization_items "
+                "WHERE status = 'PENDING' AND store_id = ANY(%s)",
+                (SCENARIO,),
+            ).fetchone()
             if row is not None and row[0] < 10:
                 break
             time.sleep(0.5)
         rows = conn.execute(
             "SELECT store_id, extract(epoch FROM submitted_at - %s) FROM image_optimization_items "
-            "WHERE store_id = ANY(%s) AND submitted_at IS NOT NULL", (t0, SCENARIO)).fetchall()
+            "WHERE store_id = ANY(%s) AND submitted_at IS NOT NULL",
+            (t0, SCENARIO),
+        ).fetchall()
         last = {s: max(float(t) for st, t in rows if st == s) for s in {r[0] for r in rows}}
         ends = conn.execute(
             "SELECT min(extract(epoch FROM x.t - %s)) FROM (SELECT store_id, max(submitted_at) t "
             "FROM image_optimization_items WHERE store_id = ANY(%s) GROUP BY store_id "
-            "HAVING count(*) FILTER (WHERE status = 'PENDING') = 0) x", (t0, SCENARIO)).fetchone()
-        backlogged_until = float(ends[0]) if ends and ends[0] is not None else float(
-            max(last.values()) if last else 0.0)
+            "HAVING count(*) FILTER (WHERE status = 'PENDING') = 0) x",
+            (t0, SCENARIO),
+        ).fetchone()
+        backlogged_until = (
+            float(ends[0])
+            if ends and ends[0] is not None
+            else float(max(last.values()) if last else 0.0)
+        )
         windows: list[float] = []
         stores = SCENARIO
         for w in range(int(backlogged_until // 10)):
@@ -277,18 +322,24 @@ def run_variant(  # noqa: PLR0912, PLR0915 - one scenario, read top to bottom
         out["jain_windows"] = windows
         out["backlogged_s"] = backlogged_until
         out["throughput"] = len([1 for _, t in rows if float(t) < backlogged_until]) / max(
-            backlogged_until, 1e-9)
+            backlogged_until, 1e-9
+        )
         # (c) a late store behind 50,000 pending of another
-        conn.execute("UPDATE image_optimization_items SET status = 'CANCELED' "
-                     "WHERE status = 'PENDING'")
+        conn.execute(
+            "UPDATE image_optimization_items SET status = 'CANCELED' WHERE status = 'PENDING'"
+        )
         insert(conn, "huge", 50_000)
         time.sleep(3.0)
         for _ in range(args.late_samples):
             insert(conn, "late", 1)
             time.sleep(4.0 if name != "seed" else 8.0)
-        late = [float(r[0]) for r in conn.execute(
-            "SELECT extract(epoch FROM submitted_at - created_at) FROM image_optimization_items "
-            "WHERE store_id = 'late' AND submitted_at IS NOT NULL")]
+        late = [
+            float(r[0])
+            for r in conn.execute(
+                "SELECT extract(epoch FROM submitted_at - created_at) "
+                "FROM image_optimization_items WHERE store_id = 'late' AND submitted_at IS NOT NULL"
+            )
+        ]
         out["late"] = late
         out["late_wait"] = 4.0 if name != "seed" else 8.0
         out["late_missing"] = args.late_samples - len(late)
@@ -311,16 +362,24 @@ def run_variant(  # noqa: PLR0912, PLR0915 - one scenario, read top to bottom
 def report(out: dict[str, Any]) -> None:
     w = out["jain_windows"]
     late = out["late"]
-    print(f"{out['variant']}: in-flight limit {out['limit']}; backlogged for "
-          f"{out['backlogged_s']:.0f} s at {out['throughput']:.0f} submissions/s")
-    print(f"  Jain per 10 s window while all 10 stores backlogged ({len(w)} windows): "
-          + (f"min {min(w):.3f}, mean {statistics.fmean(w):.3f}" if w else "no full window"))
-    print("  late store behind 50,000: first submission "
-          + (f"{statistics.median(late):.2f} s median, {max(late):.2f} s max" if late else "none")
-          + f" ({len(late)} samples, {out['late_missing']} not submitted within the "
-          f"{out['late_wait']:.0f} s waited)")
-    print(f"  idle insert -> submitted: p50 {out['idle_p50'] * 1000:.0f} ms, "
-          f"p99 {out['idle_p99'] * 1000:.0f} ms ({out['idle_missing']} not submitted in time)")
+    print(
+        f"{out['variant']}: in-flight limit {out['limit']}; backlogged for "
+        f"{out['backlogged_s']:.0f} s at {out['throughput']:.0f} submissions/s"
+    )
+    print(
+        f"  Jain per 10 s window while all 10 stores backlogged ({len(w)} windows): "
+        + (f"min {min(w):.3f}, mean {statistics.fmean(w):.3f}" if w else "no full window")
+    )
+    print(
+        "  late store behind 50,000: first submission "
+        + (f"{statistics.median(late):.2f} s median, {max(late):.2f} s max" if late else "none")
+        + f" ({len(late)} samples, {out['late_missing']} not submitted within the "
+        f"{out['late_wait']:.0f} s waited)"
+    )
+    print(
+        f"  idle insert -> submitted: p50 {out['idle_p50'] * 1000:.0f} ms, "
+        f"p99 {out['idle_p99'] * 1000:.0f} ms ({out['idle_missing']} not submitted in time)"
+    )
 
 
 # --- 3. polling schedules ----------------------------------------------------------------
@@ -339,15 +398,21 @@ def bench_polling(samples: int = 100_000) -> None:
 
     for name, fn in (("backoff 1 s x1.5", ours), ("seed fixed 3 s", seed)):
         delays = [fn(rng.uniform(1.0, 3.0)) for _ in range(samples)]
-        print(f"polling {name}: prediction finished -> seen, "
-              f"mean {statistics.fmean(delays):.2f} s, p99 {pct(delays, 99):.2f} s")
+        print(
+            f"polling {name}: prediction finished -> seen, "
+            f"mean {statistics.fmean(delays):.2f} s, p99 {pct(delays, 99):.2f} s"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rpm", type=int, default=6000, help="create budget, per minute")
-    parser.add_argument("--budget-seconds", type=float, default=2.0,
-                        help="IMAGEOPT_IN_FLIGHT_BUDGET_SECONDS (default: the setting's default)")
+    parser.add_argument(
+        "--budget-seconds",
+        type=float,
+        default=2.0,
+        help="IMAGEOPT_IN_FLIGHT_BUDGET_SECONDS (default: the setting's default)",
+    )
     parser.add_argument("--threads", type=int, default=16, help="simulated worker threads")
     parser.add_argument("--work-ms", type=float, default=20.0, help="simulated fetch + store")
     parser.add_argument("--scenario-seconds", type=float, default=40.0)
@@ -358,9 +423,11 @@ def main() -> None:
     parser.add_argument("--skip-tick", action="store_true")
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    print(f"bench_scheduling {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, "
-          f"create budget {args.rpm}/min, {args.threads} simulated workers, "
-          f"{args.work_ms:.0f} ms work each")
+    print(
+        f"bench_scheduling {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, "
+        f"create budget {args.rpm}/min, {args.threads} simulated workers, "
+        f"{args.work_ms:.0f} ms work each"
+    )
     for variant in args.variants.split(","):
         report(run_variant(variant, args))
     bench_polling()

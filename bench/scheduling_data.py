@@ -110,10 +110,14 @@ def build(database_url: str, scale: Scale, schema: str | None = None) -> str:
                 """,
                 {"base": finished_jobs + 1, "stores": scale.stores, "n": count, "status": status},
             )
-        conn.execute("SELECT setval(pg_get_serial_sequence('image_optimization_jobs', 'id'), "
-                     "(SELECT max(id) FROM image_optimization_jobs))")
-        conn.execute("SELECT setval(pg_get_serial_sequence('image_optimization_items', 'id'), "
-                     "(SELECT max(id) FROM image_optimization_items))")
+        conn.execute(
+            "SELECT setval(pg_get_serial_sequence('image_optimization_jobs', 'id'), "
+            "(SELECT max(id) FROM image_optimization_jobs))"
+        )
+        conn.execute(
+            "SELECT setval(pg_get_serial_sequence('image_optimization_items', 'id'), "
+            "(SELECT max(id) FROM image_optimization_items))"
+        )
         conn.execute("VACUUM ANALYZE image_optimization_items")
         conn.execute("VACUUM ANALYZE image_optimization_jobs")
     return schema
@@ -140,9 +144,11 @@ def explain(database_url: str, schema: str) -> str:
     with psycopg.connect(database_url, options=f"-c search_path={schema}") as conn:
         # About 2 s of traffic at 100 items/s (each item changes ~2 times): 400 item changes
         # over 400 jobs, so the recent-jobs refresh has real work.
-        conn.execute("UPDATE image_optimization_items SET updated_at = now() WHERE id IN ("
-                     "SELECT id FROM image_optimization_items WHERE status = 'PENDING' "
-                     "ORDER BY id LIMIT 400)")
+        conn.execute(
+            "UPDATE image_optimization_items SET updated_at = now() WHERE id IN ("
+            "SELECT id FROM image_optimization_items WHERE status = 'PENDING' "
+            "ORDER BY id LIMIT 400)"
+        )
         conn.commit()
         recent = conn.execute(q["recent_active_job_ids"], cases[4][1]).fetchall()
         cases[6] = ("refresh_jobs", {"ids": [r[0] for r in recent]})

@@ -25,13 +25,13 @@ from pipeline.errors import (
 )
 from pipeline.fetch import SourceFetcher, parse_s3_url
 from pipeline.images import normalize_input
+from pipeline.keys import input_key
 from pipeline.lifecycle import Fail, Retry, decide
 from pipeline.models import ModelSpec, get_model
 from pipeline.presets import resolve_preset
 from pipeline.provider import ProviderClient
 from pipeline.ratelimit import RateLimiter
 from pipeline.repository import Repository, Row
-from pipeline.keys import input_key
 from pipeline.storage import ObjectStorage
 
 log = structlog.get_logger(__name__)
@@ -94,29 +94,28 @@ class CreationService:
         self._policy = policy
         self._on_submitted = on_submitted
 
-    def run(self, item_id: int) -> CreationOutcome:  # noqa: PLR0911 - one return per outcome
+    def run(self, item_id: int) -> CreationOutcome:
         """Create the prediction for ``item_id`` if it is QUEUED; otherwise do nothing.
 
         Never raises a :class:`PipelineError`: each one ends as a retry or a FAILED row.
         Raises :class:`pipeline.errors.DatabaseUnavailable` when Postgres is gone (the message
         is retried by the broker; the rescuer covers the rest).
         """
-        attempt = self._repo.claim_submission(item_id)
-        if attempt is None:
+        row = self._repo.claim_work_item(item_id)  # claim and read in one statement
+        if row is None:
             log.info("creation_skipped", item_id=item_id, reason="not_queued")
             return CreationOutcome("skipped")
-        row = self._repo.get_work_item(item_id)
-        if row is None:
-            return CreationOutcome("skipped")
+        attempt = int(row["attempts"])
         bound = log.bind(item_id=item_id, job_id=row["job_id"], store_id=row["store_id"])
         metrics.creation_started(row["model"], attempt, row["created_at"])
         started = time.monotonic()
         outcome = self._run_claimed(item_id, attempt, row, bound)
-        metrics.creation_finished(row["model"], outcome.action, outcome.error_code,
-                                  time.monotonic() - started)
+        metrics.creation_finished(
+            row["model"], outcome.action, outcome.error_code, time.monotonic() - started
+        )
         return outcome
 
-    def _run_claimed(
+    def _run_claimed(  # noqa: PLR0911 - one return per lifecycle outcome
         self, item_id: int, attempt: int, row: Row, bound: structlog.typing.FilteringBoundLogger
     ) -> CreationOutcome:
         try:
@@ -198,16 +197,26 @@ class CreationService:
         return data
 
     def _handle_error(
-        self, item_id: int, attempt: int, exc: PipelineError, bound: structlog.typing.FilteringBoundLogger
+        self,
+        item_id: int,
+        attempt: int,
+        exc: PipelineError,
+        bound: structlog.typing.FilteringBoundLogger,
     ) -> CreationOutcome:
         p = self._policy
-        decision = decide(exc, attempt, max_attempts=p.max_attempts, base=p.backoff_base, cap=p.backoff_cap)
+        decision = decide(
+            exc, attempt, max_attempts=p.max_attempts, base=p.backoff_base, cap=p.backoff_cap
+        )
         if isinstance(decision, Retry):
             self._repo.retry_later(
                 item_id, ("SUBMITTING",), decision.delay, decision.code, decision.message
             )
-            bound.warning("creation_retry", error_code=exc.code, attempt=attempt,
-                          delay_seconds=round(decision.delay, 2))
+            bound.warning(
+                "creation_retry",
+                error_code=exc.code,
+                attempt=attempt,
+                delay_seconds=round(decision.delay, 2),
+            )
             return CreationOutcome("retry", error_code=exc.code)
         assert isinstance(decision, Fail)
         self._repo.fail_item(item_id, ("SUBMITTING",), decision.code, decision.message)

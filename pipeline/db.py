@@ -61,9 +61,11 @@ def create_pool(
         max_size: upper bound (size it to the worker threads of the process).
         name: pool name, shown in psycopg-pool's logs.
     """
+    # Autocommit: each repository call is one statement, so it needs no BEGIN and COMMIT
+    # round trips of its own (issue 9); a call of several statements opens a transaction.
     pool: ConnectionPool[psycopg.Connection[dict[str, object]]] = ConnectionPool(
         database_url,
-        kwargs=connect_kwargs(schema),
+        kwargs={**connect_kwargs(schema), "autocommit": True},
         min_size=min_size,
         max_size=max_size,
         name=name,

@@ -26,12 +26,12 @@ from pipeline.errors import (
     SourceError,
 )
 from pipeline.images import ImageInfo, inspect_output
+from pipeline.keys import result_key
 from pipeline.lifecycle import backoff_delay, poll_delay
+from pipeline.presets import apply_preset, resolve_preset
 from pipeline.provider import Prediction, ProviderClient
 from pipeline.ratelimit import RateLimiter
 from pipeline.repository import Repository, Row
-from pipeline.keys import result_key
-from pipeline.presets import apply_preset, resolve_preset
 from pipeline.storage import ObjectStorage
 
 log = structlog.get_logger(__name__)
@@ -77,20 +77,24 @@ class PollingService:
         self._limiter = read_limiter
         self._policy = policy
 
-    def run(self, item_id: int) -> PollOutcome:
+    def run(self, item_id: int) -> PollOutcome:  # noqa: PLR0911 - one return per outcome
         """Poll ``item_id`` if it is PROCESSING; the caller schedules ``again`` outcomes."""
         row = self._repo.get_work_item(item_id)
         if row is None or row["status"] != "PROCESSING" or not row["prediction_id"]:
             return PollOutcome("skipped")
-        bound = log.bind(item_id=item_id, job_id=row["job_id"], store_id=row["store_id"],
-                         prediction_id=row["prediction_id"])
+        bound = log.bind(
+            item_id=item_id,
+            job_id=row["job_id"],
+            store_id=row["store_id"],
+            prediction_id=row["prediction_id"],
+        )
         polls = int(row["poll_count"])
         try:
             self._limiter.acquire(self._policy.acquire_timeout)
             prediction = self._provider.get_prediction(str(row["prediction_id"]))
-            polls = self._repo.record_poll(item_id) or polls + 1
             if prediction.status == "succeeded":
-                return self._finish(row, prediction, bound)
+                return self._finish(row, prediction, bound)  # mark_done counts this poll
+            polls = self._repo.record_poll(item_id) or polls + 1
             if prediction.status == "failed":
                 raise PredictionFailed(f"prediction failed: {prediction.error or 'no error given'}")
             if prediction.status == "canceled":
@@ -102,8 +106,9 @@ class PollingService:
             return PollOutcome("again", delay=1.0, error_code=exc.code)
         except PipelineError as exc:
             if exc.transient:
-                delay = backoff_delay(min(polls, 8) + 1, base=self._policy.initial_delay,
-                                      cap=self._policy.max_delay)
+                delay = backoff_delay(
+                    min(polls, 8) + 1, base=self._policy.initial_delay, cap=self._policy.max_delay
+                )
                 bound.warning("poll_retry", error_code=exc.code, delay_seconds=round(delay, 2))
                 metrics.item_error("polling", exc.code, "retry")
                 return PollOutcome("again", delay=delay, error_code=exc.code)
@@ -112,14 +117,20 @@ class PollingService:
             metrics.item_error("polling", exc.code, "failed")
             bound.warning("item_failed", error_code=exc.code, error_message=exc.message)
             return PollOutcome("failed", error_code=exc.code)
-        delay = poll_delay(polls, initial=self._policy.initial_delay, maximum=self._policy.max_delay)
+        delay = poll_delay(
+            polls, initial=self._policy.initial_delay, maximum=self._policy.max_delay
+        )
         return PollOutcome("again", delay=delay)
 
-    def _finish(self, row: Row, prediction: Prediction, bound: structlog.typing.FilteringBoundLogger) -> PollOutcome:
+    def _finish(
+        self, row: Row, prediction: Prediction, bound: structlog.typing.FilteringBoundLogger
+    ) -> PollOutcome:
         if not prediction.output_urls:
             raise OutputInvalid("prediction succeeded without an output URL")
         started = time.monotonic()
-        data = self._provider.download(prediction.output_urls[0], max_bytes=self._policy.max_output_bytes)
+        data = self._provider.download(
+            prediction.output_urls[0], max_bytes=self._policy.max_output_bytes
+        )
         metrics.FETCHED_BYTES.labels("provider_output").inc(len(data))
         info = inspect_output(data, max_pixels=self._policy.max_output_pixels)
         ext = _EXTENSIONS.get(info.format, "bin")
@@ -128,12 +139,28 @@ class PollingService:
         key = result_key(row["store_id"], row["job_id"], row["id"], ext)
         self._storage.put_bytes(key, data, info.content_type)
         metrics.STORED_BYTES.labels("result").inc(len(data))
-        if self._repo.mark_done(int(row["id"]), output_key=key, width=info.width,
-                                height=info.height, size=len(data), content_type=info.content_type):
-            metrics.item_done(row["model"], row["created_at"], row["submitted_at"], prediction,
-                              time.monotonic() - started)
-            bound.info("item_done", output_key=key, width=info.width, height=info.height,
-                       output_bytes=len(data))
+        if self._repo.mark_done(
+            int(row["id"]),
+            output_key=key,
+            width=info.width,
+            height=info.height,
+            size=len(data),
+            content_type=info.content_type,
+        ):
+            metrics.item_done(
+                row["model"],
+                row["created_at"],
+                row["submitted_at"],
+                prediction,
+                time.monotonic() - started,
+            )
+            bound.info(
+                "item_done",
+                output_key=key,
+                width=info.width,
+                height=info.height,
+                output_bytes=len(data),
+            )
         return PollOutcome("done")
 
     def _apply_preset(self, row: Row, data: bytes) -> tuple[bytes, ImageInfo, str]:
@@ -149,5 +176,7 @@ class PollingService:
         except SourceError as exc:
             raise OutputInvalid(f"preset {preset.name} failed ({exc.code}): {exc.message}") from exc
         fmt = {"jpeg": "JPEG", "webp": "WEBP", "png": "PNG"}[preset.format]
-        info = ImageInfo(width=out.width, height=out.height, format=fmt, content_type=out.content_type)
+        info = ImageInfo(
+            width=out.width, height=out.height, format=fmt, content_type=out.content_type
+        )
         return out.data, info, out.extension

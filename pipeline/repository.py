@@ -47,7 +47,9 @@ class Repository:
             with self._pool.connection() as conn, conn.cursor() as cur:
                 yield cur
         except psycopg.OperationalError as exc:
-            raise DatabaseUnavailable(f"database unavailable: {exc.sqlstate or 'connection'}") from exc
+            raise DatabaseUnavailable(
+                f"database unavailable: {exc.sqlstate or 'connection'}"
+            ) from exc
 
     def _all(self, name: str, **params: Any) -> list[Row]:
         with self._cursor() as cur:
@@ -110,10 +112,17 @@ class Repository:
         row = self._one("claim_submission", id=item_id)
         return int(row["attempts"]) if row else None
 
+    def claim_work_item(self, item_id: int) -> Row | None:
+        """QUEUED -> SUBMITTING, returning the work row (as :meth:`get_work_item`, with the
+        new ``attempts``), or None if the item was not QUEUED. One statement."""
+        return self._one("claim_work_item", id=item_id)
+
     def mark_processing(self, item_id: int, prediction_id: str) -> bool:
         return self._one("mark_processing", id=item_id, prediction_id=prediction_id) is not None
 
-    def release_submission(self, item_id: int, delay_seconds: float, code: str, message: str) -> bool:
+    def release_submission(
+        self, item_id: int, delay_seconds: float, code: str, message: str
+    ) -> bool:
         return (
             self._one(
                 "release_submission",
@@ -126,7 +135,12 @@ class Repository:
         )
 
     def retry_later(
-        self, item_id: int, from_statuses: Sequence[str], delay_seconds: float, code: str, message: str
+        self,
+        item_id: int,
+        from_statuses: Sequence[str],
+        delay_seconds: float,
+        code: str,
+        message: str,
     ) -> bool:
         return (
             self._one(
@@ -140,10 +154,16 @@ class Repository:
             is not None
         )
 
-    def fail_item(self, item_id: int, from_statuses: Sequence[str], code: str, message: str) -> bool:
+    def fail_item(
+        self, item_id: int, from_statuses: Sequence[str], code: str, message: str
+    ) -> bool:
         return (
             self._one(
-                "fail_item", id=item_id, from_statuses=list(from_statuses), code=code, message=message
+                "fail_item",
+                id=item_id,
+                from_statuses=list(from_statuses),
+                code=code,
+                message=message,
             )
             is not None
         )
@@ -153,7 +173,14 @@ class Repository:
         return int(row["poll_count"]) if row else None
 
     def mark_done(
-        self, item_id: int, *, output_key: str, width: int, height: int, size: int, content_type: str
+        self,
+        item_id: int,
+        *,
+        output_key: str,
+        width: int,
+        height: int,
+        size: int,
+        content_type: str,
     ) -> bool:
         return (
             self._one(
@@ -176,7 +203,9 @@ class Repository:
     def refresh_recent_jobs(self, since: datetime) -> list[Row]:
         """Like :meth:`refresh_active_jobs`, for active jobs with an item changed at or after
         ``since``; returns the jobs that changed."""
-        return self._refresh_jobs([r["id"] for r in self._all("recent_active_job_ids", since=since)])
+        return self._refresh_jobs(
+            [r["id"] for r in self._all("recent_active_job_ids", since=since)]
+        )
 
     def _refresh_jobs(self, job_ids: Sequence[int]) -> list[Row]:
         return self._all("refresh_jobs", ids=list(job_ids)) if job_ids else []
@@ -203,7 +232,7 @@ class Repository:
         Returns:
             The new job id.
         """
-        with self._cursor() as cur:
+        with self._cursor() as cur, cur.connection.transaction():  # pool: autocommit
             cur.execute(
                 self._q["insert_job"],
                 {
@@ -270,14 +299,16 @@ class Repository:
 
     def queue_depths(self) -> dict[str, int]:
         """Non-final items by status (every non-final status present, 0 when none)."""
-        counts = {status: 0 for status in NON_FINAL}
+        counts = dict.fromkeys(NON_FINAL, 0)
         for row in self._all("queue_depths"):
             counts[row["status"]] = int(row["n"])
         return counts
 
     # --- rescuer -------------------------------------------------------------------------
     def stale_queued(self, now: datetime, older_than: float, limit: int) -> list[int]:
-        return [r["id"] for r in self._all("stale_queued", now=now, older_than=older_than, limit=limit)]
+        return [
+            r["id"] for r in self._all("stale_queued", now=now, older_than=older_than, limit=limit)
+        ]
 
     def touch_queued(self, ids: Sequence[int]) -> list[int]:
         return [r["id"] for r in self._all("touch_queued", ids=list(ids))] if ids else []
@@ -293,7 +324,8 @@ class Repository:
 
     def stale_processing(self, now: datetime, older_than: float, limit: int) -> list[int]:
         return [
-            r["id"] for r in self._all("stale_processing", now=now, older_than=older_than, limit=limit)
+            r["id"]
+            for r in self._all("stale_processing", now=now, older_than=older_than, limit=limit)
         ]
 
     def touch_repolled(self, ids: Sequence[int]) -> list[int]:
@@ -404,10 +436,16 @@ class Repository:
         return {key: int(row[key]) for key in ("inputs", "outputs", "jobs", "items")}
 
     # --- HTTP API (issue 10): callers, owned jobs, usage ---------------------------------
-    def api_insert_key(self, store_id: str, key_prefix: str, key_hash: bytes, name: str | None) -> Row:
+    def api_insert_key(
+        self, store_id: str, key_prefix: str, key_hash: bytes, name: str | None
+    ) -> Row:
         """Store a new API key's hash; returns the row without the hash."""
         row = self._one(
-            "api_insert_key", store_id=store_id, key_prefix=key_prefix, key_hash=key_hash, label=name
+            "api_insert_key",
+            store_id=store_id,
+            key_prefix=key_prefix,
+            key_hash=key_hash,
+            label=name,
         )
         assert row is not None
         return row
@@ -443,7 +481,11 @@ class Repository:
 
     def api_list_jobs(self, owner_type: str, owner_id: str, store_id: str, limit: int) -> list[Row]:
         return self._all(
-            "api_list_jobs", owner_type=owner_type, owner_id=owner_id, store_id=store_id, limit=limit
+            "api_list_jobs",
+            owner_type=owner_type,
+            owner_id=owner_id,
+            store_id=store_id,
+            limit=limit,
         )
 
     def api_get_item(self, item_id: int) -> Row | None:

@@ -106,6 +106,24 @@ SET status = 'SUBMITTING', attempts = attempts + 1, updated_at = now()
 WHERE id = %(id)s AND status = 'QUEUED'
 RETURNING attempts;
 
+-- name: claim_work_item
+-- QUEUED -> SUBMITTING (as claim_submission) returning the row as get_work_item reads it:
+-- one round trip instead of two for the creation worker (issue 9).
+WITH claimed AS (
+    UPDATE image_optimization_items
+    SET status = 'SUBMITTING', attempts = attempts + 1, updated_at = now()
+    WHERE id = %(id)s AND status = 'QUEUED'
+    RETURNING *
+)
+SELECT i.id, i.job_id, i.store_id, i.source_url, i.status, i.attempts, i.priority,
+       i.prediction_id, i.input_key, i.poll_count, i.created_at, i.submitted_at,
+       coalesce(i.model, j.model) AS model,
+       coalesce(i.prompt, j.prompt) AS prompt,
+       j.params || i.params AS params,
+       coalesce(i.preset, j.preset) AS preset
+FROM claimed i
+JOIN image_optimization_jobs j ON j.id = i.job_id;
+
 -- name: mark_processing
 -- SUBMITTING -> PROCESSING with the provider's prediction id, in one step.
 UPDATE image_optimization_items
@@ -148,11 +166,13 @@ WHERE id = %(id)s AND status = 'PROCESSING'
 RETURNING poll_count;
 
 -- name: mark_done
--- PROCESSING -> DONE with the stored result.
+-- PROCESSING -> DONE with the stored result; counts the poll that saw it succeed (the
+-- polling worker does not run record_poll for that poll: one statement less per item).
 UPDATE image_optimization_items
 SET status = 'DONE', output_key = %(output_key)s, output_width = %(width)s,
     output_height = %(height)s, output_bytes = %(bytes)s,
     output_content_type = %(content_type)s, error_code = NULL, error_message = NULL,
+    poll_count = poll_count + 1, last_polled_at = now(),
     completed_at = now(), updated_at = now()
 WHERE id = %(id)s AND status = 'PROCESSING'
 RETURNING id;

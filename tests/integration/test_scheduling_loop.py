@@ -26,14 +26,19 @@ MODEL = "nightmareai/real-esrgan"
 
 @contextlib.contextmanager
 def run_scheduler(schema: str, namespace: str, **overrides: Any) -> Iterator[Scheduler]:
-    config = SchedulerConfig(database_url=DATABASE_URL, schema=schema, in_flight_limit=10,
-                             **overrides)
+    config = SchedulerConfig(
+        database_url=DATABASE_URL, schema=schema, in_flight_limit=10, **overrides
+    )
     broker = build_broker(REDIS_URL, namespace)
     provider = ProviderClient("http://127.0.0.1:9/v1", "")  # never called: nothing to rescue
-    scheduler = Scheduler(config=config, queue=TaskQueue(broker), provider=provider,
-                          storage=None,  # type: ignore[arg-type]  # the rescuer finds no work
-                          allowlist=build_allowlist("1:1"),
-                          rpm_usage=lambda: {"create": "3/450 (0.7%)"})
+    scheduler = Scheduler(
+        config=config,
+        queue=TaskQueue(broker),
+        provider=provider,
+        storage=None,  # type: ignore[arg-type]  # the rescuer finds no work
+        allowlist=build_allowlist("1:1"),
+        rpm_usage=lambda: {"create": "3/450 (0.7%)"},
+    )
     stop = threading.Event()
     thread = threading.Thread(target=scheduler.run, args=(stop,), daemon=True)
     thread.start()
@@ -45,19 +50,26 @@ def run_scheduler(schema: str, namespace: str, **overrides: Any) -> Iterator[Sch
         yield scheduler
     finally:
         stop.set()
+        with psycopg.connect(DATABASE_URL, autocommit=True) as conn:  # wake it to see the stop
+            conn.execute("SELECT pg_notify('imageopt_pending', %s)", (schema,))
         thread.join(timeout=10)
+        assert not thread.is_alive()
         provider.close()
         broker.close()
 
 
 def insert_item(schema: str, store: str = "s") -> int:
     with psycopg.connect(DATABASE_URL, options=f"-c search_path={schema}") as conn:
-        job = conn.execute("INSERT INTO image_optimization_jobs (store_id, model) "
-                           "VALUES (%s, %s) RETURNING id", (store, MODEL)).fetchone()
+        job = conn.execute(
+            "INSERT INTO image_optimization_jobs (store_id, model) VALUES (%s, %s) RETURNING id",
+            (store, MODEL),
+        ).fetchone()
         assert job is not None
-        row = conn.execute("INSERT INTO image_optimization_items (job_id, store_id, source_url) "
-                           "VALUES (%s, %s, 'https://img.example/a.jpg') RETURNING id",
-                           (job[0], store)).fetchone()
+        row = conn.execute(
+            "INSERT INTO image_optimization_items (job_id, store_id, source_url) "
+            "VALUES (%s, %s, 'https://img.example/a.jpg') RETURNING id",
+            (job[0], store),
+        ).fetchone()
         assert row is not None
         return int(row[0])
 
@@ -65,11 +77,11 @@ def insert_item(schema: str, store: str = "s") -> int:
 def wait_status(schema: str, item_id: int, want: str, timeout: float) -> float:
     """Seconds until ``item_id`` has status ``want``."""
     started = time.monotonic()
-    with psycopg.connect(DATABASE_URL, options=f"-c search_path={schema}",
-                         autocommit=True) as conn:
+    with psycopg.connect(DATABASE_URL, options=f"-c search_path={schema}", autocommit=True) as conn:
         while time.monotonic() - started < timeout:
-            row = conn.execute("SELECT status FROM image_optimization_items WHERE id = %s",
-                               (item_id,)).fetchone()
+            row = conn.execute(
+                "SELECT status FROM image_optimization_items WHERE id = %s", (item_id,)
+            ).fetchone()
             if row and row[0] == want:
                 return time.monotonic() - started
             time.sleep(0.005)
@@ -120,7 +132,8 @@ def test_a_paused_leader_keeps_new_items_pending(db_schema: str, redis_namespace
         item = insert_item(db_schema)
         time.sleep(1.0)
     with psycopg.connect(DATABASE_URL, options=f"-c search_path={db_schema}") as conn:
-        row = conn.execute("SELECT status FROM image_optimization_items WHERE id = %s",
-                           (item,)).fetchone()
+        row = conn.execute(
+            "SELECT status FROM image_optimization_items WHERE id = %s", (item,)
+        ).fetchone()
     assert row == ("PENDING",)
     assert any(entry["event"] == "submissions_paused" for entry in logs)
