@@ -140,15 +140,20 @@ class Rescuer:
         return adopted, resubmitted
 
     def expire_old_items(self, now: datetime) -> int:
-        """Cancel at the provider and FAIL (``timeout``) items older than ``max_age``."""
+        """FAIL (``timeout``) items older than ``max_age``, then cancel them at the provider.
+
+        The row is failed first: a poll running meanwhile then finds a final row and does
+        nothing, instead of seeing our cancel at the provider and recording ``canceled``.
+        """
         expired = 0
+        message = f"not finished within {self._config.max_age:.0f} s"
         for row in self._repo.expired_items(now, self._config.max_age, self._config.batch):
+            if not self._repo.fail_item(int(row["id"]), (str(row["status"]),), "timeout", message):
+                continue  # it moved on meanwhile; the next pass looks again if still due
+            expired += 1
             if row["prediction_id"]:
                 try:
                     self._provider.cancel_prediction(str(row["prediction_id"]))
                 except PipelineError as exc:
                     log.warning("cancel_failed", item_id=row["id"], error_code=exc.code)
-            message = f"not finished within {self._config.max_age:.0f} s"
-            if self._repo.fail_item(int(row["id"]), (str(row["status"]),), "timeout", message):
-                expired += 1
         return expired
