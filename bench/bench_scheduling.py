@@ -353,9 +353,11 @@ def run_variant(  # noqa: PLR0912, PLR0915 - one scenario, read top to bottom
             scheduling_module.Meter = original  # type: ignore[misc]
         conn.close()
         pool.close()
-        limiter.reset()
-        client.close()
-        drop_schema(DATABASE_URL, schema)
+        try:
+            limiter.reset()
+            client.close()
+        finally:  # never leave the throwaway schema behind, even if Redis is unwell
+            drop_schema(DATABASE_URL, schema)
     return out
 
 
