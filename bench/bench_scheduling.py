@@ -190,7 +190,7 @@ def sim_workers(  # noqa: PLR0917 - bench helper
                 item_id = q.create.get(timeout=0.2)
             except queue.Empty:
                 continue
-            if repo.claim_submission(item_id) is None:
+            if repo.claim_work_item(item_id) is None:
                 continue
             time.sleep(work_s)  # fetch, validate, store the input
             limiter.acquire(timeout=60)

@@ -19,9 +19,7 @@ redacted from every message this module builds, even when the provider echoes it
 
 from __future__ import annotations
 
-import email.utils
 import importlib.metadata
-import math
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -42,6 +40,7 @@ from pipeline.errors import (
     ProviderUnavailable,
 )
 from pipeline.models import ModelSpec
+from pipeline.ratelimit.retry_after import parse_retry_after
 
 log = structlog.get_logger(__name__)
 
@@ -133,36 +132,6 @@ def _output_urls(output: Any) -> tuple[str, ...]:
     return tuple(
         item for item in candidates if isinstance(item, str) and item.startswith(("http", "data:"))
     )
-
-
-def parse_retry_after(value: str | None, *, default: float, now: datetime | None = None) -> float:
-    """Seconds to wait from a ``Retry-After`` header (RFC 9110 §10.2.3).
-
-    Args:
-        value: the header: delta-seconds (``"12"``, tolerated ``"1.5"``) or an HTTP-date
-            (``"Wed, 21 Oct 2015 07:28:00 GMT"``); ``None`` when absent.
-        default: seconds to use when the header is absent or unparsable.
-        now: current time for HTTP-dates (injectable for tests), default ``datetime.now(UTC)``.
-
-    Returns:
-        Seconds, never negative (a date in the past gives ``0.0``).
-    """
-    if value is None or not value.strip():
-        return default
-    text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        pass
-    else:
-        return max(0.0, seconds) if math.isfinite(seconds) else default
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return default
-    if when.tzinfo is None:  # "-0000" dates are naive; HTTP-dates are always GMT
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 def _parse_created(value: str | None) -> datetime | None:
@@ -387,7 +356,7 @@ class ProviderClient:
         detail = self._redact(_detail(response))
         if status == 429:
             retry_after = parse_retry_after(
-                response.headers.get("Retry-After"), default=self._default_retry_after
+                response.headers.get("Retry-After"), self._default_retry_after
             )
             log.warning("provider_rate_limited", endpoint=endpoint, retry_after=retry_after)
             raise ProviderRateLimited(
@@ -407,7 +376,7 @@ class ProviderClient:
             return
         if status == 429:
             retry_after = parse_retry_after(
-                response.headers.get("Retry-After"), default=self._default_retry_after
+                response.headers.get("Retry-After"), self._default_retry_after
             )
             raise ProviderRateLimited("output download rate limited", retry_after=retry_after)
         if status >= 500:

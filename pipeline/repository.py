@@ -107,11 +107,6 @@ class Repository:
     def record_input(self, item_id: int, input_key: str) -> bool:
         return self._one("record_input", id=item_id, input_key=input_key) is not None
 
-    def claim_submission(self, item_id: int) -> int | None:
-        """QUEUED -> SUBMITTING; returns the attempt number, or None if not QUEUED."""
-        row = self._one("claim_submission", id=item_id)
-        return int(row["attempts"]) if row else None
-
     def claim_work_item(self, item_id: int) -> Row | None:
         """QUEUED -> SUBMITTING, returning the work row (as :meth:`get_work_item`, with the
         new ``attempts``), or None if the item was not QUEUED. One statement."""

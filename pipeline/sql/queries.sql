@@ -99,15 +99,8 @@ SET input_key = %(input_key)s, updated_at = now()
 WHERE id = %(id)s AND status IN ('QUEUED', 'SUBMITTING')
 RETURNING id;
 
--- name: claim_submission
--- QUEUED -> SUBMITTING: this worker, and only this one, may now create the prediction.
-UPDATE image_optimization_items
-SET status = 'SUBMITTING', attempts = attempts + 1, updated_at = now()
-WHERE id = %(id)s AND status = 'QUEUED'
-RETURNING attempts;
-
 -- name: claim_work_item
--- QUEUED -> SUBMITTING (as claim_submission) returning the row as get_work_item reads it:
+-- QUEUED -> SUBMITTING (attempts + 1; one worker only) returning the row as get_work_item reads it:
 -- one round trip instead of two for the creation worker (issue 9).
 WITH claimed AS (
     UPDATE image_optimization_items

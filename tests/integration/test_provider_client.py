@@ -24,7 +24,8 @@ from pipeline.errors import (
     ProviderUnavailable,
 )
 from pipeline.models import build_allowlist
-from pipeline.provider import Prediction, ProviderClient, parse_retry_after
+from pipeline.provider import Prediction, ProviderClient
+from pipeline.ratelimit.retry_after import parse_retry_after
 
 pytestmark = pytest.mark.integration
 
@@ -288,8 +289,8 @@ def test_a_missing_retry_after_uses_the_default() -> None:
     ],
 )
 def test_retry_after_parses_seconds_and_http_dates(header: str | None, expected: float) -> None:
-    now = datetime(2015, 10, 21, 7, 27, tzinfo=UTC)
-    assert parse_retry_after(header, default=9.0, now=now) == expected
+    now = datetime(2015, 10, 21, 7, 27, tzinfo=UTC).timestamp()
+    assert parse_retry_after(header, 9.0, now=now) == expected
 
 
 def test_download_over_the_cap_is_output_invalid(setup: Setup) -> None:
