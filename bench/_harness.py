@@ -407,6 +407,20 @@ def pipeline_stack(env_overrides: Mapping[str, str], keep_logs: bool = False) ->
             run_dir.rmdir()
 
 
+def _pgrep(*args: str) -> list[int]:
+    out = subprocess.run(["pgrep", *args], capture_output=True, text=True, check=False).stdout
+    return [int(pid) for pid in out.split()]
+
+
+def shared_server_pids() -> dict[str, Callable[[], list[int]]]:
+    """Kind name -> pid lister of the servers a run shares with the host: Redis and the S3
+    server (SeaweedFS). Their CPU is the run's only when nothing else uses them."""
+    return {
+        "redis-server (shared)": functools.partial(_pgrep, "-x", "redis-server"),
+        "s3 server (shared)": functools.partial(_pgrep, "-x", "weed"),
+    }
+
+
 def session_of(group: ProcessGroup) -> dict[str, int]:
     """Kind name -> session id of every child of ``group`` (its pid: new session each)."""
     return {name: proc.pid for name, proc in group.procs.items()}

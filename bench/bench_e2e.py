@@ -47,6 +47,7 @@ from bench._harness import (
     results_in_s3,
     rss_growth,
     session_of,
+    shared_server_pids,
     timings,
 )
 from pipeline.taskqueue import build_broker
@@ -149,7 +150,9 @@ def start_pipeline(stack: Stack, processes: int, threads: int) -> ProcSampler:
     for name in ("scheduler", "worker-create", "worker-poll", "emulator"):
         if not stack.group.alive(name):
             raise RuntimeError(f"{name} died:\n{stack.group.log_tail(name)}")
-    sampler = ProcSampler(session_of(stack.group), {"postgres backends": stack.backend_pids})
+    sampler = ProcSampler(
+        session_of(stack.group), {"postgres backends": stack.backend_pids, **shared_server_pids()}
+    )
     sampler.baseline()
     sampler.start()
     return sampler

@@ -32,7 +32,7 @@ from pipeline.presets import resolve_preset
 from pipeline.provider import ProviderClient
 from pipeline.ratelimit import RateLimiter
 from pipeline.repository import Repository, Row
-from pipeline.storage import ObjectStorage
+from pipeline.storage import ObjectStorage, ObjectTooLarge
 
 log = structlog.get_logger(__name__)
 
@@ -187,12 +187,13 @@ class CreationService:
         bucket, key = s3
         if bucket != self._storage.bucket:
             raise InvalidSourceUrl(f"s3 source bucket {bucket!r} is not the pipeline's bucket")
-        info = self._storage.stat(key)
-        if info is not None and info.size > self._policy.max_input_bytes:
+        # No HEAD first: get_bytes refuses by Content-Length before reading (one request less).
+        try:
+            data = self._storage.get_bytes(key, max_bytes=self._policy.max_input_bytes)
+        except ObjectTooLarge as exc:
             raise SourceTooLarge(
-                f"source is {info.size} bytes, more than {self._policy.max_input_bytes}"
-            )
-        data = self._storage.get_bytes(key, max_bytes=self._policy.max_input_bytes)
+                f"source is more than {self._policy.max_input_bytes} bytes"
+            ) from exc
         metrics.FETCHED_BYTES.labels("source_s3").inc(len(data))
         return data
 

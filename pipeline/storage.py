@@ -2,7 +2,8 @@
 
 The one module that talks to the ``minio`` SDK. Every SDK, urllib3 and socket exception is
 translated here, with ``raise ... from exc``, into :class:`~pipeline.errors.StorageError`
-(transient by default) or its permanent subclass :class:`ObjectNotFound`; messages name the
+(transient by default) or its permanent subclasses :class:`ObjectNotFound` and
+:class:`ObjectTooLarge`; messages name the
 operation, bucket and key, never credentials or presigned URLs::
 
     S3 answer / failure                         raised                      transient
@@ -10,7 +11,7 @@ operation, bucket and key, never credentials or presigned URLs::
     AccessDenied, SignatureDoesNotMatch, ...    StorageError                yes (ops fix keys)
     other 4xx S3 error (e.g. InvalidArgument)   StorageError                no
     5xx, SlowDown, timeouts, resets, refused    StorageError                yes
-    object larger than ``max_bytes``            StorageError                no
+    object larger than ``max_bytes``            ObjectTooLarge              no
 
 One :class:`ObjectStorage` per process is enough: the minio client is thread-safe (a shared
 urllib3 connection pool with bounded size and explicit connect/read timeouts).
@@ -45,6 +46,7 @@ __all__ = [
     "ObjectNotFound",
     "ObjectStorage",
     "ObjectStream",
+    "ObjectTooLarge",
     "input_key",
     "result_key",
 ]
@@ -75,6 +77,12 @@ _NETWORK_ERRORS = (urllib3.exceptions.HTTPError, OSError, InvalidResponseError, 
 
 class ObjectNotFound(StorageError):
     """The key does not exist in the bucket (permanent: retrying cannot create it)."""
+
+    transient = False
+
+
+class ObjectTooLarge(StorageError):
+    """The object is larger than the reader's ``max_bytes`` (permanent)."""
 
     transient = False
 
@@ -332,8 +340,8 @@ class ObjectStorage:
 
         Raises:
             ObjectNotFound: when the key does not exist.
-            StorageError: permanent when the object exceeds ``max_bytes``; transient on
-                transport failures.
+            ObjectTooLarge: when the object exceeds ``max_bytes``.
+            StorageError: transient on transport failures.
         """
         target = f"{self._bucket}/{key}"
         response = self._call(
@@ -367,8 +375,8 @@ class ObjectStorage:
 
         Raises:
             ObjectNotFound: when the key does not exist.
-            StorageError: permanent when the object exceeds ``max_bytes``; transient on
-                transport failures.
+            ObjectTooLarge: when the object exceeds ``max_bytes``.
+            StorageError: transient on transport failures.
         """
         target = f"{self._bucket}/{key}"
         response = self._call(
@@ -534,8 +542,8 @@ class ObjectStorage:
             raise _translate(exc, operation, target) from exc
 
 
-def _too_large(target: str, max_bytes: int) -> StorageError:
-    return StorageError(f"storage object {target} exceeds {max_bytes} bytes", transient=False)
+def _too_large(target: str, max_bytes: int) -> ObjectTooLarge:
+    return ObjectTooLarge(f"storage object {target} exceeds {max_bytes} bytes")
 
 
 def _translate(exc: Exception, operation: str, target: str) -> StorageError:

@@ -20,7 +20,7 @@ import pytest
 
 from pipeline.errors import StorageError
 from pipeline.keys import input_key, result_key
-from pipeline.storage import ObjectNotFound, ObjectStorage
+from pipeline.storage import ObjectNotFound, ObjectStorage, ObjectTooLarge
 from tests.support.s3 import S3Endpoint, ensure_s3_server, temporary_bucket, unique_bucket_name
 
 pytestmark = pytest.mark.integration
@@ -136,9 +136,10 @@ def test_get_bytes_over_the_cap_is_a_permanent_storage_error(storage: ObjectStor
     storage.put_bytes("ten", b"0123456789", "text/plain")
 
     assert storage.get_bytes("ten", max_bytes=10) == b"0123456789"
-    with pytest.raises(StorageError, match="exceeds 9 bytes") as caught:
+    with pytest.raises(ObjectTooLarge, match="exceeds 9 bytes") as caught:
         storage.get_bytes("ten", max_bytes=9)
     assert caught.value.transient is False
+    assert isinstance(caught.value, StorageError)
 
 
 def test_the_connection_is_reusable_after_an_over_cap_read(storage: ObjectStorage) -> None:
