@@ -85,6 +85,10 @@ class Settings(BaseSettings):
         1.0, validation_alias="IMAGEOPT_POLL_INITIAL_DELAY_SECONDS"
     )
     poll_max_delay_seconds: float = Field(30.0, validation_alias="IMAGEOPT_POLL_MAX_DELAY_SECONDS")
+    adaptive_polling: bool = Field(True, validation_alias="IMAGEOPT_ADAPTIVE_POLLING")
+    """Poll a new prediction first at the median runtime of the model's recent predictions
+    (shared through Redis, :mod:`pipeline.pollhints`) instead of after the fixed initial delay;
+    then back off as before. Off: always the initial delay."""
     item_max_age_seconds: float = Field(3600.0, validation_alias="IMAGEOPT_ITEM_MAX_AGE_SECONDS")
 
     # --- scheduler --------------------------------------------------------------------------

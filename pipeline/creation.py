@@ -83,7 +83,7 @@ class CreationService:
         create_limiter: RateLimiter,
         allowlist: dict[str, ModelSpec],
         policy: CreationPolicy,
-        on_submitted: Callable[[int], None],
+        on_submitted: Callable[[int, str], None],
     ) -> None:
         self._repo = repo
         self._storage = storage
@@ -148,7 +148,7 @@ class CreationService:
                 bound.warning("orphan_cancel_failed", error_code=exc.code)
             return CreationOutcome("skipped", prediction_id=prediction_id)
         bound.info("prediction_created", prediction_id=prediction_id, attempt=attempt)
-        self._on_submitted(item_id)
+        self._on_submitted(item_id, str(row["model"]))
         return CreationOutcome("submitted", prediction_id=prediction_id)
 
     def _submit(self, row: Row, bound: structlog.typing.FilteringBoundLogger) -> str:

@@ -11,6 +11,7 @@ later with backoff. Transient errors poll again; they never lose the prediction 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
@@ -70,7 +71,11 @@ class PollingService:
         provider: ProviderClient,
         read_limiter: RateLimiter,
         policy: PollingPolicy,
+        on_runtime: Callable[[str, float], None] | None = None,
     ) -> None:
+        """``on_runtime(model, seconds)`` hears the runtime of each prediction that ends DONE
+        (:class:`pipeline.pollhints.RuntimeHints`)."""
+        self._on_runtime = on_runtime
         self._repo = repo
         self._storage = storage
         self._provider = provider
@@ -154,6 +159,9 @@ class PollingService:
                 prediction,
                 time.monotonic() - started,
             )
+            runtime = prediction.runtime_seconds
+            if self._on_runtime is not None and runtime is not None:
+                self._on_runtime(str(row["model"]), runtime)
             bound.info(
                 "item_done",
                 output_key=key,

@@ -40,6 +40,7 @@ from pipeline.errors import (
     ProviderUnavailable,
 )
 from pipeline.models import ModelSpec
+from pipeline.pollplan import runtime_seconds
 from pipeline.ratelimit.retry_after import parse_retry_after
 
 log = structlog.get_logger(__name__)
@@ -89,6 +90,12 @@ class Prediction:
     def terminal(self) -> bool:
         """True once the status can no longer change."""
         return self.status in TERMINAL_STATUSES
+
+    @property
+    def runtime_seconds(self) -> float | None:
+        """``completed_at - created_at`` on the provider's clock, seconds; None when either
+        stamp is missing or unreadable."""
+        return runtime_seconds(_parse_created(self.created_at), _parse_created(self.completed_at))
 
     @classmethod
     def from_json(cls, data: Any) -> Prediction:

@@ -16,6 +16,7 @@ from pipeline.db import create_pool
 from pipeline.fetch import SourceFetcher
 from pipeline.logging import configure_logging
 from pipeline.models import ModelSpec, build_allowlist
+from pipeline.pollhints import RuntimeHints
 from pipeline.polling import PollingPolicy, PollingService
 from pipeline.provider import ProviderClient
 from pipeline.ratelimit import Budget, RateLimiter
@@ -113,6 +114,18 @@ def worker_services(settings: Settings, queue: TaskQueue, pool_size: int) -> Wor
         max_redirects=settings.fetch_max_redirects,
         policy=AddressPolicy.from_setting(settings.source_allowlist),
     )
+    hints = RuntimeHints(
+        client,
+        settings.redis_namespace,
+        initial=settings.poll_initial_delay_seconds,
+        maximum=settings.poll_max_delay_seconds,
+    )
+
+    def first_delay(model: str) -> float:
+        if settings.adaptive_polling:
+            return hints.first_delay(model)
+        return settings.poll_initial_delay_seconds
+
     creation = CreationService(
         repo=repo,
         storage=store,
@@ -129,13 +142,14 @@ def worker_services(settings: Settings, queue: TaskQueue, pool_size: int) -> Wor
             max_input_bytes=settings.max_input_bytes,
             max_input_pixels=settings.max_input_pixels,
         ),
-        on_submitted=lambda item_id: queue.send_poll(item_id, settings.poll_initial_delay_seconds),
+        on_submitted=lambda item_id, model: queue.send_poll(item_id, first_delay(model)),
     )
     polling = PollingService(
         repo=repo,
         storage=store,
         provider=provider,
         read_limiter=read_limiter,
+        on_runtime=hints.observe if settings.adaptive_polling else None,
         policy=PollingPolicy(
             initial_delay=settings.poll_initial_delay_seconds,
             max_delay=settings.poll_max_delay_seconds,

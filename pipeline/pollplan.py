@@ -1,0 +1,70 @@
+"""When to poll a new prediction first: at the median runtime of the model's recent predictions.
+
+A prediction polled before it can be done costs a read request, a Postgres statement and a
+delayed broker message for nothing. With a fixed first delay (1 s) and x1.5 backoff, a model
+that takes 2-8 s was polled 3.3 times per item (docs/BENCHMARKS.md, issue 9). Polled first at
+the median of the last runtimes seen, and then with the same backoff, about half of the
+predictions are done at the first look (measured figures: docs/BENCHMARKS.md).
+
+Pure logic; :mod:`pipeline.pollhints` shares the figures between processes through Redis.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+from collections import deque
+from datetime import datetime
+
+RUNTIME_SAMPLES = 200
+"""Runtimes kept per model: enough for a stable median, recent enough to follow a change."""
+MIN_SAMPLES = 20
+"""Below this many runtimes of a model there is no estimate (the fixed first delay applies)."""
+
+
+def runtime_seconds(created_at: datetime | None, completed_at: datetime | None) -> float | None:
+    """A prediction's runtime on the provider's clock (``completed_at - created_at``), seconds;
+    None when a stamp is missing or the difference is negative."""
+    if created_at is None or completed_at is None:
+        return None
+    seconds = (completed_at - created_at).total_seconds()
+    return seconds if seconds >= 0 else None
+
+
+def first_poll_delay(median_seconds: float | None, *, initial: float, maximum: float) -> float:
+    """Seconds from submission to the first poll: the median runtime, within
+    ``[initial, maximum]``; ``initial`` when there is no estimate yet."""
+    if median_seconds is None:
+        return initial
+    return min(maximum, max(initial, median_seconds))
+
+
+class RuntimeWindow:
+    """The last ``size`` runtimes of each model's predictions, and their median (thread-safe).
+
+    Args:
+        size: runtimes kept per model.
+        min_samples: runtimes needed before :meth:`median` answers.
+    """
+
+    def __init__(self, size: int = RUNTIME_SAMPLES, min_samples: int = MIN_SAMPLES) -> None:
+        self._size = size
+        self._min = min_samples
+        self._runtimes: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def observe(self, model: str, seconds: float) -> None:
+        """Record one finished prediction's runtime, seconds."""
+        with self._lock:
+            window = self._runtimes.get(model)
+            if window is None:
+                window = self._runtimes[model] = deque(maxlen=self._size)
+            window.append(seconds)
+
+    def median(self, model: str) -> float | None:
+        """Median runtime of ``model``, seconds; None below ``min_samples`` runtimes."""
+        with self._lock:
+            window = self._runtimes.get(model)
+            if window is None or len(window) < self._min:
+                return None
+            return float(statistics.median(window))
