@@ -52,6 +52,7 @@ from bench._harness import (
     shared_server_pids,
     timings,
 )
+from bench.profile_summary import summarize
 from pipeline.taskqueue import build_broker
 
 THUMB_SIDE = 96
@@ -193,6 +194,22 @@ def start_profilers(stack: Stack, out_dir: str) -> list[subprocess.Popen[bytes]]
     return procs
 
 
+def broker_cpu_ms(folder: Path, sampler: ProcSampler, items: int) -> float:
+    """Our processes' CPU per item spent in the broker (dramatiq and its Redis calls): each
+    kind's CPU times the broker's share of that kind's profile samples
+    (:mod:`bench.profile_summary`)."""
+    total = 0.0
+    for kind in ("scheduler", "worker-create", "worker-poll"):
+        samples = broker = 0
+        for path in folder.glob(f"{kind}-*.txt"):
+            n, counts = summarize(path)
+            samples += n
+            broker += counts.get("broker (dramatiq)", 0)
+        if samples:
+            total += sampler.stats[kind].cpu_seconds * broker / samples
+    return 1000 * total / items
+
+
 def capacity(args: argparse.Namespace) -> None:
     env = {
         # "No limit" as 10,000/s over a 1 s window: the limiter's cold start writes one log
@@ -264,6 +281,13 @@ def capacity(args: argparse.Namespace) -> None:
         f"{ours_ms / (noop_cpu_ms * (1 + t['polls'])):.1f}x the no-op messages it takes"
     )
     print(f"transactions: {tx / total:.2f} per item (pg_stat_database, run's own database)")
+    if args.profile:
+        broker_ms = broker_cpu_ms(Path(args.profile), sampler, total)
+        print(
+            f"broker CPU per item (dramatiq's share of each kind's py-spy samples x its CPU): "
+            f"{broker_ms:.2f} ms = {broker_ms / noop_cpu_ms:.1f}x a no-op message, "
+            f"{broker_ms / (noop_cpu_ms * (1 + t['polls'])):.1f}x the no-op messages it takes"
+        )
     print(f"emulator: 429s {stats['responses_429']}, requests {stats['requests_by_endpoint']}")
     print("\n".join(kinds_report(sampler, total)))
 
