@@ -246,7 +246,7 @@ def capacity(args: argparse.Namespace) -> None:
         stack.insert({f"store-{i:02d}": args.items // args.stores for i in range(args.stores)})
         profilers = start_profilers(stack, args.profile) if args.profile else []
         total = args.stores * (args.items // args.stores)
-        counts = stack.wait_final(total, timeout=args.timeout, poll=0.5)
+        counts = stack.wait_final(total, timeout=args.timeout or 1800, poll=0.5)
         sampler.stop()
         for profiler in profilers:
             profiler.wait(timeout=120)
@@ -386,12 +386,13 @@ def at_limit(  # noqa: PLR0917 - a benchmark's knobs, called from main() only
     processes: int,
     threads: int,
     keep_logs: bool,
-    timeout: float,
+    timeout: float | None,
     window: float,
     guard: float,
 ) -> dict[str, Any]:
     rpm = int(450 * factor)
     env = limit_env(factor, window, guard)
+    timeout = timeout or 2 * items / (rpm / 60.0) + 300
     thumbs = make_thumbnails(THUMB_SIDE)
     sizes = zipf_sizes(items, 25)
     with pipeline_stack(env, keep_logs=keep_logs) as stack:
@@ -485,7 +486,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--poll-delay", type=float, default=0.1)
     parser.add_argument("--noop-messages", type=int, default=20_000)
-    parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds to wait for every item (default: 1800, or twice the physical limit "
+        "plus 300 s at the limit)",
+    )
     parser.add_argument("--keep-logs", action="store_true")
     parser.add_argument(
         "--window",
