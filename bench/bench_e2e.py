@@ -7,9 +7,10 @@ Postgres, Redis and the S3 server, in a database, namespace and bucket of the ru
 the bucket (``s3://`` sources); the model is ``nightmareai/real-esrgan`` at ``scale: 1``.
 
     .venv/bin/python -m bench.bench_e2e capacity --items 5000 --noop-messages 10000
-    .venv/bin/python -m bench.bench_e2e limit --items 10000 --factor 3 --threads 16 --window 60.3
+    .venv/bin/python -m bench.bench_e2e limit --items 10000 --factor 3 --threads 16
+    .venv/bin/python -m bench.bench_e2e limit --items 50000 --factor 3 --threads 16 --guard 0.1
     .venv/bin/python -m bench.bench_e2e scaleout --items 6000 --factor 3 --window 60.3
-    (defaults: limit 50,000 items at x100; this 2-core host carries only ~40 items/s)
+    (defaults: limit 50,000 items at x100; this 2-core host carries ~45 items/s, x3 at the limit)
 
 ``--profile DIR`` (capacity) writes py-spy collapsed stacks of the scheduler and workers.
 
