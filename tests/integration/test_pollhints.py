@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 from collections.abc import Iterator
 
@@ -11,10 +10,9 @@ import redis
 
 from pipeline.pollhints import RuntimeHints
 from pipeline.pollplan import RuntimeWindow
+from tests.conftest import REDIS_URL
 
 pytestmark = pytest.mark.integration
-
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 @pytest.fixture
