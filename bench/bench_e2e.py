@@ -8,8 +8,9 @@ the bucket (``s3://`` sources); the model is ``nightmareai/real-esrgan`` at ``sc
 
     .venv/bin/python -m bench.bench_e2e capacity --items 5000 --noop-messages 10000
     .venv/bin/python -m bench.bench_e2e limit --items 10000 --factor 3 --threads 16
-    .venv/bin/python -m bench.bench_e2e limit --items 50000 --factor 3 --threads 16 --guard 0.1
-    .venv/bin/python -m bench.bench_e2e scaleout --items 6000 --factor 3 --window 60.3
+    .venv/bin/python -m bench.bench_e2e limit --items 50000 --factor 3 --threads 16
+    .venv/bin/python -m bench.bench_e2e limit --items 10000 --factor 3 --fixed-guard --guard 0.1
+    .venv/bin/python -m bench.bench_e2e scaleout --items 6000 --factor 3
     (defaults: limit 50,000 items at x100; this 2-core host carries ~45 items/s, x3 at the limit)
 
 ``--profile DIR`` (capacity) writes py-spy collapsed stacks of the scheduler and workers.
@@ -20,7 +21,9 @@ the bucket (``s3://`` sources); the model is ``nightmareai/real-esrgan`` at ``sc
 - **limit**: 25 stores of uneven sizes (Zipf), create budget 450 x factor per minute, read
   budget 2400 x factor, the emulator's own limits set to the same budgets, its latency
   (2-8 s at Replicate) and our poll delays divided by the factor; completion time / physical
-  limit, 429s, Jain's index per window while every store is backlogged, memory over time.
+  limit, 429s, the provider-clock headroom (smallest span of ``limit + 1`` arrivals minus the
+  window) and the guard in force (arrival correction, or ``--fixed-guard``), Jain's index per
+  window while every store is backlogged, memory over time.
 - **scaleout**: ``limit`` with 1, 2 and 4 worker processes per queue.
 """
 
@@ -54,7 +57,9 @@ from bench._harness import (
     timings,
 )
 from bench.profile_summary import summarize
+from pipeline.config import Settings
 from pipeline.taskqueue import build_broker
+from pipeline.wiring import arrival_guard, redis_client
 
 THUMB_SIDE = 96
 NOOP_QUEUE = "bench-noop"  # as in bench/_noop_actor.py (not imported: it needs the env)
@@ -302,10 +307,11 @@ def zipf_sizes(total: int, stores: int) -> dict[str, int]:
     return {f"store-{i:02d}": n for i, n in enumerate(sizes)}
 
 
-def limit_env(factor: float, window: float, guard: float) -> dict[str, str]:
+def limit_env(factor: float, window: float, guard: float, adaptive: bool) -> dict[str, str]:
     return {
         "IMAGEOPT_RATE_WINDOW_SECONDS": str(window),
         "IMAGEOPT_RATE_GUARD_SECONDS": str(guard),
+        "IMAGEOPT_RATE_GUARD_ADAPTIVE": str(adaptive).lower(),
         "IMAGEOPT_CREATE_RPM": str(int(450 * factor)),
         "IMAGEOPT_READ_RPM": str(int(2400 * factor)),
         "IMAGEOPT_POLL_INITIAL_DELAY_SECONDS": f"{1.0 / factor:.4f}",
@@ -364,6 +370,23 @@ def arrival_headroom(stamps: list[float], limit: int, window: float) -> float:
     return min(gaps) - window if gaps else float("inf")
 
 
+def guard_in_force(stack: Stack) -> tuple[float, float]:
+    """The create budget's guard the workers use at the end of the run (arrival correction,
+    :mod:`pipeline.ratelimit.arrivals`) and the spread of arrival offsets over its horizon
+    (what a fixed guard would have had to cover), seconds."""
+    settings = Settings(**stack.env)  # type: ignore[arg-type]  # aliases, as in the workers' env
+    client = redis_client(settings)
+    try:
+        arrivals = arrival_guard(settings, client)
+        if arrivals is None:
+            return settings.rate_guard_seconds, float("nan")
+        guard = arrivals.current()
+        offsets = arrivals.offsets
+        return guard, offsets.spread if offsets is not None else float("nan")
+    finally:
+        client.close()
+
+
 def max_in_window(stack: Stack, window: float) -> int:
     """Most ``submitted_at`` stamps in any rolling ``window`` seconds (database clock)."""
     with stack.connect() as conn:
@@ -390,9 +413,10 @@ def at_limit(  # noqa: PLR0917 - a benchmark's knobs, called from main() only
     timeout: float | None,
     window: float,
     guard: float,
+    adaptive: bool,
 ) -> dict[str, Any]:
     rpm = int(450 * factor)
-    env = limit_env(factor, window, guard)
+    env = limit_env(factor, window, guard, adaptive)
     timeout = timeout or 2 * items / (rpm / 60.0) + 300
     thumbs = make_thumbnails(THUMB_SIDE)
     sizes = zipf_sizes(items, 25)
@@ -417,6 +441,7 @@ def at_limit(  # noqa: PLR0917 - a benchmark's knobs, called from main() only
         fair = fairness(stack, window=250 / (rpm / 60.0))  # 10 submissions per store
         peak = max_in_window(stack, 60.0)
         headroom = arrival_headroom(arrival_stamps(stack), rpm, 60.0)
+        in_force, spread = guard_in_force(stack) if adaptive else (guard, float("nan"))
     physical = items / (rpm / 60.0)
     return {
         "items": items,
@@ -432,7 +457,10 @@ def at_limit(  # noqa: PLR0917 - a benchmark's knobs, called from main() only
         "physical": physical,
         "peak_60s": peak,
         "headroom": headroom,
-        "guard": float(env.get("IMAGEOPT_RATE_GUARD_SECONDS", "0.3")),
+        "guard": guard,
+        "adaptive": adaptive,
+        "guard_in_force": in_force,
+        "spread": spread,
         "sampler": sampler,
     }
 
@@ -457,10 +485,15 @@ def print_limit(r: dict[str, Any]) -> None:
         f"our limiter's window {r['window']} s"
     )
     print(f"  most creations in any rolling 60 s: {r['peak_60s']} (budget {r['rpm']})")
+    kind = (
+        f"arrival-corrected, configured {r['guard']} s; spread of arrival offsets in the last "
+        f"10 min {r['spread']:.3f} s"
+        if r["adaptive"]
+        else "fixed"
+    )
     print(
         f"  provider's clock: smallest span of {r['rpm'] + 1} consecutive creations - 60 s = "
-        f"{r['headroom']:.3f} s (guard {r['guard']} s; worst grant-to-arrival jitter "
-        f"{r['guard'] - r['headroom']:.3f} s)"
+        f"{r['headroom']:.3f} s (guard at the end {r['guard_in_force']:.3f} s, {kind})"
     )
     e = r["emulator"]
     print(f"  emulator: 429s {e['responses_429']}, requests {e['requests_by_endpoint']}")
@@ -506,7 +539,13 @@ def main() -> None:
         "--guard",
         type=float,
         default=0.3,
-        help="IMAGEOPT_RATE_GUARD_SECONDS (default 0.3, the pipeline's default)",
+        help="IMAGEOPT_RATE_GUARD_SECONDS (default 0.3, the pipeline's default); with the "
+        "arrival correction, the one used until it is settled",
+    )
+    parser.add_argument(
+        "--fixed-guard",
+        action="store_true",
+        help="IMAGEOPT_RATE_GUARD_ADAPTIVE=false: no arrival correction, always --guard",
     )
     parser.add_argument("--process-counts", default="1,2,4")
     parser.add_argument("--profile", default=None, help="folder for py-spy collapsed stacks")
@@ -514,32 +553,27 @@ def main() -> None:
     if args.mode == "capacity":
         args.items = args.items or 3000
         capacity(args)
-    elif args.mode == "limit":
+        return
+    # limit: one run at --processes; scaleout: one run per count of --process-counts
+    if args.mode == "limit":
+        items, factor, counts = args.items or 50_000, args.factor or 100, [args.processes]
+    else:
+        items, factor = args.items or 10_000, args.factor or 20
+        counts = [int(p) for p in args.process_counts.split(",")]
+    for processes in counts:
         r = at_limit(
-            args.items or 50_000,
-            args.factor or 100,
-            args.processes,
+            items,
+            factor,
+            processes,
             args.threads,
             args.keep_logs,
             args.timeout,
             args.window,
             args.guard,
+            not args.fixed_guard,
         )
         print_limit(r)
-    else:
-        for processes in [int(p) for p in args.process_counts.split(",")]:
-            r = at_limit(
-                args.items or 10_000,
-                args.factor or 20,
-                processes,
-                args.threads,
-                args.keep_logs,
-                args.timeout,
-                args.window,
-                args.guard,
-            )
-            print_limit(r)
-            sys.stdout.flush()
+        sys.stdout.flush()
 
 
 if __name__ == "__main__":

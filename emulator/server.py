@@ -39,7 +39,7 @@ from emulator import ops
 from emulator.config import EmulatorConfig, advertised_base_url
 from emulator.limits import SlidingWindowLimiter, retry_after_header
 from emulator.runner import Runner
-from emulator.store import TERMINAL, Store
+from emulator.store import TERMINAL, Store, utc_now_iso
 from pipeline.models import ModelSpec, build_allowlist
 
 log = structlog.get_logger(__name__)
@@ -152,6 +152,8 @@ async def _guarded(
     if not _authorized(config, request):
         return problem(401, "Unauthenticated", "You did not pass a valid authentication token")
     limiter = state.create_limiter if budget == "create" else state.read_limiter
+    if budget == "create":  # created_at is the arrival: counted and stamped at one instant
+        request.state.arrived_at = utc_now_iso()
     wait = limiter.try_acquire()
     if wait > 0:
         retry_after = retry_after_header(wait)
@@ -215,6 +217,7 @@ async def _create(state: EmulatorState, request: Request, spec: ModelSpec, body:
         image_urls=images,
         base_url=state.base_url(request),
         output_is_list=spec.kind == "img2img",
+        created_at=getattr(request.state, "arrived_at", None) or utc_now_iso(),
     )
     state.runner.schedule(record, state.runner.plan())
     log.debug("emulator_prediction_created", prediction_id=record.id, model=spec.name)

@@ -60,6 +60,11 @@ class Settings(BaseSettings):
     rate_guard_seconds: float = Field(0.3, validation_alias="IMAGEOPT_RATE_GUARD_SECONDS")
     """Margin added to the window for the hard limit (``Budget.guard_seconds``); 0.3 s removed
     the 429s of a saturated benchmark (docs/BENCHMARKS.md)."""
+    rate_guard_adaptive: bool = Field(True, validation_alias="IMAGEOPT_RATE_GUARD_ADAPTIVE")
+    """Arrival correction of the create budget: count each create from its estimated arrival
+    at the provider (its ``created_at``, shared through Redis, :mod:`pipeline.ratelimit.arrivals`)
+    and shrink the guard to 0.025 s once 200 creates spanning one window were seen;
+    ``IMAGEOPT_RATE_GUARD_SECONDS`` applies until then. Off: always the fixed guard."""
     rate_limit_acquire_timeout_seconds: float = Field(
         30.0, validation_alias="IMAGEOPT_RATE_LIMIT_ACQUIRE_TIMEOUT_SECONDS"
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 import structlog
 
@@ -30,7 +31,7 @@ from pipeline.lifecycle import Fail, Retry, decide
 from pipeline.models import ModelSpec, get_model
 from pipeline.presets import resolve_preset
 from pipeline.provider import ProviderClient
-from pipeline.ratelimit import RateLimiter
+from pipeline.ratelimit import Grant, RateLimiter
 from pipeline.repository import Repository, Row
 from pipeline.storage import ObjectStorage, ObjectTooLarge
 
@@ -71,7 +72,12 @@ class CreationOutcome:
 
 
 class CreationService:
-    """Runs the creation step for one item id; safe to run twice for the same id."""
+    """Runs the creation step for one item id; safe to run twice for the same id.
+
+    ``on_submitted(item_id, model)`` runs after the PROCESSING row is written (it schedules the
+    first poll); ``on_created(grant, created)`` after each accepted create, with the limiter's
+    grant and the provider's ``created_at``.
+    """
 
     def __init__(
         self,
@@ -84,6 +90,7 @@ class CreationService:
         allowlist: dict[str, ModelSpec],
         policy: CreationPolicy,
         on_submitted: Callable[[int, str], None],
+        on_created: Callable[[Grant, datetime | None], None] | None = None,
     ) -> None:
         self._repo = repo
         self._storage = storage
@@ -93,6 +100,7 @@ class CreationService:
         self._allowlist = allowlist
         self._policy = policy
         self._on_submitted = on_submitted
+        self._on_created = on_created
 
     def run(self, item_id: int) -> CreationOutcome:
         """Create the prediction for ``item_id`` if it is QUEUED; otherwise do nothing.
@@ -160,9 +168,12 @@ class CreationService:
         key = self._store_input(row, spec)
         image_url = self._storage.presigned_get_url(key)
         payload = spec.build_input(image_url, row["prompt"], params)
-        waited = self._limiter.acquire(self._policy.acquire_timeout)
-        bound.debug("create_token_granted", waited_seconds=round(waited, 3))
-        return self._provider.create_prediction(spec, payload).id
+        grant = self._limiter.acquire_grant(self._policy.acquire_timeout)
+        bound.debug("create_token_granted", waited_seconds=round(grant.waited, 3))
+        prediction = self._provider.create_prediction(spec, payload)
+        if self._on_created is not None:  # the arrival correction of the create budget
+            self._on_created(grant, prediction.created)
+        return prediction.id
 
     def _store_input(self, row: Row, spec: ModelSpec) -> str:
         existing = row["input_key"]

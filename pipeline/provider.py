@@ -92,6 +92,12 @@ class Prediction:
         return self.status in TERMINAL_STATUSES
 
     @property
+    def created(self) -> datetime | None:
+        """``created_at`` as an aware datetime (the provider's arrival stamp); None when missing
+        or unreadable."""
+        return _parse_created(self.created_at)
+
+    @property
     def runtime_seconds(self) -> float | None:
         """``completed_at - created_at`` on the provider's clock, seconds; None when either
         stamp is missing or unreadable."""

@@ -20,6 +20,7 @@ from pipeline.pollhints import RuntimeHints
 from pipeline.polling import PollingPolicy, PollingService
 from pipeline.provider import ProviderClient
 from pipeline.ratelimit import Budget, RateLimiter
+from pipeline.ratelimit.arrivals import ArrivalGuard
 from pipeline.repository import Repository
 from pipeline.ssrf import AddressPolicy
 from pipeline.storage import ObjectStorage
@@ -47,21 +48,59 @@ def redis_client(settings: Settings) -> redis.Redis:
     return redis.Redis.from_url(settings.redis_url, socket_timeout=10, health_check_interval=30)
 
 
-def limiters(settings: Settings, client: redis.Redis) -> tuple[RateLimiter, RateLimiter]:
-    """The account's ``create`` and ``read`` budgets."""
-    window = settings.rate_window_seconds
-    guard = min(settings.rate_guard_seconds, window / 100)  # time-scaled windows: a scaled guard
+def limiters(
+    settings: Settings, client: redis.Redis, arrivals: ArrivalGuard | None = None
+) -> tuple[RateLimiter, RateLimiter]:
+    """The account's ``create`` and ``read`` budgets; ``arrivals`` (when given) sets the create
+    budget's guard."""
     return (
         RateLimiter(
             client,
-            Budget("create", settings.create_rpm, window, guard_seconds=guard),
+            create_budget(settings),
             namespace=settings.redis_namespace,
+            guard=arrivals.current if arrivals is not None else None,
         ),
         RateLimiter(
             client,
-            Budget("read", settings.read_rpm, window, guard_seconds=guard),
+            Budget(
+                "read",
+                settings.read_rpm,
+                settings.rate_window_seconds,
+                guard_seconds=_scaled_guard(settings),
+            ),
             namespace=settings.redis_namespace,
         ),
+    )
+
+
+def _scaled_guard(settings: Settings) -> float:
+    # time-scaled windows get a scaled guard: at most 1 % of the window
+    return min(settings.rate_guard_seconds, settings.rate_window_seconds / 100)
+
+
+def create_budget(settings: Settings) -> Budget:
+    return Budget(
+        "create",
+        settings.create_rpm,
+        settings.rate_window_seconds,
+        guard_seconds=_scaled_guard(settings),
+    )
+
+
+def arrival_guard(settings: Settings, client: redis.Redis) -> ArrivalGuard | None:
+    """The create budget's arrival correction, or None when ``IMAGEOPT_RATE_GUARD_ADAPTIVE`` is
+    off.
+
+    Its ceiling is 1 % of the window (0.6 s at 60 s), like the configured guard's cap."""
+    if not settings.rate_guard_adaptive:
+        return None
+    budget = create_budget(settings)
+    return ArrivalGuard(
+        client,
+        budget,
+        namespace=settings.redis_namespace,
+        fallback=budget.guard_seconds,
+        ceiling=budget.window_seconds / 100,
     )
 
 
@@ -105,7 +144,8 @@ def worker_services(settings: Settings, queue: TaskQueue, pool_size: int) -> Wor
     pool = create_pool(settings.database_url, settings.db_schema, max_size=pool_size, name="worker")
     repo = Repository(pool)
     client = redis_client(settings)
-    create_limiter, read_limiter = limiters(settings, client)
+    arrivals = arrival_guard(settings, client)
+    create_limiter, read_limiter = limiters(settings, client, arrivals)
     store = storage(settings)
     provider = provider_client(settings)
     fetcher = SourceFetcher(
@@ -143,6 +183,11 @@ def worker_services(settings: Settings, queue: TaskQueue, pool_size: int) -> Wor
             max_input_pixels=settings.max_input_pixels,
         ),
         on_submitted=lambda item_id, model: queue.send_poll(item_id, first_delay(model)),
+        on_created=(
+            (lambda grant, created: arrivals.record(create_limiter, grant, created))
+            if arrivals is not None
+            else None
+        ),
     )
     polling = PollingService(
         repo=repo,

@@ -64,6 +64,14 @@ def db_schema() -> Iterator[str]:
 
 
 @pytest.fixture
+def redis_client() -> Iterator[redis.Redis]:
+    """A client of the test Redis (``REDIS_URL``), closed afterwards."""
+    connection = redis.Redis.from_url(REDIS_URL)
+    yield connection
+    connection.close()
+
+
+@pytest.fixture
 def redis_namespace() -> Iterator[str]:
     """A Redis key namespace of this test's own; its keys are deleted afterwards."""
     namespace = f"t-{uuid.uuid4().hex[:12]}"

@@ -1,6 +1,7 @@
 """Pure reference model of the limiter's Lua scripts: reservation GCRA plus a sliding log.
 
-The Lua files next to this module (``reserve.lua``, ``release.lua``, ``pause.lua``) are the
+The Lua files next to this module (``reserve.lua``, ``confirm.lua``, ``release.lua``,
+``pause.lua``) are the
 implementation; this module states the same decisions in plain Python, line for line, on
 integer microseconds, so that property tests can drive millions of arrivals without Redis and
 a differential test can replay the real script's clock readings through it and compare slots.
@@ -20,6 +21,12 @@ Redis' ZSET rate-limiter patterns):
   the window. Slots are also clamped to the newest entry, so they never go backwards: callers
   are served in the order they reserved, and every entry is at or before the new slot, so the
   count covers every window the new slot falls into.
+* After the sleep the caller confirms its reservation; the entry moves to the later of its
+  slot and the confirmation (the *dispatch stamp*), so a caller that woke late is counted
+  from its real send; once the provider answered, the entry moves again, to the request's
+  estimated arrival (never past now). Entries only move later, so every window counted by
+  stamps holds at least as many entries as the same window counted by slots: the hard limit
+  on slots stands.
 * A pause (HTTP 429) moves the earliest slot to ``paused_until``, revokes reservations inside
   the pause and raises ``TAT`` so that the budget resumes at the steady rate, without a burst.
 * Cold start: when ``TAT`` is missing (first use, idle for a day, or Redis lost its data) the
@@ -159,6 +166,29 @@ def reserve(state: ModelState, budget: Budget, now: int, max_wait: int, token: s
     state.log[token] = slot
     state.tat = max(slot, tat) + budget.emission_us
     return Decision(granted=True, slot=slot, now=now, cold_start=cold_start)
+
+
+def confirm(state: ModelState, now: int, token: str, at: int = 0) -> int | None:
+    """Check a reservation after the sleep and stamp its dispatch (mirrors ``confirm.lua``);
+    with ``at``, move it to the request's estimated arrival instead (the arrival correction).
+
+    Args:
+        state: the budget's state; updated in place.
+        now: the Redis clock (microseconds).
+        token: the reservation's member name.
+        at: the estimated arrival on Redis' clock (microseconds), capped at ``now``; 0: now.
+
+    Returns:
+        The entry's score afterwards, ``max(score, min(at, now) or now)`` (microseconds), or
+        ``None`` when the reservation is gone (revoked by a pause, lost with Redis' data, or
+        pruned).
+    """
+    score = state.log.get(token)
+    if score is None:
+        return None
+    target = min(at, now) if at > 0 else now
+    state.log[token] = max(score, target)
+    return state.log[token]
 
 
 def release(state: ModelState, budget: Budget, now: int, token: str) -> bool:

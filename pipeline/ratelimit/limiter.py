@@ -10,8 +10,8 @@ on the same Redis keys and obtains the same guarantees:
   slot instead of polling Redis.
 
 The decisions are made atomically by Lua scripts on Redis' own clock (``reserve.lua``,
-``release.lua``, ``pause.lua``, ``stats.lua``, loaded by name as dramatiq loads its scripts);
-:mod:`pipeline.ratelimit.gcra` is the same algorithm in plain Python, and
+``confirm.lua``, ``release.lua``, ``pause.lua``, ``stats.lua``, loaded by name as dramatiq loads
+its scripts); :mod:`pipeline.ratelimit.gcra` is the same algorithm in plain Python, and
 ``docs/RATE_LIMITER.md`` explains it. Redis errors are translated into
 :class:`~pipeline.errors.RateLimiterUnavailable`.
 """
@@ -57,10 +57,16 @@ class Grant:
         granted_at: the slot on Redis' clock (unix seconds, microsecond resolution); the
             instant from which the hard guarantee counts this request.
         waited: seconds the caller spent in ``acquire`` (local monotonic clock).
+        dispatched_at: the dispatch stamp on Redis' clock (unix seconds): the later of the
+            slot and the caller's confirmation after its sleep; the log counts the request
+            from here.
+        token: the reservation's member in the log (for :meth:`RateLimiter.record_arrival`).
     """
 
     granted_at: float
     waited: float
+    dispatched_at: float
+    token: str
 
 
 @dataclass(frozen=True)
@@ -111,6 +117,9 @@ class RateLimiter:
         account: the provider account the budget belongs to.
         idle_ttl_seconds: keep the state this long after the last use (seconds).
         sleep: how to wait for a slot (``time.sleep``; swapped in tests).
+        guard: the guard in force, seconds, asked at every reservation (an
+            :class:`~pipeline.ratelimit.arrivals.ArrivalGuard`); ``None`` keeps
+            ``budget.guard_seconds``. Clamped to ``[0, window / 10]``.
     """
 
     def __init__(
@@ -122,8 +131,10 @@ class RateLimiter:
         account: str = "default",
         idle_ttl_seconds: float = IDLE_TTL_SECONDS,
         sleep: Callable[[float], object] = time.sleep,
+        guard: Callable[[], float] | None = None,
     ) -> None:
         self.budget = budget
+        self._guard = guard
         self.account = account
         self._client = client
         self._sleep = sleep
@@ -135,6 +146,7 @@ class RateLimiter:
         self.log_key = f"{prefix}:log"
         self.cold_key = f"{prefix}:cold"
         self._reserve = client.register_script(load_script("reserve"))
+        self._confirm = client.register_script(load_script("confirm"))
         self._release = client.register_script(load_script("release"))
         self._pause = client.register_script(load_script("pause"))
         self._stats = client.register_script(load_script("stats"))
@@ -198,15 +210,44 @@ class RateLimiter:
                     f"rate budget {self.budget.name!r}: no slot within {timeout:.3f} s "
                     f"(earliest in {decision.wait_us / MICROS_PER_SECOND:.3f} s)"
                 )
+            stamp = decision.slot
             if decision.wait_us > 0:
                 self._sleep_until_slot(token, decision.wait_us / MICROS_PER_SECOND)
-                if not self._still_reserved(token):
+                kept, _, stamp = self._call_confirm(token)
+                if not kept:
                     self._log.info("rate_limit_reservation_revoked")
                     continue
             waited = time.monotonic() - started
             metrics.GRANTS.labels(budget=self.budget.name).inc()
             metrics.WAIT_SECONDS.labels(budget=self.budget.name).observe(waited)
-            return Grant(granted_at=decision.slot / MICROS_PER_SECOND, waited=waited)
+            return Grant(
+                granted_at=decision.slot / MICROS_PER_SECOND,
+                waited=waited,
+                dispatched_at=stamp / MICROS_PER_SECOND,
+                token=token,
+            )
+
+    def record_arrival(self, grant: Grant, arrived_at: float) -> float:
+        """Count a granted request from its estimated arrival at the provider from now on.
+
+        The arrival correction (docs/RATE_LIMITER.md): the provider counts a request when it
+        arrives; once its answer tells when that was, the log entry moves there (never earlier
+        than it is, never past Redis' now), so the next window is measured from the arrival
+        and the guard only has to cover the estimate's error.
+
+        Args:
+            grant: the grant the request was sent under.
+            arrived_at: its estimated arrival on Redis' clock (unix seconds).
+
+        Returns:
+            The entry's stamp afterwards (unix seconds), or 0.0 when the entry is gone (it left
+            the window, or Redis lost it).
+
+        Raises:
+            RateLimiterUnavailable: Redis could not be reached.
+        """
+        kept, _, stamp = self._call_confirm(grant.token, math.floor(arrived_at * MICROS_PER_SECOND))
+        return stamp / MICROS_PER_SECOND if kept else 0.0
 
     def try_acquire(self) -> bool:
         """Take a grant only if one is free right now (never waits, never queues).
@@ -293,6 +334,13 @@ class RateLimiter:
 
     # --- internals ----------------------------------------------------------------------------
 
+    def _log_window_us(self) -> int:
+        """The span of the sliding log: the window plus the guard in force (microseconds)."""
+        if self._guard is None:
+            return self.budget.log_window_us
+        guard = min(max(0.0, self._guard()), self.budget.window_seconds / 10)
+        return self.budget.window_us + round(guard * MICROS_PER_SECOND)
+
     def _call_reserve(self, token: str, max_wait_us: int) -> Decision:
         """Run ``reserve.lua`` for ``token``, accepting a wait up to ``max_wait_us``."""
         budget = self.budget
@@ -301,7 +349,7 @@ class RateLimiter:
             list(self.keys),
             [
                 budget.limit,
-                budget.log_window_us,
+                self._log_window_us(),
                 budget.emission_us,
                 budget.burst_size,
                 max_wait_us,
@@ -348,11 +396,12 @@ class RateLimiter:
         paused_until, revoked, now = (int(x) for x in reply)
         return paused_until, revoked, now
 
-    def _still_reserved(self, token: str) -> bool:
-        try:
-            return self._client.zscore(self.log_key, token) is not None
-        except redis.RedisError as exc:
-            raise RateLimiterUnavailable(f"rate limiter check failed: {exc}") from exc
+    def _call_confirm(self, token: str, at: int = 0) -> tuple[bool, int, int]:
+        """Run ``confirm.lua`` (``at``: move to this stamp, 0 = now); returns (kept, Redis now,
+        stamp afterwards), in microseconds."""
+        reply = self._run(self._confirm, [self.log_key], [self._log_window_us(), token, at])
+        kept, now, stamp = (int(x) for x in reply)
+        return bool(kept), now, stamp
 
     def _run(self, script: Any, keys: list[str], args: Sequence[str | int]) -> list[Any]:
         try:

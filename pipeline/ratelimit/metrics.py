@@ -7,7 +7,7 @@ Gauges for the budget and its usage are exported elsewhere from ``RateLimiter.st
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 GRANTS = Counter(
     "imageopt_rate_limit_grants_total",
@@ -32,4 +32,20 @@ PAUSES = Counter(
     "imageopt_rate_limit_pauses_total",
     "Global pauses of a budget (e.g. after an HTTP 429 from the provider).",
     ["budget", "reason"],
+)
+
+GUARD_SECONDS = Gauge(
+    "imageopt_rate_limit_guard_seconds",
+    "Margin over the window in force for the hard limit, seconds (small once the arrival "
+    "correction is settled).",
+    ["budget"],
+    multiprocess_mode="livemax",  # every creation process derives the same guard: one series
+)
+
+ARRIVAL_SPREAD_SECONDS = Gauge(
+    "imageopt_rate_limit_arrival_spread_seconds",
+    "How much later the slowest recent request reached the provider than the fastest (created_at "
+    "minus dispatch), seconds: what a fixed guard would have to cover.",
+    ["budget"],
+    multiprocess_mode="livemax",
 )

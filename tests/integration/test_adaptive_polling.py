@@ -1,6 +1,7 @@
-"""Adaptive polling end to end: the creation and polling services of a worker (real Postgres,
-Redis, S3 server and the emulator over sockets) learn the model's runtime and poll new
-predictions first at its median instead of after the fixed initial delay."""
+"""A worker's adaptive behaviour end to end (real Postgres, Redis, S3 server and the emulator
+over sockets): the creation and polling services learn the model's runtime and poll new
+predictions first at its median instead of after the fixed initial delay; and the creation
+service learns the create budget's guard from the arrival jitter of its creates."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from dramatiq.brokers.stub import StubBroker
 from PIL import Image
 
 import pipeline.pollhints
+import pipeline.ratelimit.arrivals
+import pipeline.ratelimit.jitter
 from emulator.config import EmulatorConfig
 from emulator.testing import run_emulator
 from pipeline.taskqueue import POLL_QUEUE, TaskQueue
@@ -86,13 +89,17 @@ def _first_poll_delays(broker: StubBroker, since: float) -> list[float]:
     return delays
 
 
-def test_new_predictions_are_first_polled_at_the_learned_median(
-    services: WorkerServices, broker: StubBroker, db_schema: str, s3_settings: dict[str, str]
-) -> None:
+def _source(services: WorkerServices, s3_settings: dict[str, str]) -> str:
     image = io.BytesIO()
     Image.new("RGB", (64, 48), (200, 120, 40)).save(image, "JPEG")
     services.creation._storage.put_bytes("sources/adaptive.jpg", image.getvalue(), "image/jpeg")
-    source = f"s3://{s3_settings['S3_BUCKET']}/sources/adaptive.jpg"
+    return f"s3://{s3_settings['S3_BUCKET']}/sources/adaptive.jpg"
+
+
+def test_new_predictions_are_first_polled_at_the_learned_median(
+    services: WorkerServices, broker: StubBroker, db_schema: str, s3_settings: dict[str, str]
+) -> None:
+    source = _source(services, s3_settings)
 
     # 1. Nothing known: every first poll comes after the fixed initial delay.
     first = _queued_items(db_schema, source, 22)
@@ -116,3 +123,36 @@ def test_new_predictions_are_first_polled_at_the_learned_median(
     delays = _first_poll_delays(broker, started)
     assert len(delays) == 3
     assert all(LATENCY[0] - 0.05 <= d <= LATENCY[1] + (time.time() - started) + 0.5 for d in delays)
+
+
+def test_creates_are_counted_from_their_arrival_at_the_provider(
+    services: WorkerServices,
+    db_schema: str,
+    s3_settings: dict[str, str],
+    redis_namespace: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pipeline.ratelimit.arrivals, "PUBLISH_SECONDS", 0.0)
+    monkeypatch.setattr(pipeline.ratelimit.arrivals, "REFRESH_SECONDS", 0.0)
+    limiter = services.creation._limiter
+    client = limiter._client
+    for item_id in _queued_items(db_schema, _source(services, s3_settings), 6):
+        assert services.creation.run(item_id).action == "submitted"
+
+    # Every create's offset (emulator created_at - dispatch stamp) reached Redis...
+    key = f"{redis_namespace}:ratelimit:{{default:create}}:jitter"
+    summaries = [
+        pipeline.ratelimit.jitter.JitterSummary.decode(m.decode().split(":", 2)[-1])
+        for m in client.zrange(key, 0, -1)
+    ]
+    assert sum(s.count for s in summaries if s is not None) == 6
+    assert all(s is not None and -1.0 < s.low <= s.high < 1.0 for s in summaries)  # one host
+    # ...and each log entry was moved to its estimated arrival, never ahead of Redis' clock
+    # (test_arrival_guard.py checks the move itself)...
+    rows = client.zrange(limiter.log_key, 0, -1, withscores=True)
+    entries = [score for member, score in rows if not member.startswith(b"cold:")]
+    seconds, micros = client.time()
+    assert len(entries) == 6
+    assert max(entries) <= seconds * 1e6 + micros
+    # ...and the configured guard stays until 200 creates over one window were seen.
+    assert limiter._log_window_us() == limiter.budget.window_us + 300_000

@@ -122,9 +122,10 @@ def prometheus(tmp_path: Path) -> Iterator[tuple[str, int, int]]:
     """A Prometheus on 127.0.0.1 (own data dir) scraping the ports it yields."""
     scheduler_port, worker_port, port = free_port(), free_port(), free_port()
     config = _prometheus_config(tmp_path / "prometheus.yml", scheduler_port, worker_port)
+    binary = _prometheus_binary()  # fails before a log file is left open
     log = (tmp_path / "prometheus.log").open("wb")
     proc = subprocess.Popen(
-        [_prometheus_binary(), f"--config.file={config}",
+        [binary, f"--config.file={config}",
          f"--storage.tsdb.path={tmp_path / 'prometheus-data'}",
          f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,

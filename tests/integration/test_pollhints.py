@@ -3,28 +3,19 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 
 import pytest
 import redis
 
 from pipeline.pollhints import RuntimeHints
 from pipeline.pollplan import RuntimeWindow
-from tests.conftest import REDIS_URL
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def client() -> Iterator[redis.Redis]:
-    connection = redis.Redis.from_url(REDIS_URL)
-    yield connection
-    connection.close()
-
-
-def hints(client: redis.Redis, namespace: str, min_samples: int = 3) -> RuntimeHints:
+def hints(redis_client: redis.Redis, namespace: str, min_samples: int = 3) -> RuntimeHints:
     return RuntimeHints(
-        client,
+        redis_client,
         namespace,
         initial=1.0,
         maximum=30.0,
@@ -33,38 +24,38 @@ def hints(client: redis.Redis, namespace: str, min_samples: int = 3) -> RuntimeH
 
 
 def test_a_creation_process_reads_the_median_a_polling_process_saw(
-    client: redis.Redis, redis_namespace: str
+    redis_client: redis.Redis, redis_namespace: str
 ) -> None:
-    poller, creator = hints(client, redis_namespace), hints(client, redis_namespace)
+    poller, creator = hints(redis_client, redis_namespace), hints(redis_client, redis_namespace)
     assert creator.first_delay("acme/model") == 1.0  # nothing known yet: the initial delay
 
     key = f"{redis_namespace}:poll:runtime"
     poller.observe("acme/model", 3.0)
     poller.observe("acme/model", 5.0)
-    assert client.hget(key, "acme/model") is None  # two runtimes: too few for a median
+    assert redis_client.hget(key, "acme/model") is None  # two runtimes: too few for a median
     poller.observe("acme/model", 4.0)
-    assert client.hget(key, "acme/model") == b"4.000"
+    assert redis_client.hget(key, "acme/model") == b"4.000"
     poller.observe("acme/model", 10.0)
     poller.observe("acme/model", 10.0)
-    assert client.hget(key, "acme/model") == b"4.000"  # published at most every 5 s
-    assert 0 < int(client.ttl(key)) <= 86_400
+    assert redis_client.hget(key, "acme/model") == b"4.000"  # published at most every 5 s
+    assert 0 < int(redis_client.ttl(key)) <= 86_400
 
-    assert hints(client, redis_namespace).first_delay("acme/model") == 4.0
-    assert hints(client, redis_namespace).first_delay("acme/other") == 1.0
+    assert hints(redis_client, redis_namespace).first_delay("acme/model") == 4.0
+    assert hints(redis_client, redis_namespace).first_delay("acme/other") == 1.0
 
 
 def test_a_long_median_is_capped_at_the_maximum_delay(
-    client: redis.Redis, redis_namespace: str
+    redis_client: redis.Redis, redis_namespace: str
 ) -> None:
-    client.hset(f"{redis_namespace}:poll:runtime", "slow/model", "600")
-    assert hints(client, redis_namespace).first_delay("slow/model") == 30.0
+    redis_client.hset(f"{redis_namespace}:poll:runtime", "slow/model", "600")
+    assert hints(redis_client, redis_namespace).first_delay("slow/model") == 30.0
 
 
 def test_garbage_in_the_hash_falls_back_to_the_initial_delay(
-    client: redis.Redis, redis_namespace: str
+    redis_client: redis.Redis, redis_namespace: str
 ) -> None:
-    client.hset(f"{redis_namespace}:poll:runtime", "acme/model", "soon")
-    assert hints(client, redis_namespace).first_delay("acme/model") == 1.0
+    redis_client.hset(f"{redis_namespace}:poll:runtime", "acme/model", "soon")
+    assert hints(redis_client, redis_namespace).first_delay("acme/model") == 1.0
 
 
 def test_without_redis_the_initial_delay_applies_and_nothing_raises() -> None:

@@ -192,6 +192,25 @@ def test_losing_every_key_mid_run_never_overshoots_the_window(
     assert len(grants) >= 35  # both sides of the reset were saturated
 
 
+def test_a_late_waker_is_counted_from_its_dispatch_not_its_slot(
+    client: redis.Redis, namespace: str
+) -> None:
+    """The dispatch stamp: the next window counts from when the late caller really went."""
+    budget = Budget("create", 120, window_seconds=0.5, burst=1)  # 1 per 0.5 s
+    late_by = 0.2
+
+    def oversleep(seconds: float) -> None:
+        time.sleep(seconds + late_by)
+
+    late = RateLimiter(client, budget, namespace=namespace, sleep=oversleep)
+    first = late.acquire_grant(timeout=5.0)  # cold start: waits one window, wakes late
+    assert first.waited >= budget.window_seconds + late_by
+    second = RateLimiter(client, budget, namespace=namespace).acquire_grant(timeout=5.0)
+    gap = second.granted_at - first.granted_at
+    assert gap >= budget.window_seconds + late_by - 0.02  # counted from the real dispatch
+    assert gap < budget.window_seconds + late_by + 0.15
+
+
 # --- the Lua scripts decide exactly like the pure model -----------------------------------
 
 Op = tuple[str, int, int]
@@ -208,7 +227,7 @@ Op = tuple[str, int, int]
     program=st.lists(
         st.tuples(
             st.sampled_from(
-                ["reserve", "reserve", "reserve", "try", "release", "pause", "restart"]
+                ["reserve", "reserve", "reserve", "try", "confirm", "release", "pause", "restart"]
             ),
             st.integers(min_value=0, max_value=40),  # milliseconds to sleep first
             st.integers(min_value=0, max_value=1000),  # operand
@@ -252,6 +271,12 @@ def test_the_lua_scripts_decide_exactly_like_the_model(
                 assert released == gcra.release(model, budget, now, token)
                 if released:
                     del live[token]
+                settle(now)
+            elif kind == "confirm" and live:
+                token = sorted(live)[operand % len(live)]
+                at = (decision.now + operand * budget.window_us // 1000) if operand % 2 else 0
+                kept, now, stamp = limiter._call_confirm(token, at)
+                assert (stamp if kept else None) == gcra.confirm(model, now, token, at)
                 settle(now)
             elif kind == "pause":
                 duration = operand * budget.window_us // 1000

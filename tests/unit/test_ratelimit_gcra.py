@@ -14,6 +14,7 @@ from pipeline.ratelimit import Budget
 from pipeline.ratelimit.gcra import (
     ModelState,
     cold_history,
+    confirm,
     max_in_any_window,
     pause,
     release,
@@ -105,6 +106,22 @@ def test_a_slot_that_has_come_cannot_be_released() -> None:
     assert not release(state, budget, T0, "unknown")
 
 
+def test_a_late_confirmation_moves_the_next_window_by_the_lateness() -> None:
+    budget = Budget("create", 60, window_seconds=1.0, burst=1)  # 1 per second
+    state = warm(budget)
+    first = reserve(state, budget, T0, FOREVER, "a")
+    late = 300_000
+    assert confirm(state, first.slot + late, "a") == first.slot + late
+    second = reserve(state, budget, first.slot + late, FOREVER, "b")
+    assert second.slot == first.slot + late + budget.window_us
+    assert confirm(state, second.slot - 1, "b") == second.slot  # early wake: no change
+    assert confirm(state, second.slot, "gone") is None
+    # The answer came: the entry moves to the estimated arrival, never past now, never back.
+    assert confirm(state, second.slot + 500, "b", at=second.slot + 200) == second.slot + 200
+    assert confirm(state, second.slot + 600, "b", at=second.slot + 9_000) == second.slot + 600
+    assert confirm(state, second.slot + 700, "b", at=second.slot + 100) == second.slot + 600
+
+
 def test_max_in_any_window_counts_half_open_windows() -> None:
     assert max_in_any_window([], 10) == 0
     assert max_in_any_window([0, 10, 20], 10) == 1
@@ -125,7 +142,9 @@ budgets = st.builds(
 Op = tuple[str, int, int]
 ops = st.lists(
     st.tuples(
-        st.sampled_from(["reserve", "reserve", "reserve", "try", "release", "pause", "restart"]),
+        st.sampled_from(
+            ["reserve", "reserve", "reserve", "try", "confirm", "release", "pause", "restart"]
+        ),
         st.integers(min_value=0, max_value=1000),  # time advance, in thousandths of a window
         st.integers(min_value=0, max_value=1000),  # operand: wait, pause length, which token
     ),
@@ -143,6 +162,7 @@ class Run:
     now: int = T0
     live: dict[str, int] = field(default_factory=dict)  # token -> slot, not (yet) withdrawn
     used: list[int] = field(default_factory=list)  # slots whose time came while reserved
+    spent: dict[str, int] = field(default_factory=dict)  # token -> slot, for confirm
 
     def settle(self, now: int) -> None:
         """Advance the clock; reservations whose slot came while still reserved are used."""
@@ -150,6 +170,7 @@ class Run:
         for token, slot in list(self.live.items()):
             if slot <= now:
                 self.used.append(slot)
+                self.spent[token] = slot
                 del self.live[token]
 
     def withdraw_missing(self) -> None:
@@ -175,6 +196,13 @@ def play(budget: Budget, program: list[Op]) -> Run:
             token = sorted(run.live)[operand % len(run.live)]
             if release(run.state, budget, run.now, token):
                 del run.live[token]
+        elif kind == "confirm" and run.spent:  # a caller woke, possibly late: stamp it
+            token = sorted(run.spent)[operand % len(run.spent)]
+            before = run.state.log.get(token)
+            at = run.now - operand * budget.window_us // 2000 if operand % 2 else 0
+            stamp = confirm(run.state, run.now, token, at=max(0, at))
+            target = max(0, at) or run.now
+            assert stamp == (None if before is None else max(before, target))
         elif kind == "pause":
             pause(run.state, budget, run.now, operand * budget.window_us // 500, "provider_429")
             run.withdraw_missing()
