@@ -7,6 +7,7 @@ Postgres, Redis and the S3 server, in a database, namespace and bucket of the ru
 the bucket (``s3://`` sources); the model is ``nightmareai/real-esrgan`` at ``scale: 1``.
 
     .venv/bin/python -m bench.bench_e2e capacity --items 5000 --noop-messages 10000
+    .venv/bin/python -m bench.bench_e2e capacity --items 3000 --sync-wait-ms 5000
     .venv/bin/python -m bench.bench_e2e limit --items 10000 --factor 3 --threads 16
     .venv/bin/python -m bench.bench_e2e limit --items 50000 --factor 3 --threads 16
     .venv/bin/python -m bench.bench_e2e limit --items 10000 --factor 3 --fixed-guard --guard 0.1
@@ -227,6 +228,7 @@ def capacity(args: argparse.Namespace) -> None:
         "IMAGEOPT_POLL_INITIAL_DELAY_SECONDS": str(args.poll_delay),
         "IMAGEOPT_POLL_MAX_DELAY_SECONDS": "1",
         "IMAGEOPT_IN_FLIGHT_BUDGET_SECONDS": "2",
+        "REPLICATE_MAX_WAIT_MS": str(args.sync_wait_ms),
     }
     thumbs = make_thumbnails(THUMB_SIDE)
     with pipeline_stack(env, keep_logs=args.keep_logs) as stack:
@@ -546,6 +548,13 @@ def main() -> None:
         "--fixed-guard",
         action="store_true",
         help="IMAGEOPT_RATE_GUARD_ADAPTIVE=false: no arrival correction, always --guard",
+    )
+    parser.add_argument(
+        "--sync-wait-ms",
+        type=int,
+        default=0,
+        help="capacity: REPLICATE_MAX_WAIT_MS (sync-mode creates, Prefer: wait); default 0, "
+        "async creates and polls as in the pipeline's default",
     )
     parser.add_argument("--process-counts", default="1,2,4")
     parser.add_argument("--profile", default=None, help="folder for py-spy collapsed stacks")

@@ -224,8 +224,10 @@ async def _create(state: EmulatorState, request: Request, spec: ModelSpec, body:
     wait = _prefer_wait(request.headers.get("prefer", ""))
     deadline = time.monotonic() + wait
     snapshot = state.store.snapshot(record.id) or record.to_json()
+    pause = 0.005  # fast predictions answer within milliseconds; slow ones cost few checks
     while wait and snapshot["status"] not in TERMINAL and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 0.05)
         snapshot = state.store.snapshot(record.id) or snapshot
     return JSONResponse(snapshot, status_code=201)
 

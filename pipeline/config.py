@@ -45,7 +45,12 @@ class Settings(BaseSettings):
     replicate_image_model: str = Field(
         "google/nano-banana", validation_alias="REPLICATE_IMAGE_MODEL"
     )
-    replicate_max_wait_ms: int = Field(60_000, validation_alias="REPLICATE_MAX_WAIT_MS")
+    replicate_max_wait_ms: int = Field(0, ge=0, validation_alias="REPLICATE_MAX_WAIT_MS")
+    """Replicate's sync mode for creates (the seed's name): hold each create up to this long
+    (``Prefer: wait=N``, rounded up to whole seconds, at most 60 s) so that a prediction that
+    finishes meanwhile is completed by the creation worker without a poll. 0 (default): async
+    creates, polled. A held create keeps its worker thread: size ``--threads`` for
+    creations per second times the wait (docs/LIFECYCLE.md, "Sync mode")."""
     replicate_default_aspect_ratio: str = Field(
         "1:1", validation_alias="REPLICATE_DEFAULT_ASPECT_RATIO"
     )

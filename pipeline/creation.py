@@ -30,7 +30,7 @@ from pipeline.keys import input_key
 from pipeline.lifecycle import Fail, Retry, decide
 from pipeline.models import ModelSpec, get_model
 from pipeline.presets import resolve_preset
-from pipeline.provider import ProviderClient
+from pipeline.provider import Prediction, ProviderClient
 from pipeline.ratelimit import Grant, RateLimiter
 from pipeline.repository import Repository, Row
 from pipeline.storage import ObjectStorage, ObjectTooLarge
@@ -50,6 +50,8 @@ class CreationPolicy:
         default_retry_after: pause when a 429 has no ``Retry-After``, seconds.
         max_input_bytes: download cap for a source image, bytes.
         max_input_pixels: decompression-bomb cap for a source image, pixels.
+        sync_wait_seconds: Replicate's sync mode for creates (``Prefer: wait=N``, seconds;
+            0: async), from ``REPLICATE_MAX_WAIT_MS``.
     """
 
     max_attempts: int
@@ -59,6 +61,7 @@ class CreationPolicy:
     default_retry_after: float
     max_input_bytes: int
     max_input_pixels: int
+    sync_wait_seconds: int = 0
 
 
 @dataclass(frozen=True)
@@ -74,9 +77,10 @@ class CreationOutcome:
 class CreationService:
     """Runs the creation step for one item id; safe to run twice for the same id.
 
-    ``on_submitted(item_id, model)`` runs after the PROCESSING row is written (it schedules the
-    first poll); ``on_created(grant, created)`` after each accepted create, with the limiter's
-    grant and the provider's ``created_at``.
+    ``on_submitted(item_id, model, prediction)`` runs after the PROCESSING row is written, with
+    the create's answer (it schedules the first poll, or finishes the item at once when sync mode
+    brought a finished prediction); ``on_created(grant, created)`` after each accepted create,
+    with the limiter's grant and the provider's ``created_at``.
     """
 
     def __init__(
@@ -89,7 +93,7 @@ class CreationService:
         create_limiter: RateLimiter,
         allowlist: dict[str, ModelSpec],
         policy: CreationPolicy,
-        on_submitted: Callable[[int, str], None],
+        on_submitted: Callable[[int, str, Prediction], None],
         on_created: Callable[[Grant, datetime | None], None] | None = None,
     ) -> None:
         self._repo = repo
@@ -127,7 +131,7 @@ class CreationService:
         self, item_id: int, attempt: int, row: Row, bound: structlog.typing.FilteringBoundLogger
     ) -> CreationOutcome:
         try:
-            prediction_id = self._submit(row, bound)
+            prediction = self._submit(row, bound)
         except ProviderRateLimited as exc:
             self._limiter.pause(exc.retry_after, reason="provider_429")
             self._repo.release_submission(item_id, exc.retry_after, exc.code, exc.message)
@@ -147,6 +151,7 @@ class CreationService:
             return CreationOutcome("unknown", error_code=exc.code)
         except PipelineError as exc:
             return self._handle_error(item_id, attempt, exc, bound)
+        prediction_id = prediction.id
         if not self._repo.mark_processing(item_id, prediction_id):
             # Canceled (or rescued) while we were submitting: don't leave a paid orphan running.
             bound.warning("prediction_orphaned", prediction_id=prediction_id)
@@ -155,11 +160,16 @@ class CreationService:
             except PipelineError as exc:
                 bound.warning("orphan_cancel_failed", error_code=exc.code)
             return CreationOutcome("skipped", prediction_id=prediction_id)
-        bound.info("prediction_created", prediction_id=prediction_id, attempt=attempt)
-        self._on_submitted(item_id, str(row["model"]))
+        bound.info(
+            "prediction_created",
+            prediction_id=prediction_id,
+            attempt=attempt,
+            prediction_status=prediction.status,
+        )
+        self._on_submitted(item_id, str(row["model"]), prediction)
         return CreationOutcome("submitted", prediction_id=prediction_id)
 
-    def _submit(self, row: Row, bound: structlog.typing.FilteringBoundLogger) -> str:
+    def _submit(self, row: Row, bound: structlog.typing.FilteringBoundLogger) -> Prediction:
         spec = get_model(str(row["model"]), self._allowlist)
         params = dict(row["params"] or {})
         spec.validate(row["prompt"], params)
@@ -170,10 +180,12 @@ class CreationService:
         payload = spec.build_input(image_url, row["prompt"], params)
         grant = self._limiter.acquire_grant(self._policy.acquire_timeout)
         bound.debug("create_token_granted", waited_seconds=round(grant.waited, 3))
-        prediction = self._provider.create_prediction(spec, payload)
+        prediction = self._provider.create_prediction(
+            spec, payload, wait_seconds=self._policy.sync_wait_seconds
+        )
         if self._on_created is not None:  # the arrival correction of the create budget
             self._on_created(grant, prediction.created)
-        return prediction.id
+        return prediction
 
     def _store_input(self, row: Row, spec: ModelSpec) -> str:
         existing = row["input_key"]

@@ -6,6 +6,10 @@ within the pixel cap, apply the output preset if the item or its job names one
 preset's), store it at ``results/{store_id}/{job_id}/{item_id}.{ext}`` and set DONE with its
 size. ``failed``/``canceled``: FAILED with the provider's error. Otherwise poll again
 later with backoff. Transient errors poll again; they never lose the prediction id.
+
+When the create's own answer already brought a finished prediction (Replicate's sync mode,
+``REPLICATE_MAX_WAIT_MS``), the creation worker calls :meth:`PollingService.run` with it: the
+same steps without the GET and its read token, and without a poll message.
 """
 
 from __future__ import annotations
@@ -82,10 +86,24 @@ class PollingService:
         self._limiter = read_limiter
         self._policy = policy
 
-    def run(self, item_id: int) -> PollOutcome:  # noqa: PLR0911 - one return per outcome
-        """Poll ``item_id`` if it is PROCESSING; the caller schedules ``again`` outcomes."""
+    def run(  # noqa: PLR0911 - one return per outcome
+        self, item_id: int, known: Prediction | None = None
+    ) -> PollOutcome:
+        """Poll ``item_id`` if it is PROCESSING; the caller schedules ``again`` outcomes.
+
+        Args:
+            item_id: the item.
+            known: the prediction as the provider just reported it (the create's answer in
+                sync mode); it is used instead of a GET, so no read token is taken.
+
+        Returns:
+            ``done``, ``failed``, ``again`` (with the delay, seconds) or ``skipped`` (the row
+            is not PROCESSING with a prediction id, or ``known`` is another prediction).
+        """
         row = self._repo.get_work_item(item_id)
         if row is None or row["status"] != "PROCESSING" or not row["prediction_id"]:
+            return PollOutcome("skipped")
+        if known is not None and known.id != row["prediction_id"]:
             return PollOutcome("skipped")
         bound = log.bind(
             item_id=item_id,
@@ -95,11 +113,11 @@ class PollingService:
         )
         polls = int(row["poll_count"])
         try:
-            self._limiter.acquire(self._policy.acquire_timeout)
-            prediction = self._provider.get_prediction(str(row["prediction_id"]))
+            prediction = known or self._get(str(row["prediction_id"]))
             if prediction.status == "succeeded":
-                return self._finish(row, prediction, bound)  # mark_done counts this poll
-            polls = self._repo.record_poll(item_id) or polls + 1
+                return self._finish(row, prediction, bound, polled=known is None)
+            if known is None:
+                polls = self._repo.record_poll(item_id) or polls + 1
             if prediction.status == "failed":
                 raise PredictionFailed(f"prediction failed: {prediction.error or 'no error given'}")
             if prediction.status == "canceled":
@@ -127,8 +145,17 @@ class PollingService:
         )
         return PollOutcome("again", delay=delay)
 
+    def _get(self, prediction_id: str) -> Prediction:
+        self._limiter.acquire(self._policy.acquire_timeout)
+        return self._provider.get_prediction(prediction_id)
+
     def _finish(
-        self, row: Row, prediction: Prediction, bound: structlog.typing.FilteringBoundLogger
+        self,
+        row: Row,
+        prediction: Prediction,
+        bound: structlog.typing.FilteringBoundLogger,
+        *,
+        polled: bool,
     ) -> PollOutcome:
         if not prediction.output_urls:
             raise OutputInvalid("prediction succeeded without an output URL")
@@ -151,6 +178,7 @@ class PollingService:
             height=info.height,
             size=len(data),
             content_type=info.content_type,
+            polled=polled,  # mark_done counts the poll that saw the success
         ):
             metrics.item_done(
                 row["model"],

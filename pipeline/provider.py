@@ -48,6 +48,9 @@ log = structlog.get_logger(__name__)
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "canceled"})
 MAX_DETAIL_CHARS = 500
 """Longest provider ``detail`` copied into an error message (rows store the message)."""
+MAX_SYNC_WAIT_SECONDS = 60
+"""Longest ``Prefer: wait=N`` Replicate accepts (its sync mode: 1-60 s, docs "Create a
+prediction")."""
 DEFAULT_OUTPUT_HOSTS = ("replicate.delivery",)
 """Hosts (and their subdomains) that serve Replicate's output files, over https only."""
 
@@ -205,7 +208,9 @@ class ProviderClient:
         )
 
     # --- API -----------------------------------------------------------------------------
-    def create_prediction(self, spec: ModelSpec, input: Mapping[str, Any]) -> Prediction:
+    def create_prediction(
+        self, spec: ModelSpec, input: Mapping[str, Any], *, wait_seconds: int = 0
+    ) -> Prediction:
         """Create a prediction for an allowlisted model.
 
         Official models (``spec.version is None``) go to
@@ -214,6 +219,10 @@ class ProviderClient:
         Args:
             spec: the model.
             input: the model's input object (see :meth:`ModelSpec.build_input`).
+            wait_seconds: Replicate's sync mode (``Prefer: wait=N``, 1-60 s; 0: async): the
+                provider holds the answer until the prediction finished or ``N`` seconds
+                passed, so a fast model's answer already carries its output. The read timeout
+                of this request grows by ``N``.
 
         Raises:
             ProviderRateLimited, ProviderUnavailable, ProviderTimeout, ProviderRejected,
@@ -226,7 +235,19 @@ class ProviderClient:
         else:
             path = "predictions"
             body = {"version": spec.version, "input": dict(input)}
-        return Prediction.from_json(self._request("POST", path, "create_prediction", json=body))
+        extra: dict[str, Any] = {}
+        wait = min(max(wait_seconds, 0), MAX_SYNC_WAIT_SECONDS)
+        if wait:
+            timeout = self._client.timeout
+            extra["headers"] = {"Prefer": f"wait={wait}"}
+            extra["timeout"] = httpx.Timeout(
+                timeout.connect,
+                read=(timeout.read or 0) + wait,
+                write=timeout.write,
+                pool=timeout.pool,
+            )
+        answer = self._request("POST", path, "create_prediction", json=body, **extra)
+        return Prediction.from_json(answer)
 
     def get_prediction(self, prediction_id: str) -> Prediction:
         """Fetch a prediction's current state (``GET /predictions/{id}``)."""

@@ -176,7 +176,10 @@ class Repository:
         height: int,
         size: int,
         content_type: str,
+        polled: bool = True,
     ) -> bool:
+        """PROCESSING -> DONE; ``polled``: a GET saw the success (counted in ``poll_count``),
+        not the create's own answer (sync mode)."""
         return (
             self._one(
                 "mark_done",
@@ -186,6 +189,7 @@ class Repository:
                 height=height,
                 bytes=size,
                 content_type=content_type,
+                polls=int(polled),
             )
             is not None
         )

@@ -5,26 +5,31 @@ Each process kind (scheduler, worker, api, CLI) calls these once and passes the 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import redis
+import structlog
 
 from pipeline.config import Settings
 from pipeline.creation import CreationPolicy, CreationService
 from pipeline.db import create_pool
+from pipeline.errors import PipelineError
 from pipeline.fetch import SourceFetcher
 from pipeline.logging import configure_logging
 from pipeline.models import ModelSpec, build_allowlist
 from pipeline.pollhints import RuntimeHints
 from pipeline.polling import PollingPolicy, PollingService
-from pipeline.provider import ProviderClient
+from pipeline.provider import MAX_SYNC_WAIT_SECONDS, Prediction, ProviderClient
 from pipeline.ratelimit import Budget, RateLimiter
 from pipeline.ratelimit.arrivals import ArrivalGuard
 from pipeline.repository import Repository
 from pipeline.ssrf import AddressPolicy
 from pipeline.storage import ObjectStorage
 from pipeline.taskqueue import TaskQueue, build_broker
+
+log = structlog.get_logger(__name__)
 
 
 def setup_logging(settings: Settings) -> None:
@@ -166,6 +171,19 @@ def worker_services(settings: Settings, queue: TaskQueue, pool_size: int) -> Wor
             return hints.first_delay(model)
         return settings.poll_initial_delay_seconds
 
+    def after_create(item_id: int, model: str, prediction: Prediction) -> None:
+        # A finished answer (sync mode) is completed here: no poll message, no GET.
+        if prediction.terminal:
+            try:
+                outcome = polling.run(item_id, known=prediction)
+            except PipelineError as exc:  # e.g. Postgres gone: the poll path takes over
+                log.warning("sync_completion_deferred", item_id=item_id, error_code=exc.code)
+            else:
+                if outcome.action == "again":
+                    queue.send_poll(item_id, outcome.delay)
+                return
+        queue.send_poll(item_id, first_delay(model))
+
     creation = CreationService(
         repo=repo,
         storage=store,
@@ -181,8 +199,9 @@ def worker_services(settings: Settings, queue: TaskQueue, pool_size: int) -> Wor
             default_retry_after=settings.default_retry_after_seconds,
             max_input_bytes=settings.max_input_bytes,
             max_input_pixels=settings.max_input_pixels,
+            sync_wait_seconds=sync_wait_seconds(settings),
         ),
-        on_submitted=lambda item_id, model: queue.send_poll(item_id, first_delay(model)),
+        on_submitted=after_create,
         on_created=(
             (lambda grant, created: arrivals.record(create_limiter, grant, created))
             if arrivals is not None
@@ -203,7 +222,16 @@ def worker_services(settings: Settings, queue: TaskQueue, pool_size: int) -> Wor
             max_output_pixels=settings.max_output_pixels,
         ),
     )
+
     return WorkerServices(repo, queue, creation, polling, [fetcher, provider, pool, client])
+
+
+def sync_wait_seconds(settings: Settings) -> int:
+    """``REPLICATE_MAX_WAIT_MS`` as the ``Prefer: wait=N`` of creates: whole seconds, rounded
+    up, at most Replicate's 60; 0 keeps async mode."""
+    if settings.replicate_max_wait_ms <= 0:
+        return 0
+    return min(MAX_SYNC_WAIT_SECONDS, math.ceil(settings.replicate_max_wait_ms / 1000))
 
 
 def build_queue(settings: Settings) -> TaskQueue:

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 import redis
+from dramatiq.brokers.stub import StubBroker
 
 from pipeline.config import Settings
 from pipeline.migrate import drop_schema, migrate
+from pipeline.taskqueue import POLL_QUEUE
 
 IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "images"
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -69,6 +71,16 @@ def redis_client() -> Iterator[redis.Redis]:
     connection = redis.Redis.from_url(REDIS_URL)
     yield connection
     connection.close()
+
+
+@pytest.fixture
+def poll_broker() -> Iterator[StubBroker]:
+    """An in-memory dramatiq broker with the poll queue declared: the polls a worker's services
+    send (no actor consumes them) stay in ``POLL_QUEUE`` and its delay queue, to be counted."""
+    stub = StubBroker()
+    stub.declare_queue(POLL_QUEUE)
+    yield stub
+    stub.close()
 
 
 @pytest.fixture

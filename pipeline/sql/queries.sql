@@ -159,13 +159,14 @@ WHERE id = %(id)s AND status = 'PROCESSING'
 RETURNING poll_count;
 
 -- name: mark_done
--- PROCESSING -> DONE with the stored result; counts the poll that saw it succeed (the
--- polling worker does not run record_poll for that poll: one statement less per item).
+-- PROCESSING -> DONE with the stored result; counts the poll that saw it succeed (polls = 1;
+-- the polling worker does not run record_poll for that poll: one statement less per item), or
+-- none (polls = 0) when the create's own answer was already final (sync mode).
 UPDATE image_optimization_items
 SET status = 'DONE', output_key = %(output_key)s, output_width = %(width)s,
     output_height = %(height)s, output_bytes = %(bytes)s,
     output_content_type = %(content_type)s, error_code = NULL, error_message = NULL,
-    poll_count = poll_count + 1, last_polled_at = now(),
+    poll_count = poll_count + %(polls)s, last_polled_at = now(),
     completed_at = now(), updated_at = now()
 WHERE id = %(id)s AND status = 'PROCESSING'
 RETURNING id;

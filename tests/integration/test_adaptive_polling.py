@@ -5,78 +5,38 @@ service learns the create budget's guard from the arrival jitter of its creates.
 
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import Iterator
 from typing import Any
 
-import psycopg
 import pytest
 from dramatiq import Message
 from dramatiq.brokers.stub import StubBroker
-from PIL import Image
 
 import pipeline.pollhints
 import pipeline.ratelimit.arrivals
 import pipeline.ratelimit.jitter
 from emulator.config import EmulatorConfig
-from emulator.testing import run_emulator
-from pipeline.taskqueue import POLL_QUEUE, TaskQueue
-from pipeline.wiring import WorkerServices, worker_services
-from tests.conftest import DATABASE_URL, settings_from
+from pipeline.taskqueue import POLL_QUEUE
+from pipeline.wiring import WorkerServices
+from tests.support.worker import put_source, queued_items, services_with_emulator
 
 pytestmark = pytest.mark.integration
 
 TOKEN = "r8_adaptive-polling-test"
-MODEL = "nightmareai/real-esrgan"
 INITIAL = 0.05
 LATENCY = (0.4, 0.6)
 
 
 @pytest.fixture
-def broker() -> Iterator[StubBroker]:
-    stub = StubBroker()
-    stub.declare_queue(POLL_QUEUE)
-    yield stub
-    stub.close()
-
-
-@pytest.fixture
 def services(
-    pipeline_env: dict[str, str], broker: StubBroker, monkeypatch: pytest.MonkeyPatch
+    pipeline_env: dict[str, str], poll_broker: StubBroker, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[WorkerServices]:
     monkeypatch.setattr(pipeline.pollhints, "CACHE_SECONDS", 0.0)  # read the hint every time
-    with run_emulator(
-        EmulatorConfig(latency_min=LATENCY[0], latency_max=LATENCY[1], token=TOKEN)
-    ) as url:
-        env = {
-            **pipeline_env,
-            "REPLICATE_BASE_URL": url,
-            "REPLICATE_API_TOKEN": TOKEN,
-            "IMAGEOPT_POLL_INITIAL_DELAY_SECONDS": str(INITIAL),
-        }
-        built = worker_services(settings_from(env), TaskQueue(broker), pool_size=2)
-        try:
-            yield built
-        finally:
-            built.close()
-
-
-def _queued_items(schema: str, source: str, n: int) -> list[int]:
-    with psycopg.connect(DATABASE_URL, options=f"-c search_path={schema}") as conn:
-        job = conn.execute(
-            "INSERT INTO image_optimization_jobs (store_id, model, params) "
-            "VALUES ('store-a', %s, '{\"scale\": 1}') RETURNING id",
-            (MODEL,),
-        ).fetchone()
-        assert job is not None
-        rows = conn.execute(
-            "INSERT INTO image_optimization_items (job_id, store_id, source_url, status) "
-            "SELECT %s, 'store-a', %s, 'QUEUED' FROM generate_series(1, %s) "
-            "RETURNING id",
-            (job[0], source, n),
-        ).fetchall()
-    return [int(r[0]) for r in rows]
+    env = {**pipeline_env, "IMAGEOPT_POLL_INITIAL_DELAY_SECONDS": str(INITIAL)}
+    emulator = EmulatorConfig(latency_min=LATENCY[0], latency_max=LATENCY[1], token=TOKEN)
+    with services_with_emulator(env, poll_broker, emulator) as (built, _):
+        yield built
 
 
 def _first_poll_delays(broker: StubBroker, since: float) -> list[float]:
@@ -90,23 +50,20 @@ def _first_poll_delays(broker: StubBroker, since: float) -> list[float]:
 
 
 def _source(services: WorkerServices, s3_settings: dict[str, str]) -> str:
-    image = io.BytesIO()
-    Image.new("RGB", (64, 48), (200, 120, 40)).save(image, "JPEG")
-    services.creation._storage.put_bytes("sources/adaptive.jpg", image.getvalue(), "image/jpeg")
-    return f"s3://{s3_settings['S3_BUCKET']}/sources/adaptive.jpg"
+    return put_source(services, s3_settings["S3_BUCKET"], "adaptive.jpg")
 
 
 def test_new_predictions_are_first_polled_at_the_learned_median(
-    services: WorkerServices, broker: StubBroker, db_schema: str, s3_settings: dict[str, str]
+    services: WorkerServices, poll_broker: StubBroker, db_schema: str, s3_settings: dict[str, str]
 ) -> None:
     source = _source(services, s3_settings)
 
     # 1. Nothing known: every first poll comes after the fixed initial delay.
-    first = _queued_items(db_schema, source, 22)
+    first = queued_items(db_schema, source, 22)
     started = time.time()
     for item_id in first:
         assert services.creation.run(item_id).action == "submitted"
-    delays = _first_poll_delays(broker, started)
+    delays = _first_poll_delays(poll_broker, started)
     assert len(delays) == 22
     assert max(delays) < INITIAL + (time.time() - started) + 0.05
 
@@ -116,11 +73,11 @@ def test_new_predictions_are_first_polled_at_the_learned_median(
         assert services.polling.run(item_id).action == "done"
 
     # 3. New predictions are first polled at about the median runtime.
-    later = _queued_items(db_schema, source, 3)
+    later = queued_items(db_schema, source, 3)
     started = time.time()
     for item_id in later:
         assert services.creation.run(item_id).action == "submitted"
-    delays = _first_poll_delays(broker, started)
+    delays = _first_poll_delays(poll_broker, started)
     assert len(delays) == 3
     assert all(LATENCY[0] - 0.05 <= d <= LATENCY[1] + (time.time() - started) + 0.5 for d in delays)
 
@@ -136,7 +93,7 @@ def test_creates_are_counted_from_their_arrival_at_the_provider(
     monkeypatch.setattr(pipeline.ratelimit.arrivals, "REFRESH_SECONDS", 0.0)
     limiter = services.creation._limiter
     client = limiter._client
-    for item_id in _queued_items(db_schema, _source(services, s3_settings), 6):
+    for item_id in queued_items(db_schema, _source(services, s3_settings), 6):
         assert services.creation.run(item_id).action == "submitted"
 
     # Every create's offset (emulator created_at - dispatch stamp) reached Redis...

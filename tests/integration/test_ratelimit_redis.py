@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import cast
 
@@ -21,26 +19,19 @@ from hypothesis import strategies as st
 from pipeline.errors import RateLimitTimeout
 from pipeline.ratelimit import Budget, RateLimiter, gcra
 from pipeline.ratelimit.budget import MICROS_PER_SECOND
+from tests.conftest import REDIS_URL
 
 pytestmark = pytest.mark.integration
 
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+@pytest.fixture
+def client(redis_client: redis.Redis) -> redis.Redis:
+    return redis_client
 
 
 @pytest.fixture
-def client() -> Iterator[redis.Redis]:
-    connection = redis.Redis.from_url(REDIS_URL)
-    yield connection
-    connection.close()
-
-
-@pytest.fixture
-def namespace(client: redis.Redis) -> Iterator[str]:
-    prefix = f"test-{uuid.uuid4().hex}"
-    yield prefix
-    keys = list(client.scan_iter(match=f"{prefix}:*"))
-    if keys:
-        client.delete(*keys)
+def namespace(redis_namespace: str) -> str:
+    return redis_namespace
 
 
 def micros(seconds: float) -> int:

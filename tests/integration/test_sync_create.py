@@ -1,0 +1,83 @@
+"""Sync-mode creates (``REPLICATE_MAX_WAIT_MS``, Replicate's ``Prefer: wait=N``) through a
+worker's real services (Postgres, Redis, the S3 server and the emulator over sockets): a
+prediction that finishes within the wait is completed by the creation step itself, with no poll
+message and no GET; one that does not goes on to be polled as in async mode."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from dramatiq.brokers.stub import StubBroker
+
+from emulator.config import EmulatorConfig
+from pipeline.taskqueue import POLL_QUEUE
+from tests.conftest import DATABASE_URL
+from tests.support.worker import put_source, queued_items, services_with_emulator
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "r8_sync-create-test"
+
+
+def _polls_queued(broker: StubBroker) -> int:
+    queues: Any = broker.queues
+    return int(queues[POLL_QUEUE].qsize() + queues[f"{POLL_QUEUE}.DQ"].qsize())
+
+
+def _emulator_stats(api_url: str) -> dict[str, Any]:
+    root = api_url.removesuffix("/v1")
+    return dict(httpx.get(f"{root}/_emulator/stats", timeout=5).raise_for_status().json())
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        ("3000", (0.05, 0.1), "DONE"),  # finishes within the wait: completed by creation
+        ("1000", (2.0, 2.5), "PROCESSING"),  # outlasts the wait: polled as usual
+        ("0", (0.05, 0.1), "PROCESSING"),  # async (default): always polled
+    ],
+)
+def test_a_create_that_finishes_within_the_wait_is_completed_without_a_poll(
+    pipeline_env: dict[str, str],
+    poll_broker: StubBroker,
+    db_schema: str,
+    s3_settings: dict[str, str],
+    case: tuple[str, tuple[float, float], str],
+) -> None:
+    wait_ms, latency, expected = case
+    env = {**pipeline_env, "REPLICATE_MAX_WAIT_MS": wait_ms}
+    emulator = EmulatorConfig(latency_min=latency[0], latency_max=latency[1], token=TOKEN)
+    with services_with_emulator(env, poll_broker, emulator) as (services, api_url):
+        source = put_source(services, s3_settings["S3_BUCKET"])
+        items = queued_items(db_schema, source, 3)
+        for item_id in items:
+            assert services.creation.run(item_id).action == "submitted"
+        rows = _rows(db_schema, items)
+        stored = [services.creation._storage.exists(key) for _, key in rows if key]
+        stats = _emulator_stats(api_url)
+
+    assert [status for status, _ in rows] == [expected] * 3
+    assert stats["predictions_created"] == 3
+    assert stats["requests_by_endpoint"].get("get_prediction", 0) == 0  # nobody polled
+    if expected == "DONE":
+        assert _polls_queued(poll_broker) == 0
+        assert stored == [True] * 3  # results/store-a/... in the bucket
+    else:
+        assert _polls_queued(poll_broker) == 3
+        assert stored == []
+
+
+def _rows(schema: str, items: list[int]) -> list[tuple[str, str | None]]:
+    """(status, output_key) of each item, in the order of ``items``."""
+    with psycopg.connect(DATABASE_URL, options=f"-c search_path={schema}") as conn:
+        found = {
+            row[0]: (row[1], row[2])
+            for row in conn.execute(
+                "SELECT id, status, output_key FROM image_optimization_items WHERE id = ANY(%s)",
+                (items,),
+            )
+        }
+    return [found[item_id] for item_id in items]
