@@ -281,7 +281,7 @@ class ProviderClient:
         for results in self._pages(max_pages):
             for raw in results:
                 prediction = Prediction.from_json(raw)
-                created = _parse_created(prediction.created_at)
+                created = prediction.created
                 if created is not None and created < after:
                     return found
                 if _matches_prefix(prediction.input, image_url_prefix):

@@ -175,7 +175,8 @@ class RateLimiter:
         return self.acquire_grant(timeout).waited
 
     def acquire_grant(self, timeout: float) -> Grant:
-        """Like :meth:`acquire`, returning the slot on Redis' clock as well (for benchmarks).
+        """Like :meth:`acquire`, returning the grant: its slot and dispatch stamp on Redis'
+        clock and its log token (for :meth:`record_arrival` and the benchmarks).
 
         The call reserves the next slot and sleeps until it. If the sleep is interrupted (any
         exception, ``KeyboardInterrupt``, dramatiq's time limit), the reservation is given back

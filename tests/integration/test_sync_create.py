@@ -36,6 +36,8 @@ def _emulator_stats(api_url: str) -> dict[str, Any]:
     "case",
     [
         ("3000", (0.05, 0.1), "DONE"),  # finishes within the wait: completed by creation
+        # held longer than the provider timeout (1 s): the read timeout grows by the wait
+        ("3000", (1.3, 1.5), "DONE"),
         ("1000", (2.0, 2.5), "PROCESSING"),  # outlasts the wait: polled as usual
         ("0", (0.05, 0.1), "PROCESSING"),  # async (default): always polled
     ],
@@ -48,7 +50,11 @@ def test_a_create_that_finishes_within_the_wait_is_completed_without_a_poll(
     case: tuple[str, tuple[float, float], str],
 ) -> None:
     wait_ms, latency, expected = case
-    env = {**pipeline_env, "REPLICATE_MAX_WAIT_MS": wait_ms}
+    env = {
+        **pipeline_env,
+        "REPLICATE_MAX_WAIT_MS": wait_ms,
+        "IMAGEOPT_PROVIDER_TIMEOUT_SECONDS": "1",
+    }
     emulator = EmulatorConfig(latency_min=latency[0], latency_max=latency[1], token=TOKEN)
     with services_with_emulator(env, poll_broker, emulator) as (services, api_url):
         source = put_source(services, s3_settings["S3_BUCKET"])
@@ -56,10 +62,11 @@ def test_a_create_that_finishes_within_the_wait_is_completed_without_a_poll(
         for item_id in items:
             assert services.creation.run(item_id).action == "submitted"
         rows = _rows(db_schema, items)
-        stored = [services.creation._storage.exists(key) for _, key in rows if key]
+        stored = [services.creation._storage.exists(key) for _, key, _ in rows if key]
         stats = _emulator_stats(api_url)
 
-    assert [status for status, _ in rows] == [expected] * 3
+    assert [status for status, _, _ in rows] == [expected] * 3
+    assert [polls for _, _, polls in rows] == [0] * 3  # the create's answer is no poll
     assert stats["predictions_created"] == 3
     assert stats["requests_by_endpoint"].get("get_prediction", 0) == 0  # nobody polled
     if expected == "DONE":
@@ -70,13 +77,14 @@ def test_a_create_that_finishes_within_the_wait_is_completed_without_a_poll(
         assert stored == []
 
 
-def _rows(schema: str, items: list[int]) -> list[tuple[str, str | None]]:
-    """(status, output_key) of each item, in the order of ``items``."""
+def _rows(schema: str, items: list[int]) -> list[tuple[str, str | None, int]]:
+    """(status, output_key, poll_count) of each item, in the order of ``items``."""
     with psycopg.connect(DATABASE_URL, options=f"-c search_path={schema}") as conn:
         found = {
-            row[0]: (row[1], row[2])
+            row[0]: (row[1], row[2], row[3])
             for row in conn.execute(
-                "SELECT id, status, output_key FROM image_optimization_items WHERE id = ANY(%s)",
+                "SELECT id, status, output_key, poll_count FROM image_optimization_items "
+                "WHERE id = ANY(%s)",
                 (items,),
             )
         }
