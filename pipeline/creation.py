@@ -16,6 +16,7 @@ import structlog
 
 from pipeline import metrics
 from pipeline.errors import (
+    DatabaseUnavailable,
     InvalidSourceUrl,
     PipelineError,
     ProviderProtocolError,
@@ -149,6 +150,10 @@ class CreationService:
             # finds by the input URL, or queues the item again (docs/LIFECYCLE.md).
             bound.warning("creation_outcome_unknown", error_code=exc.code, attempt=attempt)
             return CreationOutcome("unknown", error_code=exc.code)
+        except DatabaseUnavailable:
+            # Never written to the row (the write would fail too): the broker retries the
+            # message, and the rescuer queues the SUBMITTING item again after its timeout.
+            raise
         except PipelineError as exc:
             return self._handle_error(item_id, attempt, exc, bound)
         prediction_id = prediction.id

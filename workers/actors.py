@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import dramatiq
 import structlog
 
 from pipeline.config import Settings
+from pipeline.errors import DatabaseUnavailable
 from pipeline.taskqueue import (
     CREATE_ACTOR,
     CREATE_QUEUE,
@@ -46,6 +49,20 @@ def services() -> WorkerServices:
         return _services
 
 
+@contextmanager
+def retried_while_database_unavailable(item_id: int) -> Iterator[None]:
+    """Turn :class:`DatabaseUnavailable` into a :class:`dramatiq.Retry` (backoff, no traceback).
+
+    A Postgres restart is expected operations, not a bug: the message is retried with the
+    actor's backoff, and whatever the retries miss the rescuer recovers from Postgres.
+    """
+    try:
+        yield
+    except DatabaseUnavailable as exc:
+        log.warning("database_unavailable", item_id=item_id, error=exc.message)
+        raise dramatiq.Retry(exc.message) from exc
+
+
 # Creation: fetch + store + token + POST. Transient failures go back to PENDING through
 # Postgres (metered again); dramatiq retries only when Postgres itself is unreachable.
 @dramatiq.actor(
@@ -58,7 +75,8 @@ def services() -> WorkerServices:
 )
 def create_prediction(item_id: int) -> None:
     """Create the prediction for one QUEUED item (:class:`pipeline.creation.CreationService`)."""
-    outcome = services().creation.run(item_id)
+    with retried_while_database_unavailable(item_id):
+        outcome = services().creation.run(item_id)
     log.debug("creation_outcome", item_id=item_id, action=outcome.action)
 
 
@@ -72,6 +90,7 @@ def create_prediction(item_id: int) -> None:
 )
 def poll_prediction(item_id: int) -> None:
     """Poll one PROCESSING item; schedule the next poll when it is still running."""
-    outcome = services().polling.run(item_id)
+    with retried_while_database_unavailable(item_id):
+        outcome = services().polling.run(item_id)
     if outcome.action == "again":
         queue.send_poll(item_id, outcome.delay)

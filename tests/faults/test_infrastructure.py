@@ -68,3 +68,64 @@ def test_a_postgres_restart_mid_run_loses_nothing_and_half_writes_nothing(
             "OR (status = 'PROCESSING' AND prediction_id IS NULL)"
         ).fetchone()
     assert half == (0,)
+
+
+def _wait(check: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} within {timeout} s")
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_postgres_cut_under_the_workers_queries_costs_no_extra_prediction(
+    private_postgres: PrivatePostgres, make_stack: Any, run: int
+) -> None:
+    """Deterministic half of scenario 3: Postgres stops while the workers' writes execute.
+
+    A short outage is absorbed by the pool (a checkout waits for a new connection); what
+    breaks is a statement running when the sessions are cut (``57P01``). The test holds a
+    table lock so that every worker's ``mark_processing`` waits inside ``execute``, then stops
+    the server: each message must be retried without a traceback, and the rescuer must adopt
+    each prediction by its input URL, so no item pays twice.
+    """
+    stack: FaultStack = make_stack(
+        database_url=private_postgres.url,
+        extra_env={"IMAGEOPT_RESCUE_SUBMITTING_SECONDS": "4"},
+    )
+    stack.start_scheduler()
+    stack.start_workers("workers", threads=3)
+    stack.emulator(slow_response_seconds=1.0)  # the answers come after the lock is taken
+    ids = stack.insert(stack.good(3))
+    _wait(lambda: len(stack.predictions()) == 3, 60, "three predictions not created")
+    holder = stack.connect()
+    holder.execute("BEGIN")
+    holder.execute("LOCK TABLE image_optimization_items IN EXCLUSIVE MODE")  # reads still pass
+    waiting = (
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+        "AND query LIKE '%SET status = ''PROCESSING'', prediction_id%'"
+    )
+    with stack.connect() as probe:
+        _wait(
+            lambda: (probe.execute(waiting).fetchone() or (0,))[0] >= 3,
+            15,
+            "three worker writes not waiting on the lock",
+        )
+    stack.emulator(slow_response_seconds=0.0)
+    private_postgres.stop("fast")  # cuts the waiting statements (and the holder)
+    holder.close()
+    time.sleep(1.0)
+    private_postgres.start()
+    out = stack.outcome(timeout=60)
+    assert_sound(
+        stack,
+        out,
+        scenario="3b. Postgres cut under the workers' writes",
+        crashes=1,
+        command=CMD.format("under_the_workers_queries"),
+    )
+    assert all(row["status"] == "DONE" for row in out.rows.values()), out.codes()
+    assert out.predictions == dict.fromkeys(ids, 1)
+    logs = (stack.log_dir / "workers.log").read_text(errors="replace")
+    assert logs.count("database_unavailable") >= 3, "the outage did not reach the workers"
