@@ -307,6 +307,21 @@ def test_prefer_wait_holds_the_create_answer_until_the_prediction_is_done(
     assert response.json()["status"] == "succeeded"
 
 
+def test_prefer_wait_shorter_than_the_prediction_answers_it_running_after_the_wait(
+    emulator: Emulator,
+) -> None:
+    emulator.configure(latency_min=4, latency_max=4)
+    body = {"version": ESRGAN.version, "input": {"image": emulator.image_url(), "scale": 2}}
+    started = time.monotonic()
+    response = emulator.http.post(
+        f"{emulator.api}/predictions", json=body, headers={"Prefer": "wait=1"}
+    )
+    held = time.monotonic() - started
+    assert response.status_code == 201
+    assert response.json()["status"] in ("starting", "processing")
+    assert held >= 1.0  # held for the wait, not answered at once
+
+
 @pytest.mark.parametrize(
     ("mode", "expected"),
     [("not_image", "unidentified"), ("truncated", "truncated"), ("bomb", "bomb")],
