@@ -170,6 +170,7 @@ def start_pipeline(stack: Stack, processes: int, threads: int) -> ProcSampler:
 
 def start_profilers(stack: Stack, out_dir: str) -> list[subprocess.Popen[bytes]]:
     """``py-spy record`` (collapsed stacks, 15 s) of every worker and scheduler process."""
+    Path(out_dir).mkdir(parents=True, exist_ok=True)  # py-spy does not create it
     procs = []
     for kind in ("scheduler", "worker-create", "worker-poll"):
         sid = stack.group.procs[kind].pid
@@ -195,7 +196,7 @@ def start_profilers(stack: Stack, out_dir: str) -> list[subprocess.Popen[bytes]]
                         f"{out_dir}/{kind}-{pid}.txt",
                     ],
                     stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
+                    stderr=(Path(out_dir) / f"{kind}-{pid}.err").open("wb"),
                 )
             )
     return procs
@@ -212,8 +213,9 @@ def broker_cpu_ms(folder: Path, sampler: ProcSampler, items: int) -> float:
             n, counts = summarize(path)
             samples += n
             broker += counts.get("broker (dramatiq)", 0)
-        if samples:
-            total += sampler.stats[kind].cpu_seconds * broker / samples
+        if not samples:  # a figure of 0 ms would read as "the broker costs nothing"
+            raise SystemExit(f"no py-spy samples of {kind} in {folder} (see its *.err files)")
+        total += sampler.stats[kind].cpu_seconds * broker / samples
     return 1000 * total / items
 
 
