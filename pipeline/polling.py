@@ -76,15 +76,41 @@ class PollingService:
         read_limiter: RateLimiter,
         policy: PollingPolicy,
         on_runtime: Callable[[str, float], None] | None = None,
+        first_delay: Callable[[str], float] | None = None,
     ) -> None:
-        """``on_runtime(model, seconds)`` hears the runtime of each prediction that ends DONE
-        (:class:`pipeline.pollhints.RuntimeHints`)."""
+        """``on_runtime(model, seconds)`` hears the runtime of each prediction that ends DONE;
+        ``first_delay(model)`` gives the wait before a new prediction's first poll, seconds
+        (both :class:`pipeline.pollhints.RuntimeHints`; default ``policy.initial_delay``)."""
         self._on_runtime = on_runtime
+        self._first_delay = first_delay or (lambda _model: policy.initial_delay)
         self._repo = repo
         self._storage = storage
         self._provider = provider
         self._limiter = read_limiter
         self._policy = policy
+
+    def after_create(self, item_id: int, model: str, prediction: Prediction) -> float | None:
+        """What follows a create's answer: finish it here, or the delay of the first poll.
+
+        A final answer (sync mode) is completed at once, without a GET or a poll message. If
+        that cannot be done now (e.g. Postgres is gone), the poll path takes over.
+
+        Args:
+            item_id: the item, PROCESSING with ``prediction``'s id.
+            model: the item's model (for the first poll's delay).
+            prediction: the create's answer.
+
+        Returns:
+            Seconds until the poll message the caller sends, or ``None`` when none is needed.
+        """
+        if not prediction.terminal:
+            return self._first_delay(model)
+        try:
+            outcome = self.run(item_id, known=prediction)
+        except PipelineError as exc:
+            log.warning("sync_completion_deferred", item_id=item_id, error_code=exc.code)
+            return self._first_delay(model)
+        return outcome.delay if outcome.action == "again" else None
 
     def run(  # noqa: PLR0911 - one return per outcome
         self, item_id: int, known: Prediction | None = None

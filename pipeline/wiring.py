@@ -10,12 +10,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
-import structlog
 
 from pipeline.config import Settings
 from pipeline.creation import CreationPolicy, CreationService
 from pipeline.db import create_pool
-from pipeline.errors import PipelineError
 from pipeline.fetch import SourceFetcher
 from pipeline.logging import configure_logging
 from pipeline.models import ModelSpec, build_allowlist
@@ -28,8 +26,6 @@ from pipeline.repository import Repository
 from pipeline.ssrf import AddressPolicy
 from pipeline.storage import ObjectStorage
 from pipeline.taskqueue import TaskQueue, build_broker
-
-log = structlog.get_logger(__name__)
 
 
 def setup_logging(settings: Settings) -> None:
@@ -172,17 +168,9 @@ def worker_services(settings: Settings, queue: TaskQueue, pool_size: int) -> Wor
         return settings.poll_initial_delay_seconds
 
     def after_create(item_id: int, model: str, prediction: Prediction) -> None:
-        # A finished answer (sync mode) is completed here: no poll message, no GET.
-        if prediction.terminal:
-            try:
-                outcome = polling.run(item_id, known=prediction)
-            except PipelineError as exc:  # e.g. Postgres gone: the poll path takes over
-                log.warning("sync_completion_deferred", item_id=item_id, error_code=exc.code)
-            else:
-                if outcome.action == "again":
-                    queue.send_poll(item_id, outcome.delay)
-                return
-        queue.send_poll(item_id, first_delay(model))
+        delay = polling.after_create(item_id, model, prediction)
+        if delay is not None:
+            queue.send_poll(item_id, delay)
 
     creation = CreationService(
         repo=repo,
@@ -214,6 +202,7 @@ def worker_services(settings: Settings, queue: TaskQueue, pool_size: int) -> Wor
         provider=provider,
         read_limiter=read_limiter,
         on_runtime=hints.observe if settings.adaptive_polling else None,
+        first_delay=first_delay,
         policy=PollingPolicy(
             initial_delay=settings.poll_initial_delay_seconds,
             max_delay=settings.poll_max_delay_seconds,
