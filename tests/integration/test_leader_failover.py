@@ -60,8 +60,8 @@ def test_a_standby_takes_over_after_sigkill_without_double_metering(
         "IMAGEOPT_SCHEDULER_TICK_SECONDS": "0.2",
         # A SIGKILL between the leader's commit and its send leaves items QUEUED without a
         # message; the new leader's rescuer re-sends them (the test pops messages within
-        # about a second, so a 3 s threshold never re-sends one still waiting in Redis).
-        "IMAGEOPT_RESCUE_QUEUED_SECONDS": "3",
+        # about a second, so a 5 s threshold never re-sends one still waiting in Redis).
+        "IMAGEOPT_RESCUE_QUEUED_SECONDS": "5",
         "IMAGEOPT_RESCUE_INTERVAL_SECONDS": "0.5",
     }
     log_dir = tmp_path / "logs"
