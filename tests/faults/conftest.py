@@ -366,6 +366,17 @@ def assert_sound(
     assert out.extra_predictions() <= crashes, (out.predictions, crashes)
 
 
+def assert_all_done(
+    stack: FaultStack, *, scenario: str, command: str, crashes: int = 0, timeout: float = 60.0
+) -> Outcome:
+    """Wait up to ``timeout`` s for the outcome, :func:`assert_sound` it, require every item
+    DONE, and return it (for the scenario's own checks)."""
+    out = stack.outcome(timeout=timeout)
+    assert_sound(stack, out, scenario=scenario, crashes=crashes, command=command)
+    assert all(row["status"] == "DONE" for row in out.rows.values()), out.codes()
+    return out
+
+
 @pytest.fixture
 def photos(images_dir: Path) -> list[Path]:
     return [images_dir / name for name in PHOTOS]

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from pipeline.taskqueue import TaskQueue, build_broker
-from tests.faults.conftest import REPEATS, FaultStack, assert_sound
+from tests.faults.conftest import REPEATS, FaultStack, assert_all_done
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.slow]
 RUNS = range(REPEATS)
@@ -34,15 +34,12 @@ def test_workers_killed_at_random_moments_lose_nothing_and_pay_at_most_once_more
         creation_kills += victim == "create"
         time.sleep(stack.rng.uniform(0.0, 0.5))
         stack.start_workers(victim, queues=victim, threads=2)
-    out = stack.outcome(timeout=60)
-    assert_sound(
+    assert_all_done(
         stack,
-        out,
         scenario="1. SIGKILL of creation and polling workers (4 kills)",
         crashes=creation_kills,
         command=CMD.format("workers_killed"),
     )
-    assert all(row["status"] == "DONE" for row in out.rows.values()), out.codes()
 
 
 @pytest.mark.parametrize("run", RUNS)
@@ -60,15 +57,13 @@ def test_a_killed_scheduler_leader_is_replaced_by_its_standby(make_stack: Any, r
     standby = "scheduler-b" if first == "scheduler-a" else "scheduler-a"
     assert stack.leader((standby,), timeout=10) == standby
     stack.insert(stack.good(6))  # work that only the new leader can meter
-    out = stack.outcome(timeout=45)
-    assert_sound(
+    assert_all_done(
         stack,
-        out,
         scenario="4. SIGKILL of the scheduler leader",
         crashes=1,
         command=CMD.format("scheduler_leader"),
+        timeout=45,
     )
-    assert all(row["status"] == "DONE" for row in out.rows.values()), out.codes()
 
 
 @pytest.mark.parametrize("run", RUNS)
@@ -88,12 +83,10 @@ def test_the_same_creation_message_delivered_to_two_workers_creates_one_predicti
         broker.close()
     stack.start_workers("workers-1", queues="create,poll", threads=3)
     stack.start_workers("workers-2", queues="create,poll", threads=3)
-    out = stack.outcome(timeout=45)
-    assert_sound(
+    out = assert_all_done(
         stack,
-        out,
         scenario="7. same creation message delivered 3x to two workers",
         command=CMD.format("same_creation_message"),
+        timeout=45,
     )
-    assert all(row["status"] == "DONE" for row in out.rows.values()), out.codes()
     assert out.predictions == dict.fromkeys(ids, 1)

@@ -8,7 +8,13 @@ from typing import Any
 
 import pytest
 
-from tests.faults.conftest import REPEATS, FaultStack, PrivatePostgres, PrivateRedis, assert_sound
+from tests.faults.conftest import (
+    REPEATS,
+    FaultStack,
+    PrivatePostgres,
+    PrivateRedis,
+    assert_all_done,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.slow]
 RUNS = range(REPEATS)
@@ -28,15 +34,12 @@ def test_a_redis_restart_that_loses_everything_loses_no_item(
     private_redis.stop()  # SIGKILL: no save, no AOF, so it comes back empty
     time.sleep(stack.rng.uniform(0.5, 2.0))
     private_redis.start()
-    out = stack.outcome(timeout=60)
-    assert_sound(
+    assert_all_done(
         stack,
-        out,
         scenario="2. Redis restart losing queues and limiter state",
         crashes=1,
         command=CMD.format("redis_restart"),
     )
-    assert all(row["status"] == "DONE" for row in out.rows.values()), out.codes()
 
 
 @pytest.mark.parametrize("run", RUNS)
@@ -52,15 +55,12 @@ def test_a_postgres_restart_mid_run_loses_nothing_and_half_writes_nothing(
     private_postgres.stop("fast")  # every session is cut, in-flight transactions roll back
     time.sleep(stack.rng.uniform(0.5, 2.0))
     private_postgres.start()
-    out = stack.outcome(timeout=60)
-    assert_sound(
+    assert_all_done(
         stack,
-        out,
         scenario="3. Postgres restart mid-run",
         crashes=1,
         command=CMD.format("postgres_restart"),
     )
-    assert all(row["status"] == "DONE" for row in out.rows.values()), out.codes()
     with stack.connect() as conn:
         half = conn.execute(
             "SELECT count(*) FROM image_optimization_items "
@@ -117,15 +117,12 @@ def test_postgres_cut_under_the_workers_queries_costs_no_extra_prediction(
     holder.close()
     time.sleep(1.0)
     private_postgres.start()
-    out = stack.outcome(timeout=60)
-    assert_sound(
+    out = assert_all_done(
         stack,
-        out,
         scenario="3b. Postgres cut under the workers' writes",
         crashes=1,
         command=CMD.format("under_the_workers_queries"),
     )
-    assert all(row["status"] == "DONE" for row in out.rows.values()), out.codes()
     assert out.predictions == dict.fromkeys(ids, 1)
     logs = (stack.log_dir / "workers.log").read_text(errors="replace")
     assert logs.count("database_unavailable") >= 3, "the outage did not reach the workers"
