@@ -4,6 +4,7 @@ Each duty is a ``run_once(now)`` that returns what it did (River's ``JobRescuer`
 the scheduler leader on an interval:
 
 - lost QUEUED messages are sent again (a duplicate is harmless: the claim is conditional);
+  a new leader first sends those of the QUEUED items the broker holds no message of, at once;
 - PROCESSING items not polled for a while get a poll;
 - SUBMITTING items whose worker died half-way are resolved: if the provider lists a prediction
   made from this item's input image, it is adopted (no second prediction); otherwise the item
@@ -15,7 +16,7 @@ the scheduler leader on an interval:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -101,6 +102,30 @@ class Rescuer:
         ids = self._repo.stale_queued(now, self._config.queued_timeout, self._config.batch)
         touched = self._repo.touch_queued(ids)
         return self._send_create(touched)
+
+    def requeue_unsent_queued(self, now: datetime, pending: Collection[int]) -> int:
+        """Send creation messages for the QUEUED items the broker holds no message of.
+
+        A new leader runs this once before its first pass: the leader before it may have
+        died between committing a pass's QUEUED rows and sending their messages, and those
+        items would otherwise wait ``queued_timeout`` while holding in-flight slots.
+
+        Args:
+            now: rows updated before it are considered.
+            pending: item ids of the broker's creation messages
+                (:meth:`pipeline.taskqueue.TaskQueue.pending_create_items`), read *before*
+                this call, so that an item whose message is acknowledged meanwhile is no
+                longer QUEUED here.
+
+        Returns:
+            Messages sent.
+        """
+        ids = self._repo.stale_queued(now, 0.0, self._config.batch)
+        unsent = [item_id for item_id in ids if item_id not in pending]
+        sent = self._send_create(self._repo.touch_queued(unsent))
+        if sent:
+            log.warning("takeover_requeued", requeued=sent, queued=len(ids))
+        return sent
 
     def repoll_stale_processing(self, now: datetime) -> int:
         """Send a poll for PROCESSING items not polled for ``processing_timeout``."""

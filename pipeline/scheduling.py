@@ -26,7 +26,7 @@ from pipeline.models import ModelSpec
 from pipeline.provider import ProviderClient
 from pipeline.quotas import QuotaConfig, QuotaGate
 from pipeline.repository import Repository
-from pipeline.rescuer import Rescuer, RescuerConfig
+from pipeline.rescuer import Rescuer, RescuerConfig, RescueResult
 from pipeline.retention import RetentionConfig, RetentionThread
 from pipeline.storage import ObjectStorage
 from pipeline.taskqueue import TaskQueue
@@ -142,6 +142,7 @@ class Scheduler:
             send_poll=self._queue.send_poll,
             config=cfg.rescuer,
         )
+        self._requeue_unsent(rescuer)
         listener = connect(cfg.database_url, cfg.schema, autocommit=True)
         listener.execute(f"LISTEN {CHANNEL}")
         retention = None
@@ -191,6 +192,13 @@ class Scheduler:
             if retention is not None:
                 retention.stop()
             listener.close()
+
+    def _requeue_unsent(self, rescuer: Rescuer) -> None:
+        """On taking the lead: the leader before us may have died between its commit and its
+        sends (:meth:`pipeline.rescuer.Rescuer.requeue_unsent_queued`)."""
+        pending = self._queue.pending_create_items()  # before Postgres is read, on purpose
+        unsent = rescuer.requeue_unsent_queued(self._clock(), pending)
+        metrics.record_rescue(RescueResult(requeued=unsent))
 
     def _wait_for_notify(self, listener: psycopg.Connection[Any], timeout: float) -> None:
         for notify in listener.notifies(timeout=timeout, stop_after=1):

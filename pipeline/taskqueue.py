@@ -66,6 +66,34 @@ class TaskQueue:
         )
         self._broker.enqueue(message, delay=delay_ms if delay_ms > 0 else None)
 
+    def pending_create_items(self) -> set[int]:
+        """Item ids of the creation messages the broker holds: waiting, delayed (dramatiq's
+        retries) or delivered to a worker and not yet acknowledged.
+
+        Reads dramatiq's Redis layout (``dramatiq/brokers/redis/dispatch.lua``): each queue
+        keeps message id -> encoded message in the hash ``{namespace}:{queue}.msgs`` (and its
+        ``.DQ`` twin for delayed messages) until the message is acknowledged;
+        ``tests/integration/test_taskqueue.py`` pins that. The delayed hash is read first, so
+        a message moving from it to the queue meanwhile is still seen.
+
+        Returns:
+            The set of item ids; empty for a broker that is not Redis-backed.
+
+        Raises:
+            redis.RedisError: Redis could not be reached.
+        """
+        client = getattr(self._broker, "client", None)
+        namespace = getattr(self._broker, "namespace", "dramatiq")
+        if client is None:
+            return set()
+        items: set[int] = set()
+        for key in (f"{namespace}:{CREATE_QUEUE}.DQ.msgs", f"{namespace}:{CREATE_QUEUE}.msgs"):
+            for _, raw in client.hscan_iter(key, count=500):
+                args = dramatiq.Message.decode(raw).args
+                if args:
+                    items.add(int(args[0]))
+        return items
+
     def queue_lengths(self) -> dict[str, int]:
         """Messages waiting per queue (ready + delayed), as the broker counts them."""
         client = getattr(self._broker, "client", None)

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import dramatiq
 import psycopg
 import pytest
 import structlog
@@ -137,3 +138,27 @@ def test_a_paused_leader_keeps_new_items_pending(db_schema: str, redis_namespace
         ).fetchone()
     assert row == ("PENDING",)
     assert any(entry["event"] == "submissions_paused" for entry in logs)
+
+
+def test_a_new_leader_sends_the_messages_its_predecessor_committed_but_never_sent(
+    db_schema: str, redis_namespace: str
+) -> None:
+    items = [insert_item(db_schema) for _ in range(3)]
+    with psycopg.connect(DATABASE_URL, options=f"-c search_path={db_schema}") as conn:
+        conn.execute(  # a dead leader's last pass: committed QUEUED ...
+            "UPDATE image_optimization_items SET status = 'QUEUED' WHERE id = ANY(%s)", (items,)
+        )
+    broker = build_broker(REDIS_URL, redis_namespace)
+    queue = TaskQueue(broker)
+    try:
+        queue.send_create(items[:1])  # ... and sent only the first message
+        with run_scheduler(db_schema, redis_namespace, tick=30.0):  # rescuer: 120 s threshold
+            deadline = time.monotonic() + 5
+            while queue.pending_create_items() != set(items) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        client: Any = broker.client
+        raw = client.hvals(f"{redis_namespace}-dramatiq:imageopt-create.msgs")
+        sent = sorted(int(dramatiq.Message.decode(r).args[0]) for r in raw)
+    finally:
+        broker.close()
+    assert sent == items  # one message each: none lost, none sent twice
