@@ -177,28 +177,25 @@ def start_profilers(stack: Stack, out_dir: str) -> list[subprocess.Popen[bytes]]
         for pid in _session_pids(sid):
             if kind.startswith("worker") and pid == sid:
                 continue  # dramatiq's main process only supervises
-            procs.append(
-                subprocess.Popen(
-                    [
-                        str(Path(sys.executable).parent / "py-spy"),
-                        "record",
-                        "--pid",
-                        str(pid),
-                        "--duration",
-                        "15",
-                        "--rate",
-                        "200",
-                        "--format",
-                        "raw",
-                        "--nonblocking",
-                        "--gil",
-                        "--output",
-                        f"{out_dir}/{kind}-{pid}.txt",
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=(Path(out_dir) / f"{kind}-{pid}.err").open("wb"),
-                )
-            )
+            command = [
+                str(Path(sys.executable).parent / "py-spy"),
+                "record",
+                "--pid",
+                str(pid),
+                "--duration",
+                "15",
+                "--rate",
+                "200",
+                "--format",
+                "raw",
+                "--nonblocking",
+                "--gil",
+                "--output",
+                f"{out_dir}/{kind}-{pid}.txt",
+            ]
+            # py-spy's errors beside its output; the child keeps its own copy of the file
+            with (Path(out_dir) / f"{kind}-{pid}.err").open("wb") as errors:
+                procs.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors))
     return procs
 
 

@@ -7,6 +7,7 @@ worker's actors (and their heavy dependencies).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
@@ -66,8 +67,8 @@ class TaskQueue:
         )
         self._broker.enqueue(message, delay=delay_ms if delay_ms > 0 else None)
 
-    def pending_create_items(self) -> set[int]:
-        """Item ids of the creation messages the broker holds: waiting, delayed (dramatiq's
+    def pending_create_items(self) -> Counter[int]:
+        """Creation messages the broker holds per item id: waiting, delayed (dramatiq's
         retries) or delivered to a worker and not yet acknowledged.
 
         Reads dramatiq's Redis layout (``dramatiq/brokers/redis/dispatch.lua``): each queue
@@ -77,27 +78,25 @@ class TaskQueue:
         a message moving from it to the queue meanwhile is still seen.
 
         Returns:
-            The set of item ids; empty for a broker that is not Redis-backed.
+            ``{item_id: messages}``; empty for a broker that is not Redis-backed.
 
         Raises:
             redis.RedisError: Redis could not be reached.
         """
-        client = getattr(self._broker, "client", None)
-        namespace = getattr(self._broker, "namespace", "dramatiq")
+        client, namespace = self._redis()
+        items: Counter[int] = Counter()
         if client is None:
-            return set()
-        items: set[int] = set()
+            return items
         for key in (f"{namespace}:{CREATE_QUEUE}.DQ.msgs", f"{namespace}:{CREATE_QUEUE}.msgs"):
             for _, raw in client.hscan_iter(key, count=500):
                 args = dramatiq.Message.decode(raw).args
                 if args:
-                    items.add(int(args[0]))
+                    items[int(args[0])] += 1
         return items
 
     def queue_lengths(self) -> dict[str, int]:
         """Messages waiting per queue (ready + delayed), as the broker counts them."""
-        client = getattr(self._broker, "client", None)
-        namespace = getattr(self._broker, "namespace", "dramatiq")
+        client, namespace = self._redis()
         if client is None:
             return {}
         lengths: dict[str, int] = {}
@@ -106,3 +105,7 @@ class TaskQueue:
             delayed = client.llen(f"{namespace}:{queue}.DQ")
             lengths[queue] = int(ready) + int(delayed)
         return lengths
+
+    def _redis(self) -> tuple[Any, str]:
+        """The broker's Redis client (``None`` for a broker without one) and key namespace."""
+        return getattr(self._broker, "client", None), getattr(self._broker, "namespace", "dramatiq")

@@ -162,11 +162,6 @@ def worker_services(settings: Settings, queue: TaskQueue, pool_size: int) -> Wor
         maximum=settings.poll_max_delay_seconds,
     )
 
-    def first_delay(model: str) -> float:
-        if settings.adaptive_polling:
-            return hints.first_delay(model)
-        return settings.poll_initial_delay_seconds
-
     def after_create(item_id: int, model: str, prediction: Prediction) -> None:
         delay = polling.after_create(item_id, model, prediction)
         if delay is not None:
@@ -202,7 +197,7 @@ def worker_services(settings: Settings, queue: TaskQueue, pool_size: int) -> Wor
         provider=provider,
         read_limiter=read_limiter,
         on_runtime=hints.observe if settings.adaptive_polling else None,
-        first_delay=first_delay,
+        first_delay=hints.first_delay if settings.adaptive_polling else None,
         policy=PollingPolicy(
             initial_delay=settings.poll_initial_delay_seconds,
             max_delay=settings.poll_max_delay_seconds,

@@ -82,13 +82,15 @@ def _wait(check: Any, timeout: float, what: str) -> None:
 def test_postgres_cut_under_the_workers_queries_costs_no_extra_prediction(
     private_postgres: PrivatePostgres, make_stack: Any, run: int
 ) -> None:
-    """Deterministic half of scenario 3: Postgres stops while the workers' writes execute.
+    """Deterministic half of scenario 3: the workers' writes are cut while they execute.
 
     A short outage is absorbed by the pool (a checkout waits for a new connection); what
-    breaks is a statement running when the sessions are cut (``57P01``). The test holds a
-    table lock so that every worker's ``mark_processing`` waits inside ``execute``, then stops
-    the server: each message must be retried without a traceback, and the rescuer must adopt
-    each prediction by its input URL, so no item pays twice.
+    breaks is a statement running when its session is cut (``57P01``). The test holds a table
+    lock so that every worker's ``mark_processing`` waits inside ``execute``, terminates those
+    sessions while the lock is still held (what a fast shutdown does to them; stopping the
+    server instead races: the lock holder may exit first and let a write through), then
+    restarts the server. Each message must be retried without a traceback, and the rescuer
+    must adopt each prediction by its input URL, so no item pays twice.
     """
     stack: FaultStack = make_stack(
         database_url=private_postgres.url,
@@ -103,17 +105,19 @@ def test_postgres_cut_under_the_workers_queries_costs_no_extra_prediction(
     holder.execute("BEGIN")
     holder.execute("LOCK TABLE image_optimization_items IN EXCLUSIVE MODE")  # reads still pass
     waiting = (
-        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+        "FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
         "AND query LIKE '%SET status = ''PROCESSING'', prediction_id%'"
     )
     with stack.connect() as probe:
         _wait(
-            lambda: (probe.execute(waiting).fetchone() or (0,))[0] >= 3,
+            lambda: (probe.execute(f"SELECT count(*) {waiting}").fetchone() or (0,))[0] >= 3,
             15,
             "three worker writes not waiting on the lock",
         )
+        cut = probe.execute(f"SELECT pg_terminate_backend(pid) {waiting}").fetchall()
+    assert cut.count((True,)) >= 3
     stack.emulator(slow_response_seconds=0.0)
-    private_postgres.stop("fast")  # cuts the waiting statements (and the holder)
+    private_postgres.stop("fast")  # and every other session, the lock holder's too
     holder.close()
     time.sleep(1.0)
     private_postgres.start()
