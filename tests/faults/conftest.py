@@ -26,10 +26,10 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import psycopg
@@ -81,6 +81,26 @@ FAST_ENV = {
 }
 _TRACEBACK = re.compile(r"Traceback \(most recent call last\)")
 _INPUT_ITEM = re.compile(r"/inputs/[^/]+/\d+/(\d+)\.\w+$")
+
+
+T = TypeVar("T")
+
+
+def wait_until(
+    check: Callable[[], T | None], timeout: float, failure: str, *, interval: float = 0.05
+) -> T:
+    """Poll ``check`` every ``interval`` s until it returns a truthy value, and return that.
+
+    Fails the test with ``"{failure} within {timeout} s"`` when ``timeout`` s pass first.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"{failure} within {timeout} s")
+        time.sleep(interval)
 
 
 @dataclass
@@ -137,20 +157,18 @@ class FaultStack:
 
     def leader(self, names: tuple[str, ...], timeout: float = 20.0) -> str:
         """Which of the scheduler processes ``names`` leads now (from their logs)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def leading() -> str | None:
             for name in names:
-                text = (
-                    (self.log_dir / f"{name}.log").read_text(errors="replace")
-                    if (self.log_dir / f"{name}.log").exists()
-                    else ""
-                )
+                log = self.log_dir / f"{name}.log"
+                text = log.read_text(errors="replace") if log.exists() else ""
                 acquired = text.count('"leader_acquired"')
                 released = text.count('"leader_released"')
                 if self.group.alive(name) and acquired > released:
                     return name
-            time.sleep(0.1)
-        pytest.fail(f"no scheduler leader among {names} within {timeout} s")
+            return None
+
+        return wait_until(leading, timeout, f"no scheduler leader among {names}", interval=0.1)
 
     # --- emulator ------------------------------------------------------------------------
     def emulator(self, **changes: Any) -> None:
@@ -248,23 +266,21 @@ class FaultStack:
 
     def wait_started(self, count: int, timeout: float = 60.0) -> None:
         """Wait until ``count`` items have reached a worker (so a fault lands mid-run)."""
-        deadline = time.monotonic() + timeout
         started = ("SUBMITTING", "PROCESSING", "DONE", "FAILED")
-        while time.monotonic() < deadline:
-            if sum(s in started for s in self.statuses().values()) >= count:
-                return
-            time.sleep(0.05)
-        pytest.fail(f"fewer than {count} items started within {timeout} s")
+        wait_until(
+            lambda: sum(s in started for s in self.statuses().values()) >= count,
+            timeout,
+            f"fewer than {count} items started",
+        )
 
     def wait_status(self, status: str, count: int, timeout: float) -> list[int]:
         """Wait until at least ``count`` items are in ``status``; returns their ids."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def reached() -> list[int] | None:
             ids = [i for i, s in self.statuses().items() if s == status]
-            if len(ids) >= count:
-                return ids
-            time.sleep(0.05)
-        pytest.fail(f"fewer than {count} items reached {status} within {timeout} s")
+            return ids if len(ids) >= count else None
+
+        return wait_until(reached, timeout, f"fewer than {count} items reached {status}")
 
     # --- the verdict ---------------------------------------------------------------------
     def outcome(self, timeout: float) -> Outcome:

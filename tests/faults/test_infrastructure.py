@@ -14,6 +14,7 @@ from tests.faults.conftest import (
     PrivatePostgres,
     PrivateRedis,
     assert_all_done,
+    wait_until,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.slow]
@@ -70,14 +71,6 @@ def test_a_postgres_restart_mid_run_loses_nothing_and_half_writes_nothing(
     assert half == (0,)
 
 
-def _wait(check: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} within {timeout} s")
-        time.sleep(0.05)
-
-
 @pytest.mark.parametrize("run", RUNS)
 def test_postgres_cut_under_the_workers_queries_costs_no_extra_prediction(
     private_postgres: PrivatePostgres, make_stack: Any, run: int
@@ -100,7 +93,7 @@ def test_postgres_cut_under_the_workers_queries_costs_no_extra_prediction(
     stack.start_workers("workers", threads=3)
     stack.emulator(slow_response_seconds=1.0)  # the answers come after the lock is taken
     ids = stack.insert(stack.good(3))
-    _wait(lambda: len(stack.predictions()) == 3, 60, "three predictions not created")
+    wait_until(lambda: len(stack.predictions()) == 3, 60, "three predictions not created")
     holder = stack.connect()
     holder.execute("BEGIN")
     holder.execute("LOCK TABLE image_optimization_items IN EXCLUSIVE MODE")  # reads still pass
@@ -109,7 +102,7 @@ def test_postgres_cut_under_the_workers_queries_costs_no_extra_prediction(
         "AND query LIKE '%SET status = ''PROCESSING'', prediction_id%'"
     )
     with stack.connect() as probe:
-        _wait(
+        wait_until(
             lambda: (probe.execute(f"SELECT count(*) {waiting}").fetchone() or (0,))[0] >= 3,
             15,
             "three worker writes not waiting on the lock",

@@ -11,11 +11,17 @@ import httpx
 import psycopg
 import pytest
 from dramatiq.brokers.stub import StubBroker
+from psycopg_pool import ConnectionPool
+from structlog.testing import capture_logs
 
 from emulator.config import EmulatorConfig
+from pipeline.devstack import free_port
+from pipeline.polling import PollingPolicy, PollingService
+from pipeline.repository import Repository
 from pipeline.taskqueue import POLL_QUEUE
-from tests.conftest import DATABASE_URL
-from tests.support.worker import put_source, queued_items, services_with_emulator
+from pipeline.wiring import limiters, provider_client, redis_client, storage
+from tests.conftest import DATABASE_URL, settings_from
+from tests.support.worker import MODEL, put_source, queued_items, services_with_emulator
 
 pytestmark = pytest.mark.integration
 
@@ -89,3 +95,65 @@ def _rows(schema: str, items: list[int]) -> list[tuple[str, str | None, int]]:
             )
         }
     return [found[item_id] for item_id in items]
+
+
+def test_a_final_sync_answer_that_cannot_be_finished_now_is_left_to_the_poll_path(
+    pipeline_env: dict[str, str],
+    poll_broker: StubBroker,
+    db_schema: str,
+    s3_settings: dict[str, str],
+) -> None:
+    """The creation step finishes a final sync answer itself; when it cannot (here: Postgres
+    refuses connections), ``after_create`` gives back the first poll's delay, so the caller
+    sends a poll message and the poll path finishes the item later. Nothing is downloaded."""
+    env = {**pipeline_env, "REPLICATE_MAX_WAIT_MS": "3000"}
+    emulator = EmulatorConfig(latency_min=0.05, latency_max=0.1, token=TOKEN)
+    with services_with_emulator(env, poll_broker, emulator) as (services, api_url):
+        source = put_source(services, s3_settings["S3_BUCKET"])
+        [item_id] = queued_items(db_schema, source, 1)
+        created = services.creation.run(item_id)
+        assert created.action == "submitted"
+        assert created.prediction_id is not None
+        settings = settings_from(
+            {**env, "REPLICATE_BASE_URL": api_url, "REPLICATE_API_TOKEN": TOKEN}
+        )
+        provider = provider_client(settings)
+        answer = provider.get_prediction(created.prediction_id)
+        files_before = _emulator_stats(api_url)["requests_by_endpoint"].get("files", 0)
+        # A pool on a port where nothing listens: each checkout ends in PoolTimeout (an
+        # OperationalError), which the repository turns into DatabaseUnavailable.
+        refused = ConnectionPool(
+            f"postgresql://127.0.0.1:{free_port()}/none", open=False, timeout=0.5
+        )
+        refused.open(wait=False)
+        client = redis_client(settings)
+        polling = PollingService(
+            repo=Repository(refused),
+            storage=storage(settings),
+            provider=provider,
+            read_limiter=limiters(settings, client)[1],
+            first_delay=lambda model: 7.5 if model == MODEL else 0.0,
+            policy=PollingPolicy(
+                initial_delay=1.0,
+                max_delay=10.0,
+                acquire_timeout=1.0,
+                max_output_bytes=10_000_000,
+                max_output_pixels=50_000_000,
+            ),
+        )
+        try:
+            with capture_logs() as logs:
+                delay = polling.after_create(item_id, MODEL, answer)
+        finally:
+            refused.close()
+            client.close()
+            provider.close()
+        files_after = _emulator_stats(api_url)["requests_by_endpoint"].get("files", 0)
+
+    assert answer.terminal
+    assert answer.status == "succeeded"
+    assert delay == 7.5  # the model's first-poll delay: the caller sends the poll message
+    deferred = [e for e in logs if e["event"] == "sync_completion_deferred"]
+    assert deferred
+    assert deferred[0]["error_code"] == "database_unavailable"
+    assert files_after == files_before  # the output is fetched by the poll, not twice
