@@ -10,13 +10,19 @@ import csv
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from pipeline.config import Settings
-from pipeline.errors import PipelineError
+from pipeline.errors import DatabaseUnavailable, PipelineError
+
+if TYPE_CHECKING:
+    from pipeline.controls import PauseState
+    from pipeline.repository import Repository
 
 app = typer.Typer(
     help="imageopt: rows in Postgres become AI-optimized images in object storage.",
@@ -26,6 +32,8 @@ app = typer.Typer(
 )
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
+CLI_DATABASE_TIMEOUT_SECONDS = 5.0
+"""How long a command waits for Postgres before it gives up (exit code 1), seconds."""
 
 
 def _settings() -> Settings:
@@ -35,6 +43,33 @@ def _settings() -> Settings:
 def _fail(message: str, code: int = 2) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code)
+
+
+@contextmanager
+def _repository(settings: Settings) -> Iterator[Repository]:
+    """A repository on a one-connection pool, closed afterwards; a database that cannot be
+    reached ends the command with exit code 1 and a one-line error."""
+    import psycopg
+
+    from pipeline.db import create_pool
+    from pipeline.repository import Repository
+
+    try:
+        pool = create_pool(
+            settings.database_url,
+            settings.db_schema,
+            max_size=1,
+            name="cli",
+            open_timeout=CLI_DATABASE_TIMEOUT_SECONDS,
+        )
+    except psycopg.Error as exc:  # psycopg_pool.PoolTimeout is an OperationalError
+        raise _fail(f"database unreachable: {type(exc).__name__}", code=1) from exc
+    try:
+        yield Repository(pool)
+    except DatabaseUnavailable as exc:
+        raise _fail(exc.message, code=1) from exc
+    finally:
+        pool.close()
 
 
 @app.command()
@@ -200,9 +235,6 @@ def submit(
     priority: Annotated[int, typer.Option(help="item priority (higher first)")] = 0,
 ) -> None:
     """Insert a job (one item per image or CSV row) and print its id."""
-    from pipeline.db import create_pool
-    from pipeline.repository import Repository
-
     settings = _settings()
     if not store.strip():
         raise _fail("--store must not be empty")
@@ -213,9 +245,8 @@ def submit(
         raise _fail(f"{path}: no images or rows found")
     for item in items:
         item.setdefault("priority", priority)
-    pool = create_pool(settings.database_url, settings.db_schema, max_size=1, name="cli")
-    try:
-        job_id = Repository(pool).insert_job(
+    with _repository(settings) as repo:
+        job_id = repo.insert_job(
             store_id=store,
             model=model or settings.replicate_image_model,
             prompt=prompt,
@@ -223,8 +254,6 @@ def submit(
             preset=preset,
             items=items,
         )
-    finally:
-        pool.close()
     typer.echo(job_id)
 
 
@@ -235,19 +264,12 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
     """Item counts by status, per store and per job (the seeds' distribution query)."""
-    from pipeline.db import create_pool
     from pipeline.quotas import quota_config
     from pipeline.reporting import status_report
-    from pipeline.repository import Repository
 
     settings = _settings()
-    pool = create_pool(settings.database_url, settings.db_schema, max_size=1, name="cli")
-    try:
-        report = status_report(
-            Repository(pool), job_id=job, store_id=store, quota=quota_config(settings)
-        )
-    finally:
-        pool.close()
+    with _repository(settings) as repo:
+        report = status_report(repo, job_id=job, store_id=store, quota=quota_config(settings))
     if as_json:
         typer.echo(json.dumps(report, indent=2, sort_keys=True))
         return
@@ -276,18 +298,13 @@ def retry(
 ) -> None:
     """Send FAILED items (dead letters) back to PENDING, attempts reset; prints how many."""
     from pipeline.cancellation import retry_item
-    from pipeline.db import create_pool
-    from pipeline.repository import Repository
 
     settings = _settings()
-    pool = create_pool(settings.database_url, settings.db_schema, max_size=1, name="cli")
-    try:
+    with _repository(settings) as repo:
         if item is not None:
-            ids = [item] if retry_item(Repository(pool), item) else []
+            ids = [item] if retry_item(repo, item) else []
         else:
-            ids = Repository(pool).retry_failed(job, error_code)
-    finally:
-        pool.close()
+            ids = repo.retry_failed(job, error_code)
     typer.echo(f"{len(ids)} item(s) back to PENDING")
 
 
@@ -299,24 +316,20 @@ def cancel(
     """Cancel a job's unfinished items, or one item (--item); running predictions are canceled
     at the provider."""
     from pipeline.cancellation import cancel_item, cancel_job
-    from pipeline.db import create_pool
-    from pipeline.repository import Repository
     from pipeline.wiring import provider_client
 
     if (job is None) == (item is None):
         raise _fail("give a JOB id or --item ID (one of them)")
     settings = _settings()
-    pool = create_pool(settings.database_url, settings.db_schema, max_size=1, name="cli")
     provider = provider_client(settings)
     try:
-        repo = Repository(pool)
-        results = (
-            [cancel_item(repo, provider, item)]
-            if item is not None
-            else cancel_job(repo, provider, int(job or 0))
-        )
+        with _repository(settings) as repo:
+            results = (
+                [cancel_item(repo, provider, item)]
+                if item is not None
+                else cancel_job(repo, provider, int(job or 0))
+            )
     finally:
-        pool.close()
         provider.close()
     for result in results:
         if result.provider_canceled is False:
@@ -357,19 +370,14 @@ def api_key_create(
 ) -> None:
     """Create an API key for a store and print it (shown once; only its hash is stored)."""
     from pipeline.api.auth import create_api_key
-    from pipeline.db import create_pool
-    from pipeline.repository import Repository
 
     settings = _settings()
     if not store.strip():
         raise _fail("--store must not be empty")
     if store == settings.api_guest_store:
         raise _fail(f"{store!r} is the console guests' store (IMAGEOPT_API_GUEST_STORE)")
-    pool = create_pool(settings.database_url, settings.db_schema, max_size=1, name="cli")
-    try:
-        key, key_id = create_api_key(Repository(pool), store, name)
-    finally:
-        pool.close()
+    with _repository(settings) as repo:
+        key, key_id = create_api_key(repo, store, name)
     typer.echo(f"key id {key_id} for store {store} (shown once, keep it secret):", err=True)
     typer.echo(key)
 
@@ -379,15 +387,9 @@ def api_key_list(
     store: Annotated[str | None, typer.Option(help="only this store")] = None,
 ) -> None:
     """List API keys (id, store, prefix, label, created, last used, revoked); never the key."""
-    from pipeline.db import create_pool
-    from pipeline.repository import Repository
-
     settings = _settings()
-    pool = create_pool(settings.database_url, settings.db_schema, max_size=1, name="cli")
-    try:
-        rows = Repository(pool).api_list_keys(store)
-    finally:
-        pool.close()
+    with _repository(settings) as repo:
+        rows = repo.api_list_keys(store)
     for row in rows:
         state = "revoked" if row["revoked_at"] else "live"
         typer.echo(
@@ -400,15 +402,9 @@ def api_key_list(
 @api_key_app.command("revoke")
 def api_key_revoke(key_id: Annotated[int, typer.Argument(help="key id (from list)")]) -> None:
     """Revoke an API key at once."""
-    from pipeline.db import create_pool
-    from pipeline.repository import Repository
-
     settings = _settings()
-    pool = create_pool(settings.database_url, settings.db_schema, max_size=1, name="cli")
-    try:
-        revoked = Repository(pool).api_revoke_key(key_id)
-    finally:
-        pool.close()
+    with _repository(settings) as repo:
+        revoked = repo.api_revoke_key(key_id)
     if not revoked:
         raise _fail(f"no live key with id {key_id}", code=1)
     typer.echo(f"key {key_id} revoked")
@@ -440,16 +436,11 @@ def presets_command(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """List output presets: built-in ones, then custom ones per store."""
-    from pipeline.db import create_pool
     from pipeline.presets import list_presets
-    from pipeline.repository import Repository
 
     settings = _settings()
-    pool = create_pool(settings.database_url, settings.db_schema, max_size=1, name="cli")
-    try:
-        presets = list_presets(Repository(pool), store)
-    finally:
-        pool.close()
+    with _repository(settings) as repo:
+        presets = list_presets(repo, store)
     if as_json:
         typer.echo(json.dumps(presets, indent=2, sort_keys=True))
         return
@@ -465,22 +456,18 @@ def preset_add(
     spec: Annotated[str, typer.Option(help='JSON, e.g. {"format": "webp", "width": 800}')],
 ) -> None:
     """Add (or replace) a store's custom preset; the spec is validated first."""
-    from pipeline.db import create_pool
     from pipeline.presets import add_custom_preset
-    from pipeline.repository import Repository
 
     try:
         parsed = json.loads(spec)
     except json.JSONDecodeError as exc:
         raise _fail(f"--spec is not JSON: {exc}") from exc
     settings = _settings()
-    pool = create_pool(settings.database_url, settings.db_schema, max_size=1, name="cli")
     try:
-        preset = add_custom_preset(Repository(pool), store, name, parsed)
+        with _repository(settings) as repo:
+            preset = add_custom_preset(repo, store, name, parsed)
     except PipelineError as exc:
         raise _fail(f"{exc.code}: {exc.message}") from exc
-    finally:
-        pool.close()
     typer.echo(f"preset {preset.name} saved for store {store}: {json.dumps(preset.to_spec())}")
 
 
@@ -503,14 +490,8 @@ def preview(
             if chosen is None:
                 raise _fail(f"unknown built-in preset {preset!r}; give --store for custom ones")
         else:
-            from pipeline.db import create_pool
-            from pipeline.repository import Repository
-
-            pool = create_pool(settings.database_url, settings.db_schema, max_size=1, name="cli")
-            try:
-                chosen = resolve_preset(Repository(pool), store, preset)
-            finally:
-                pool.close()
+            with _repository(settings) as repo:
+                chosen = resolve_preset(repo, store, preset)
         result = preview_size(data, chosen, max_pixels=settings.max_input_pixels)
     except PipelineError as exc:
         raise _fail(f"{exc.code}: {exc.message}") from exc
@@ -559,17 +540,12 @@ def quota(
     ] = None,
 ) -> None:
     """Set a store's quota of items per rolling window (IMAGEOPT_QUOTA_WINDOW_SECONDS)."""
-    from pipeline.db import create_pool
-    from pipeline.repository import Repository
 
     if limit is not None and limit < 1:
         raise _fail("--limit must be 1 or more (omit it to use IMAGEOPT_DEFAULT_DAILY_ITEM_QUOTA)")
     settings = _settings()
-    pool = create_pool(settings.database_url, settings.db_schema, max_size=1, name="cli")
-    try:
-        Repository(pool).set_store_quota(store, limit)
-    finally:
-        pool.close()
+    with _repository(settings) as repo:
+        repo.set_store_quota(store, limit)
     typer.echo(f"store {store}: quota {limit if limit is not None else 'default'}")
 
 
@@ -580,21 +556,16 @@ def retention(
     """Delete old inputs, outputs and rows now (IMAGEOPT_RETENTION_*); prints the counts."""
     from datetime import UTC, datetime
 
-    from pipeline.db import create_pool
-    from pipeline.repository import Repository
     from pipeline.retention import Retention, retention_config
     from pipeline.storage import ObjectStorage
 
     settings = _settings()
-    pool = create_pool(settings.database_url, settings.db_schema, max_size=1, name="cli")
-    try:
+    with _repository(settings) as repo:
         result = Retention(
-            repo=Repository(pool),
+            repo=repo,
             storage=ObjectStorage.from_settings(settings),
             config=retention_config(settings, dry_run=dry_run or None),
         ).run_once(datetime.now(UTC))
-    finally:
-        pool.close()
     verb = "due" if result.dry_run else "deleted"
     typer.echo(
         f"{verb}: inputs={result.inputs_deleted} outputs={result.outputs_deleted} "
@@ -603,6 +574,82 @@ def retention(
     )
     if result.storage_errors:
         raise typer.Exit(1)
+
+
+submissions_app = typer.Typer(
+    help="Pause and resume submissions while the pipeline runs (docs/SCHEDULING.md).",
+    no_args_is_help=True,
+)
+app.add_typer(submissions_app, name="submissions")
+
+
+def _operator() -> str:
+    """Who runs this command, for the switch's ``changed_by`` (OS user and host)."""
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (some containers)
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"[:200]
+
+
+def _set_submissions_paused(paused: bool, reason: str | None) -> None:
+    from pipeline.controls import SUBMISSIONS_PAUSED, pause_state
+
+    if reason is not None and len(reason) > 500:
+        raise _fail("--reason must be at most 500 characters")
+    with _repository(_settings()) as repo:
+        changed = repo.set_control(
+            SUBMISSIONS_PAUSED, paused, reason=reason, changed_by=_operator()
+        )
+        state = pause_state(False, repo.get_control(SUBMISSIONS_PAUSED))
+    word = "paused" if paused else "resumed"
+    already = "" if changed is not None else "already "
+    typer.echo(f"submissions {already}{word}" + _describe(state))
+
+
+def _describe(state: PauseState) -> str:
+    if not state.paused:
+        return ""
+    parts = [f" since {state.changed_at:%Y-%m-%d %H:%M:%S %Z}" if state.changed_at else ""]
+    if state.changed_by:
+        parts.append(f" by {state.changed_by}")
+    if state.reason:
+        parts.append(f": {state.reason}")
+    return "".join(parts)
+
+
+@submissions_app.command("pause")
+def submissions_pause(
+    reason: Annotated[
+        str | None, typer.Option(help="why (shown by status and in the leader's log)")
+    ] = None,
+) -> None:
+    """Stop metering new items at once: they stay PENDING; QUEUED and PROCESSING ones finish."""
+    _set_submissions_paused(True, reason)
+
+
+@submissions_app.command("resume")
+def submissions_resume() -> None:
+    """Meter again where it stopped (IMAGEOPT_SUBMISSIONS_PAUSED=true still pauses)."""
+    _set_submissions_paused(False, None)
+
+
+@submissions_app.command("status")
+def submissions_status() -> None:
+    """Print whether the switch pauses submissions; exit 0 when running, 3 when paused."""
+    from pipeline.controls import SUBMISSIONS_PAUSED, pause_state
+
+    with _repository(_settings()) as repo:
+        state = pause_state(False, repo.get_control(SUBMISSIONS_PAUSED))
+    if state.paused:
+        typer.echo("submissions paused" + _describe(state))
+        raise typer.Exit(3)
+    typer.echo(
+        "submissions running (the switch is off; IMAGEOPT_SUBMISSIONS_PAUSED is per process)"
+    )
 
 
 def main() -> None:

@@ -90,7 +90,13 @@ class IdleCheck:
 
 
 def create_pool(
-    database_url: str, schema: str, *, min_size: int = 1, max_size: int = 8, name: str = "imageopt"
+    database_url: str,
+    schema: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 8,
+    name: str = "imageopt",
+    open_timeout: float = 30.0,
 ) -> ConnectionPool[psycopg.Connection[dict[str, object]]]:
     """A connection pool whose connections all use ``schema``; opened and waited for.
 
@@ -100,6 +106,10 @@ def create_pool(
         min_size: connections kept open.
         max_size: upper bound (size it to the worker threads of the process).
         name: pool name, shown in psycopg-pool's logs.
+        open_timeout: longest wait for the first ``min_size`` connections, seconds.
+
+    Raises:
+        psycopg_pool.PoolTimeout: the connections could not be made within ``open_timeout``.
     """
     # Autocommit: each repository call is one statement, so it needs no BEGIN and COMMIT
     # round trips of its own (issue 9); a call of several statements opens a transaction.
@@ -114,5 +124,5 @@ def create_pool(
         check=idle.check,
         reset=idle.reset,
     )
-    pool.open(wait=True, timeout=30)
+    pool.open(wait=True, timeout=open_timeout)
     return pool

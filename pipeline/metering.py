@@ -50,7 +50,7 @@ class MeterResult:
     in_flight: int
     limit: int
     paused: bool = False
-    """True when ``IMAGEOPT_SUBMISSIONS_PAUSED`` held metering back (nothing was read)."""
+    """True when submissions were paused (:mod:`pipeline.controls`): nothing was metered."""
 
     @property
     def saturated(self) -> bool:
@@ -66,7 +66,9 @@ class Meter:
         allowlist: models items may use (invalid items fail here, before any work).
         limit: most items QUEUED or SUBMITTING at once (:func:`in_flight_limit`).
         enqueue: sends creation messages; called only after ``mark_queued`` committed.
-        paused: ``IMAGEOPT_SUBMISSIONS_PAUSED``: meter nothing, leave every item PENDING.
+        paused: whether submissions are paused (a flag, or a callable asked on each pass, e.g.
+            :meth:`pipeline.controls.SubmissionsSwitch.paused`): meter nothing, leave every
+            item PENDING.
         quota: per-store quotas (:mod:`pipeline.quotas`); stores at their quota are skipped
             and their items stay PENDING.
     """
@@ -78,14 +80,14 @@ class Meter:
         allowlist: Mapping[str, ModelSpec],
         limit: int,
         enqueue: Callable[[Iterable[int]], int],
-        paused: bool = False,
+        paused: bool | Callable[[], bool] = False,
         quota: QuotaGate | None = None,
     ) -> None:
         self._repo = repo
         self._allowlist = allowlist
         self._limit = limit
         self._enqueue = enqueue
-        self._paused = paused
+        self._paused: Callable[[], bool] = paused if callable(paused) else (lambda: paused)
         self._quota = quota
         self.cursor: str | None = None
 
@@ -120,7 +122,7 @@ class Meter:
     def _plan(self, now: datetime) -> MeterResult | _Plan:
         """Select, validate and mark QUEUED (no messages yet); a MeterResult when idle."""
         in_flight = self._repo.count_in_flight()
-        if self._paused:
+        if self._paused():
             return MeterResult(0, 0, in_flight, self._limit, paused=True)
         capacity = self._limit - in_flight
         if capacity <= 0:

@@ -481,13 +481,20 @@ class SchedulerCollector(Collector):
         self._cycles = 0
         self._last_cycle = 0.0
         self._snapshot: BacklogSnapshot | None = None
+        self._paused = False
 
     def set_leader(self, leading: bool) -> None:
-        """Record a change of leadership; losing it drops the backlog snapshot."""
+        """Record a change of leadership; losing it drops the backlog snapshot and the pause."""
         with self._lock:
             self._leader = leading
             if not leading:
                 self._snapshot = None
+                self._paused = False
+
+    def set_paused(self, paused: bool) -> None:
+        """Record whether the leader's last pass held submissions back (pipeline.controls)."""
+        with self._lock:
+            self._paused = paused
 
     def beat(self, now: float | None = None) -> None:
         """Count one scheduling cycle of the leader at unix time ``now`` (default: now)."""
@@ -503,11 +510,12 @@ class SchedulerCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
-            leader, cycles, last, snap = (
+            leader, cycles, last, snap, paused = (
                 self._leader,
                 self._cycles,
                 self._last_cycle,
                 self._snapshot,
+                self._paused,
             )
         yield GaugeMetricFamily(
             "imageopt_scheduler_is_leader",
@@ -522,6 +530,13 @@ class SchedulerCollector(Collector):
                 "imageopt_scheduler_last_cycle_timestamp_seconds",
                 "Unix time of the leader's last scheduling cycle (its heartbeat).",
                 value=last,
+            )
+        if leader:
+            yield GaugeMetricFamily(
+                "imageopt_submissions_paused",
+                "1 while the leader holds submissions back (IMAGEOPT_SUBMISSIONS_PAUSED or "
+                "`imageopt submissions pause`), else 0; only the leader exports it.",
+                value=1.0 if paused else 0.0,
             )
         if snap is not None:
             yield from _backlog_families(snap)

@@ -358,6 +358,24 @@ class Repository:
         """Set a store's items-per-window quota (None: the settings default)."""
         self._one("set_store_quota", store_id=store_id, quota=quota)
 
+    def get_control(self, name: str) -> Row | None:
+        """An operator switch (``name``, ``enabled``, ``reason``, ``changed_by``,
+        ``changed_at``); None when it was never set (off)."""
+        return self._one("get_control", control=name)
+
+    def set_control(
+        self, name: str, enabled: bool, *, reason: str | None, changed_by: str | None
+    ) -> Row | None:
+        """Turn switch ``name`` on or off and wake the scheduler leader.
+
+        Returns:
+            The new row, or None when the switch already was ``enabled`` (nothing changed:
+            the first reason and time stay).
+        """
+        return self._one(
+            "set_control", control=name, enabled=enabled, reason=reason, changed_by=changed_by
+        )
+
     def quota_usage(
         self, store_ids: Sequence[str], now: datetime, window_seconds: float, default_quota: int
     ) -> list[Row]:

@@ -18,6 +18,7 @@ import redis
 import structlog
 
 from pipeline import metrics
+from pipeline.controls import CONTROL_INTERVAL_SECONDS, SubmissionsSwitch
 from pipeline.db import connect
 from pipeline.errors import DatabaseUnavailable, PipelineError
 from pipeline.leader import LeaderLock, SessionPool
@@ -42,7 +43,9 @@ class SchedulerConfig:
     ``tick`` is the fallback wake-up when idle (inserts wake the leader at once by NOTIFY);
     ``busy_tick`` is how soon the leader looks again while the in-flight window is full, so a
     slot freed by a worker is refilled within that time. ``submissions_paused`` is the
-    ``IMAGEOPT_SUBMISSIONS_PAUSED`` flag: lead, rescue and beat, but meter nothing.
+    ``IMAGEOPT_SUBMISSIONS_PAUSED`` flag: lead, rescue and beat, but meter nothing; the
+    operator switch in Postgres (:mod:`pipeline.controls`) does the same while the leader runs,
+    re-read every ``control_interval`` and at each NOTIFY.
     Job counters are recounted every ``jobs_interval`` for the jobs with an item changed since
     the last pass (plus ``jobs_overlap`` for transactions that committed late and for clock
     skew between this host and Postgres, which stamps ``updated_at``), and for every
@@ -55,6 +58,7 @@ class SchedulerConfig:
     tick: float = 1.0
     busy_tick: float = 0.1
     submissions_paused: bool = False
+    control_interval: float = CONTROL_INTERVAL_SECONDS
     standby_retry: float = 1.0
     jobs_interval: float = 2.0
     jobs_full_interval: float = 300.0
@@ -124,16 +128,17 @@ class Scheduler:
     def _lead(self, lock: LeaderLock, stop: threading.Event) -> None:
         cfg = self._config
         repo = Repository(SessionPool(lock.connection))  # type: ignore[arg-type]
+        switch = SubmissionsSwitch(
+            repo, setting=cfg.submissions_paused, interval=cfg.control_interval
+        )
         meter = Meter(
             repo=repo,
             allowlist=self._allowlist,
             limit=cfg.in_flight_limit,
             enqueue=self._queue.send_create,
-            paused=cfg.submissions_paused,
+            paused=switch.paused,
             quota=QuotaGate(repo, cfg.quota),
         )
-        if cfg.submissions_paused:
-            log.warning("submissions_paused", schema=cfg.schema)
         rescuer = Rescuer(
             repo=repo,
             provider=self._provider,
@@ -167,6 +172,7 @@ class Scheduler:
                 metrics.SCHEDULER.beat()
                 now = self._clock()
                 result = meter.run_once(now)
+                metrics.SCHEDULER.set_paused(result.paused)
                 mono = time.monotonic()
                 if last_full is None or mono - last_full >= cfg.jobs_full_interval:
                     repo.refresh_active_jobs()
@@ -187,7 +193,8 @@ class Scheduler:
                 if result.queued or result.invalid:
                     continue  # more may be waiting; go round again at once
                 busy = result.saturated and not result.paused
-                self._wait_for_notify(listener, cfg.busy_tick if busy else cfg.tick)
+                if self._wait_for_notify(listener, cfg.busy_tick if busy else cfg.tick):
+                    switch.refresh()  # an insert or a change of the switch: look again
         finally:
             if retention is not None:
                 retention.stop()
@@ -200,10 +207,12 @@ class Scheduler:
         unsent = rescuer.requeue_unsent_queued(self._clock(), pending)
         metrics.record_rescue(RescueResult(requeued=unsent))
 
-    def _wait_for_notify(self, listener: psycopg.Connection[Any], timeout: float) -> None:
+    def _wait_for_notify(self, listener: psycopg.Connection[Any], timeout: float) -> bool:
+        """Wait up to ``timeout`` s for a NOTIFY of this schema; True when one came."""
         for notify in listener.notifies(timeout=timeout, stop_after=1):
             if notify.payload == self._config.schema:
-                return
+                return True
+        return False
 
     def _export_backlog(self, repo: Repository) -> None:
         """Refresh the leader's backlog gauges (queue depth, stores pending, broker queues)."""

@@ -652,3 +652,23 @@ FROM (SELECT store_id, count(*) AS n FROM image_optimization_items
       WHERE status = 'PENDING' GROUP BY store_id) s
 ORDER BY n DESC, store_id
 LIMIT greatest(%(limit)s, 1);
+
+-- name: get_control
+-- An operator switch (docs/SCHEDULING.md, "Pausing submissions"); no row: off.
+SELECT name, enabled, reason, changed_by, changed_at
+FROM image_optimization_controls
+WHERE name = %(control)s;
+
+-- name: set_control
+-- Turn a switch on or off; a no-op (no row returned) when it is already so, which keeps the
+-- first reason and time. Wakes the scheduler leader (the channel of the items' NOTIFY trigger).
+WITH changed AS (
+    INSERT INTO image_optimization_controls AS c (name, enabled, reason, changed_by)
+    VALUES (%(control)s, %(enabled)s, %(reason)s, %(changed_by)s)
+    ON CONFLICT (name) DO UPDATE
+        SET enabled = EXCLUDED.enabled, reason = EXCLUDED.reason,
+            changed_by = EXCLUDED.changed_by, changed_at = now()
+        WHERE c.enabled IS DISTINCT FROM EXCLUDED.enabled
+    RETURNING name, enabled, reason, changed_by, changed_at
+)
+SELECT changed.*, pg_notify('imageopt_pending', current_schema()) AS woke FROM changed;

@@ -1,0 +1,133 @@
+"""Pausing submissions while the pipeline runs (``imageopt submissions pause|resume|status``):
+the CLI sets the switch in the real Postgres, a running scheduler leader (real Postgres and
+Redis, in a thread) stops and resumes metering without a restart, and its gauge follows."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import MutableMapping, Sequence
+from typing import Any
+
+import psycopg
+import pytest
+from structlog.testing import capture_logs
+from typer.testing import CliRunner
+
+from pipeline import metrics
+from pipeline.cli import app
+from pipeline.controls import PauseState, pause_state
+from tests.conftest import DATABASE_URL
+from tests.integration.test_scheduling_loop import insert_item, run_scheduler, wait_status
+
+pytestmark = pytest.mark.integration
+
+
+def _status(schema: str, item_id: int) -> str:
+    with psycopg.connect(DATABASE_URL, options=f"-c search_path={schema}") as conn:
+        row = conn.execute(
+            "SELECT status FROM image_optimization_items WHERE id = %s", (item_id,)
+        ).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def _paused_gauge() -> float | None:
+    for family in metrics.SCHEDULER.collect():
+        if family.name == "imageopt_submissions_paused":
+            return float(family.samples[0].value)
+    return None
+
+
+def _wait_for_event(
+    logs: Sequence[MutableMapping[str, Any]], event: str, timeout: float
+) -> MutableMapping[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for entry in logs:
+            if entry["event"] == event:
+                return entry
+        time.sleep(0.02)
+    raise AssertionError(f"no {event!r} log within {timeout} s")
+
+
+def test_the_switch_pauses_and_resumes_a_running_leader_without_a_restart(
+    pipeline_env: dict[str, str], db_schema: str, redis_namespace: str
+) -> None:
+    cli = CliRunner()
+    # A 5 s tick and a 60 s re-read: only the NOTIFY that the switch sends can make the
+    # leader see a change within the waits below.
+    with (
+        capture_logs() as logs,
+        run_scheduler(db_schema, redis_namespace, tick=5.0, control_interval=60.0),
+    ):
+        first = insert_item(db_schema)
+        wait_status(db_schema, first, "QUEUED", timeout=5)
+        assert _paused_gauge() == 0.0
+        assert cli.invoke(app, ["submissions", "status"], env=pipeline_env).exit_code == 0
+
+        paused = cli.invoke(
+            app, ["submissions", "pause", "--reason", "provider incident"], env=pipeline_env
+        )
+        assert paused.exit_code == 0, paused.output
+        assert paused.output.startswith("submissions paused since ")
+        assert paused.output.rstrip().endswith(": provider incident")
+        seen = _wait_for_event(logs, "submissions_paused", timeout=2)
+        held = insert_item(db_schema)
+        time.sleep(1.0)
+        held_status = _status(db_schema, held)
+        gauge_while_paused = _paused_gauge()
+        again = cli.invoke(app, ["submissions", "pause", "--reason", "other"], env=pipeline_env)
+        status = cli.invoke(app, ["submissions", "status"], env=pipeline_env)
+
+        resumed = cli.invoke(app, ["submissions", "resume"], env=pipeline_env)
+        assert resumed.exit_code == 0, resumed.output
+        waited = wait_status(db_schema, held, "QUEUED", timeout=3)
+        gauge_after = _paused_gauge()
+
+    assert (seen["source"], seen["reason"]) == ("switch", "provider incident")
+    assert "@" in seen["changed_by"]  # user@host of whoever ran the CLI
+    assert held_status == "PENDING"
+    assert gauge_while_paused == 1.0
+    assert again.exit_code == 0
+    assert again.output.startswith("submissions already paused")
+    assert again.output.rstrip().endswith(": provider incident")  # the first reason stays
+    assert status.exit_code == 3
+    assert status.output.startswith("submissions paused since ")
+    assert waited < 3
+    assert gauge_after == 0.0
+    assert [e["event"] for e in logs if e["event"].startswith("submissions_")] == [
+        "submissions_paused",
+        "submissions_resumed",
+    ]
+    assert cli.invoke(app, ["submissions", "status"], env=pipeline_env).exit_code == 0
+
+
+def test_a_switch_changed_without_a_notify_is_read_within_the_interval(
+    db_schema: str, redis_namespace: str
+) -> None:
+    """A row written by hand (no NOTIFY) still takes effect: the leader re-reads it."""
+    with (
+        capture_logs() as logs,
+        run_scheduler(db_schema, redis_namespace, tick=0.1, control_interval=0.3),
+    ):
+        with psycopg.connect(DATABASE_URL, options=f"-c search_path={db_schema}") as conn:
+            conn.execute(
+                "INSERT INTO image_optimization_controls (name, enabled) "
+                "VALUES ('submissions_paused', true)"
+            )
+        _wait_for_event(logs, "submissions_paused", timeout=2)
+        held = insert_item(db_schema)
+        time.sleep(0.8)
+        held_status = _status(db_schema, held)
+    assert held_status == "PENDING"
+
+
+def test_the_setting_or_the_switch_pauses() -> None:
+    on = {"enabled": True, "reason": "r", "changed_by": "ops@host", "changed_at": None}
+    off = {**on, "enabled": False}
+    assert pause_state(False, None) == PauseState(False)
+    assert pause_state(False, off) == PauseState(False)
+    assert pause_state(True, None) == PauseState(True, "setting")
+    assert pause_state(True, off) == PauseState(True, "setting")
+    assert pause_state(False, on) == PauseState(True, "switch", "r", "ops@host")
+    assert pause_state(True, on).source == "switch"  # the switch's reason is the one to show
