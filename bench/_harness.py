@@ -55,6 +55,18 @@ REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "images"
 MODEL = "nightmareai/real-esrgan"
 TOKEN = "bench-token"
+UNLIMITED_EMULATOR: dict[str, object] = {
+    "latency_min": 0,
+    "latency_max": 0,
+    "create_rpm": 10_000_000,
+    "read_rpm": 10_000_000,
+    "window_seconds": 1,
+    "max_workers": 2,
+    "max_outputs": 200_000,
+    "max_predictions": 200_000,
+}
+"""The emulator for capacity runs: zero latency, no limit worth the name, room for 200,000
+predictions (:meth:`Stack.start_emulator` keywords)."""
 SAMPLE_SECONDS = 1.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_KIB = 1

@@ -45,6 +45,7 @@ import redis
 from bench._harness import (
     REDIS_URL,
     TOKEN,
+    UNLIMITED_EMULATOR,
     ProcSampler,
     Stack,
     _session_pids,
@@ -237,16 +238,7 @@ def capacity(args: argparse.Namespace) -> None:
             f"no-op actor ceiling: {ceiling:.0f} messages/s, {noop_cpu_ms:.2f} CPU ms/message "
             f"({args.noop_messages} messages, {args.processes} process x {args.threads} threads)"
         )
-        stack.start_emulator(
-            latency_min=0,
-            latency_max=0,
-            create_rpm=10_000_000,
-            read_rpm=10_000_000,
-            window_seconds=1,
-            max_workers=2,
-            max_outputs=200_000,
-            max_predictions=200_000,
-        )
+        stack.start_emulator(**UNLIMITED_EMULATOR)
         sampler = start_pipeline(stack, args.processes, args.threads)
         tx0 = stack.transactions()
         own0 = stack.own_queries

@@ -42,6 +42,7 @@ from bench._harness import (
     MODEL,
     REDIS_URL,
     TOKEN,
+    UNLIMITED_EMULATOR,
     Stack,
     _cpu_seconds,
     make_thumbnails,
@@ -238,16 +239,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     with pipeline_stack({}) as stack:
-        stack.start_emulator(
-            latency_min=0,
-            latency_max=0,
-            create_rpm=10_000_000,
-            read_rpm=10_000_000,
-            window_seconds=1,
-            max_workers=2,
-            max_outputs=200_000,
-            max_predictions=200_000,
-        )
+        stack.start_emulator(**UNLIMITED_EMULATOR)
         costs = run(stack, args.requests, args.threads)
     print("\n".join(report(costs)))
 
