@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from pipeline.api.context import ApiContext
+from pipeline.controls import SUBMISSIONS_PAUSED, PauseState, pause_state
 from pipeline.errors import PipelineError
 from pipeline.ratelimit import LimiterStats
 
@@ -87,13 +88,18 @@ def stats_payload(
     read: LimiterStats,
     queue_healthy_max: int,
     rpm_healthy_max_percent: float,
+    *,
+    pause: PauseState | None = None,
 ) -> dict[str, Any]:
-    """The stats document (seed 003 "Rate Limiter Stats").
+    """The stats document (seed 003 "Rate Limiter Stats"), plus whether submissions are paused.
 
     ``queueLength`` counts items waiting for their turn: PENDING (not yet metered) plus QUEUED
     (metered, waiting for a worker) — the seed's queue of jobs not yet sent to the provider.
-    Health thresholds are seed 003's: queue < 500, RPM usage <= 95 %.
+    Health thresholds are seed 003's: queue < 500, RPM usage <= 95 %. ``submissions`` shows
+    the pause (:mod:`pipeline.controls`) without its reason or author: this document needs no
+    credentials.
     """
+    pause = pause or PauseState(False)
     queue_length = depths.get("PENDING", 0) + depths.get("QUEUED", 0)
     rate = {"queueLength": queue_length, **limiter_view(create)}
     return {
@@ -101,6 +107,10 @@ def stats_payload(
         "rateLimiter": rate,
         "readRateLimiter": limiter_view(read),
         "queue": depths,
+        "submissions": {
+            "paused": pause.paused,
+            "pausedSince": pause.changed_at.isoformat() if pause.changed_at else None,
+        },
         "health": {
             "queueHealthy": queue_length < queue_healthy_max,
             "rpmHealthy": create.usage_percent <= rpm_healthy_max_percent,
@@ -110,12 +120,14 @@ def stats_payload(
 
 
 def _gather(ctx: ApiContext) -> dict[str, Any]:
+    pause = pause_state(ctx.settings.submissions_paused, ctx.repo.get_control(SUBMISSIONS_PAUSED))
     return stats_payload(
         ctx.repo.queue_depths(),
         ctx.create_limiter.stats(),
         ctx.read_limiter.stats(),
         ctx.settings.api_queue_healthy_max,
         ctx.settings.api_rpm_healthy_max_percent,
+        pause=pause,
     )
 
 

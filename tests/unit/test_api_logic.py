@@ -3,6 +3,8 @@ document and its health thresholds, bearer parsing, the CSRF decision, camelCase
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from starlette.datastructures import Headers
 
@@ -11,6 +13,7 @@ from pipeline.api.imaging import camel, camel_keys
 from pipeline.api.ops import stats_payload
 from pipeline.api.security import CsrfMiddleware
 from pipeline.api.views import display_name, job_status
+from pipeline.controls import PauseState
 from pipeline.ratelimit import LimiterStats
 from pipeline.uploads import sniff_content_type, upload_key, upload_key_of
 
@@ -96,6 +99,13 @@ def test_stats_have_the_seed_shape_and_its_health_thresholds() -> None:
     assert busy["health"]["rpmHealthy"] is True  # 427/450 = 94.9 %
     hot = stats_payload(depths, _stats(428), _stats(100, 2400), 500, 95.0)  # 95.1 %
     assert hot["health"]["rpmHealthy"] is False
+    assert doc["submissions"] == {"paused": False, "pausedSince": None}
+    since = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
+    paused = stats_payload(
+        depths, _stats(0), _stats(0, 2400), 500, 95.0,
+        pause=PauseState(True, "switch", "secret reason", "ops@host", since),
+    )  # fmt: skip
+    assert paused["submissions"] == {"paused": True, "pausedSince": "2026-12-03T09:00:00+00:00"}
 
 
 def test_bearer_tokens_are_parsed_and_keys_are_long_random_and_hashed() -> None:
