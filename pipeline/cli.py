@@ -40,6 +40,21 @@ def _settings() -> Settings:
     return Settings()
 
 
+@app.callback()
+def _logging_to_stderr() -> None:
+    # Log lines go to stderr (JSON, secrets redacted), so that stdout carries only a command's
+    # result: `JOB=$(imageopt submit ...)` and `imageopt status --json | jq` stay parseable.
+    from pydantic import ValidationError
+
+    from pipeline.logging import configure_logging
+    from pipeline.wiring import setup_logging
+
+    try:
+        setup_logging(_settings(), cache=False)  # the long-running commands cache theirs
+    except ValidationError:  # the command itself reports the bad setting
+        configure_logging(cache=False)
+
+
 def _fail(message: str, code: int = 2) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code)
@@ -540,7 +555,6 @@ def quota(
     ] = None,
 ) -> None:
     """Set a store's quota of items per rolling window (IMAGEOPT_QUOTA_WINDOW_SECONDS)."""
-
     if limit is not None and limit < 1:
         raise _fail("--limit must be 1 or more (omit it to use IMAGEOPT_DEFAULT_DAILY_ITEM_QUOTA)")
     settings = _settings()

@@ -47,8 +47,30 @@ class Redactor:
         return event_dict
 
 
-def configure_logging(level: str = "INFO", fmt: str = "json", secrets: Iterable[str] = ()) -> None:
-    """Configure structlog (and the stdlib root logger it feeds) for this process."""
+class _CurrentStderr:
+    """Writes to ``sys.stderr`` as it is at each call: a CLI runner (or a test) that swaps
+    the stream gets the lines, and none goes to a stream that was closed since."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+def configure_logging(
+    level: str = "INFO", fmt: str = "json", secrets: Iterable[str] = (), *, cache: bool = True
+) -> None:
+    """Configure structlog (and the stdlib root logger it feeds) for this process.
+
+    Args:
+        level: lowest level written (``DEBUG``, ``INFO``, ...).
+        fmt: ``json`` (one object per line) or ``console`` (for people).
+        secrets: literal values to blank wherever they appear (:class:`Redactor`).
+        cache: keep each logger's configuration after its first use (faster; long-running
+            processes). Off for a CLI command run inside another process (tests), where a
+            later reconfiguration must still reach every logger.
+    """
     renderer: Any = (
         structlog.dev.ConsoleRenderer(colors=False)
         if fmt == "console"
@@ -66,10 +88,10 @@ def configure_logging(level: str = "INFO", fmt: str = "json", secrets: Iterable[
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
         ),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=True,
+        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
+        cache_logger_on_first_use=cache,
     )
     logging.basicConfig(
-        level=level.upper(), stream=sys.stderr, format="%(levelname)s %(name)s %(message)s"
+        level=level.upper(), stream=_CurrentStderr(), format="%(levelname)s %(name)s %(message)s"
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -13,7 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from tests.conftest import DATABASE_URL
+from pipeline.storage import ObjectStorage
+from tests.conftest import DATABASE_URL, settings_from
 
 pytestmark = pytest.mark.integration
 
@@ -29,17 +32,31 @@ def photos(tmp_path: Path) -> Path:
     return folder
 
 
+@pytest.fixture
+def fresh_bucket(pipeline_env: dict[str, str]) -> Iterator[dict[str, str]]:
+    """``pipeline_env`` with a bucket that does not exist yet; it is removed afterwards."""
+    env = {**pipeline_env, "S3_BUCKET": f"cli-{uuid.uuid4().hex[:10]}"}
+    yield env
+    storage = ObjectStorage.from_settings(settings_from(env))
+    for key in list(storage.list_keys("")):
+        storage.delete(key)
+    storage.remove_bucket()
+    storage.close()
+
+
 def test_submit_status_retry_quota_cancel_and_api_keys(
-    pipeline_env: dict[str, str], db_schema: str, photos: Path
+    fresh_bucket: dict[str, str], db_schema: str, photos: Path
 ) -> None:
     cli = CliRunner()
+    pipeline_env = fresh_bucket
     submitted = cli.invoke(app, ["submit", str(photos), "--store", "store-a"], env=pipeline_env)
     assert submitted.exit_code == 0, submitted.output
-    job = int(submitted.output.strip())
+    job = int(submitted.stdout.strip())  # only the id: `JOB=$(imageopt submit ...)` works
+    assert '"event": "storage_bucket_created"' in submitted.stderr  # the log went to stderr
 
     status = cli.invoke(app, ["status", "--json", "--job", str(job)], env=pipeline_env)
     assert status.exit_code == 0, status.output
-    assert json.loads(status.output)["jobs"][str(job)]["PENDING"] == 2
+    assert json.loads(status.stdout)["jobs"][str(job)]["PENDING"] == 2
 
     with psycopg.connect(DATABASE_URL, options=f"-c search_path={db_schema}") as conn:
         conn.execute(
@@ -56,7 +73,7 @@ def test_submit_status_retry_quota_cancel_and_api_keys(
     canceled = cli.invoke(app, ["cancel", str(job)], env=pipeline_env)
     assert canceled.exit_code == 0, canceled.output
     status = cli.invoke(app, ["status", "--json", "--job", str(job)], env=pipeline_env)
-    assert json.loads(status.output)["jobs"][str(job)]["CANCELED"] == 2
+    assert json.loads(status.stdout)["jobs"][str(job)]["CANCELED"] == 2
 
     created = cli.invoke(app, ["api-key", "create", "--store", "store-a"], env=pipeline_env)
     assert created.exit_code == 0, created.output
@@ -76,3 +93,54 @@ def test_an_unreachable_database_is_a_one_line_error(pipeline_env: dict[str, str
     assert result.exit_code == 1
     assert result.stderr.strip() == "error: database unreachable: PoolTimeout"
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_presets_preview_and_analysis_of_a_real_photo(
+    pipeline_env: dict[str, str], photos: Path
+) -> None:
+    cli = CliRunner()
+    photo = str(sorted(photos.iterdir())[0])
+    added = cli.invoke(
+        app,
+        ["preset-add", "--store", "store-a", "--name", "thumb-200",
+         "--spec", '{"format": "webp", "width": 200}'],
+        env=pipeline_env,
+    )  # fmt: skip
+    assert added.exit_code == 0, added.output
+    assert added.output.startswith("preset thumb-200 saved for store store-a: ")
+    bad = cli.invoke(
+        app,
+        ["preset-add", "--store", "store-a", "--name", "x", "--spec", '{"format": "bmp"}'],
+        env=pipeline_env,
+    )
+    assert bad.exit_code == 2
+    assert bad.stderr.startswith("error: invalid_preset: ")
+    listed = cli.invoke(app, ["presets", "--store", "store-a", "--json"], env=pipeline_env)
+    names = {(p["name"], p["builtin"]) for p in json.loads(listed.stdout)}
+    assert ("thumb-200", False) in names
+
+    preview = cli.invoke(
+        app, ["preview", photo, "--preset", "thumb-200", "--store", "store-a", "--json"],
+        env=pipeline_env,
+    )  # fmt: skip
+    assert preview.exit_code == 0, preview.output
+    sized = json.loads(preview.stdout)
+    assert (sized["width"], sized["content_type"]) == (200, "image/webp")
+    unknown = cli.invoke(app, ["preview", photo, "--preset", "nope"], env=pipeline_env)
+    assert unknown.exit_code == 2
+
+    analysis = cli.invoke(app, ["analyze", photo, "--json"], env=pipeline_env)
+    assert analysis.exit_code == 0, analysis.output
+    assert json.loads(analysis.stdout)["kind"] in ("photo", "graphic")
+    missing = cli.invoke(app, ["analyze", str(photos / "none.jpg")], env=pipeline_env)
+    assert (missing.exit_code, missing.stderr.strip()) == (
+        2,
+        f"error: {photos / 'none.jpg'} is not a file",
+    )
+
+
+def test_retention_dry_run_counts_and_deletes_nothing(pipeline_env: dict[str, str]) -> None:
+    result = CliRunner().invoke(app, ["retention", "--dry-run"], env=pipeline_env)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "due: inputs=0 outputs=0 jobs=0 items=0"
+    assert '"event": "retention_run"' in result.stderr  # log lines never mix with the result

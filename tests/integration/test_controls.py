@@ -1,9 +1,13 @@
 """Pausing submissions while the pipeline runs (``imageopt submissions pause|resume|status``):
-the CLI sets the switch in the real Postgres, a running scheduler leader (real Postgres and
-Redis, in a thread) stops and resumes metering without a restart, and its gauge follows."""
+the CLI, run as a process of its own as an operator would, sets the switch in the real
+Postgres; a running scheduler leader (real Postgres and Redis, in a thread) stops and resumes
+metering without a restart, and its gauge follows."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import MutableMapping, Sequence
 from typing import Any
@@ -11,10 +15,8 @@ from typing import Any
 import psycopg
 import pytest
 from structlog.testing import capture_logs
-from typer.testing import CliRunner
 
 from pipeline import metrics
-from pipeline.cli import app
 from pipeline.controls import PauseState, pause_state
 from tests.conftest import DATABASE_URL
 from tests.integration.test_scheduling_loop import insert_item, run_scheduler, wait_status
@@ -29,6 +31,17 @@ def _status(schema: str, item_id: int) -> str:
         ).fetchone()
     assert row is not None
     return str(row[0])
+
+
+def _imageopt(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def _paused_gauge() -> float | None:
@@ -53,7 +66,6 @@ def _wait_for_event(
 def test_the_switch_pauses_and_resumes_a_running_leader_without_a_restart(
     pipeline_env: dict[str, str], db_schema: str, redis_namespace: str
 ) -> None:
-    cli = CliRunner()
     # A 5 s tick and a 60 s re-read: only the NOTIFY that the switch sends can make the
     # leader see a change within the waits below.
     with (
@@ -63,24 +75,22 @@ def test_the_switch_pauses_and_resumes_a_running_leader_without_a_restart(
         first = insert_item(db_schema)
         wait_status(db_schema, first, "QUEUED", timeout=5)
         assert _paused_gauge() == 0.0
-        assert cli.invoke(app, ["submissions", "status"], env=pipeline_env).exit_code == 0
+        assert _imageopt(pipeline_env, "submissions", "status").returncode == 0
 
-        paused = cli.invoke(
-            app, ["submissions", "pause", "--reason", "provider incident"], env=pipeline_env
-        )
-        assert paused.exit_code == 0, paused.output
-        assert paused.output.startswith("submissions paused since ")
-        assert paused.output.rstrip().endswith(": provider incident")
+        paused = _imageopt(pipeline_env, "submissions", "pause", "--reason", "provider incident")
+        assert paused.returncode == 0, paused.stderr
+        assert paused.stdout.startswith("submissions paused since ")
+        assert paused.stdout.rstrip().endswith(": provider incident")
         seen = _wait_for_event(logs, "submissions_paused", timeout=2)
         held = insert_item(db_schema)
         time.sleep(1.0)
         held_status = _status(db_schema, held)
         gauge_while_paused = _paused_gauge()
-        again = cli.invoke(app, ["submissions", "pause", "--reason", "other"], env=pipeline_env)
-        status = cli.invoke(app, ["submissions", "status"], env=pipeline_env)
+        again = _imageopt(pipeline_env, "submissions", "pause", "--reason", "other")
+        status = _imageopt(pipeline_env, "submissions", "status")
 
-        resumed = cli.invoke(app, ["submissions", "resume"], env=pipeline_env)
-        assert resumed.exit_code == 0, resumed.output
+        resumed = _imageopt(pipeline_env, "submissions", "resume")
+        assert resumed.returncode == 0, resumed.stderr
         waited = wait_status(db_schema, held, "QUEUED", timeout=3)
         gauge_after = _paused_gauge()
 
@@ -88,18 +98,18 @@ def test_the_switch_pauses_and_resumes_a_running_leader_without_a_restart(
     assert "@" in seen["changed_by"]  # user@host of whoever ran the CLI
     assert held_status == "PENDING"
     assert gauge_while_paused == 1.0
-    assert again.exit_code == 0
-    assert again.output.startswith("submissions already paused")
-    assert again.output.rstrip().endswith(": provider incident")  # the first reason stays
-    assert status.exit_code == 3
-    assert status.output.startswith("submissions paused since ")
+    assert again.returncode == 0
+    assert again.stdout.startswith("submissions already paused")
+    assert again.stdout.rstrip().endswith(": provider incident")  # the first reason stays
+    assert status.returncode == 3
+    assert status.stdout.startswith("submissions paused since ")
     assert waited < 3
     assert gauge_after == 0.0
     assert [e["event"] for e in logs if e["event"].startswith("submissions_")] == [
         "submissions_paused",
         "submissions_resumed",
     ]
-    assert cli.invoke(app, ["submissions", "status"], env=pipeline_env).exit_code == 0
+    assert _imageopt(pipeline_env, "submissions", "status").returncode == 0
 
 
 def test_a_switch_changed_without_a_notify_is_read_within_the_interval(
