@@ -206,6 +206,24 @@ class RateLimitTimeout(PipelineError):
     transient = True
 
 
+class SchemaNotMigrated(PipelineError):
+    """The project schema lacks migrations this release needs (run ``imageopt migrate``).
+
+    Attributes:
+        missing: the versions not applied yet.
+    """
+
+    code = "schema_not_migrated"
+    transient = True
+
+    def __init__(self, schema: str, missing: list[int]) -> None:
+        super().__init__(
+            f"schema {schema} lacks migration(s) {', '.join(map(str, missing))}: "
+            "run `imageopt migrate`"
+        )
+        self.missing = missing
+
+
 class DatabaseUnavailable(PipelineError):
     """Postgres could not be reached or the connection broke; the caller retries later."""
 

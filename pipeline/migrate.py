@@ -8,6 +8,7 @@ exactly once per schema. Applied versions are recorded in ``imageopt_schema_migr
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 
@@ -42,6 +43,16 @@ def list_migrations() -> list[Migration]:
             )
     found.sort(key=lambda m: m.version)
     return found
+
+
+def missing_versions(applied: Iterable[int]) -> list[int]:
+    """Versions this release ships that ``applied`` lacks, in order (pure).
+
+    Args:
+        applied: versions recorded in the schema (:meth:`Repository.applied_migrations`).
+    """
+    done = set(applied)
+    return [m.version for m in list_migrations() if m.version not in done]
 
 
 def migrate(database_url: str, schema: str) -> list[Migration]:

@@ -523,6 +523,17 @@ class Repository:
             return 0, None
         return int(row["used"]), row["frees_at"]
 
+    def applied_migrations(self) -> set[int]:
+        """Migration versions applied to the project schema (empty: never migrated).
+
+        Raises:
+            DatabaseUnavailable: the database cannot be reached.
+        """
+        row = self._one("migrations_table_present")
+        if row is None or not row["present"]:
+            return set()
+        return {int(r["version"]) for r in self._all("applied_migrations")}
+
     def api_ping(self) -> None:
         """One trivial query on the project schema (readiness probes).
 

@@ -20,9 +20,10 @@ import structlog
 from pipeline import metrics
 from pipeline.controls import CONTROL_INTERVAL_SECONDS, SubmissionsSwitch
 from pipeline.db import connect
-from pipeline.errors import DatabaseUnavailable, PipelineError
+from pipeline.errors import DatabaseUnavailable, PipelineError, SchemaNotMigrated
 from pipeline.leader import LeaderLock, SessionPool
 from pipeline.metering import Meter, MeterResult
+from pipeline.migrate import missing_versions
 from pipeline.models import ModelSpec
 from pipeline.provider import ProviderClient
 from pipeline.quotas import QuotaConfig, QuotaGate
@@ -60,6 +61,9 @@ class SchedulerConfig:
     submissions_paused: bool = False
     control_interval: float = CONTROL_INTERVAL_SECONDS
     standby_retry: float = 1.0
+    schema_retry: float = 5.0
+    """How often a scheduler whose schema lacks migrations looks again (it logs
+    ``schema_not_migrated`` each time and meters nothing)."""
     jobs_interval: float = 2.0
     jobs_full_interval: float = 300.0
     jobs_overlap: float = 30.0
@@ -105,12 +109,18 @@ class Scheduler:
         """Run until ``stop`` is set: stand by until leading, then lead until the session dies."""
         lock = LeaderLock(self._config.database_url, self._config.schema)
         while not stop.is_set():
+            retry = self._config.standby_retry
             try:
                 if lock.try_acquire():
+                    self._check_schema(lock)  # before leading: a stale schema is no leader
                     self.is_leader = True
                     metrics.SCHEDULER.set_leader(True)
                     log.info("leader_acquired", schema=self._config.schema)
                     self._lead(lock, stop)
+            except SchemaNotMigrated as exc:
+                # A release started before its migrations ran: say so, and wait for them.
+                log.error("schema_not_migrated", schema=self._config.schema, missing=exc.missing)
+                retry = max(retry, self._config.schema_retry)
             except (psycopg.Error, DatabaseUnavailable) as exc:
                 log.warning("scheduler_database_error", error=type(exc).__name__)
             except (redis.RedisError, PipelineError) as exc:
@@ -123,7 +133,7 @@ class Scheduler:
                 self.is_leader = False
                 metrics.SCHEDULER.set_leader(False)
             lock.release()
-            stop.wait(self._config.standby_retry)
+            stop.wait(retry)
 
     def _lead(self, lock: LeaderLock, stop: threading.Event) -> None:
         cfg = self._config
@@ -199,6 +209,13 @@ class Scheduler:
             if retention is not None:
                 retention.stop()
             listener.close()
+
+    def _check_schema(self, lock: LeaderLock) -> None:
+        """Raise :class:`SchemaNotMigrated` unless every shipped migration was applied."""
+        repo = Repository(SessionPool(lock.connection))  # type: ignore[arg-type]
+        missing = missing_versions(repo.applied_migrations())
+        if missing:
+            raise SchemaNotMigrated(self._config.schema, missing)
 
     def _requeue_unsent(self, rescuer: Rescuer) -> None:
         """On taking the lead: the leader before us may have died between its commit and its

@@ -17,8 +17,10 @@ from starlette.routing import Route
 
 from pipeline.api.context import ApiContext
 from pipeline.controls import SUBMISSIONS_PAUSED, PauseState, pause_state
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, SchemaNotMigrated
+from pipeline.migrate import missing_versions
 from pipeline.ratelimit import LimiterStats
+from pipeline.repository import Repository
 
 log = structlog.get_logger(__name__)
 
@@ -47,7 +49,8 @@ async def _check(name: str, fn: Any) -> tuple[str, str]:
 
 
 async def readyz(request: Request) -> Response:
-    """``GET /readyz``: Postgres, Redis and the bucket answer (200), or which do not (503)."""
+    """``GET /readyz``: Postgres, Redis and the bucket answer and the schema has every
+    migration of this release (200), or which do not (503)."""
     ctx: ApiContext = request.app.state.ctx
     results: dict[str, str] = {}
 
@@ -57,6 +60,7 @@ async def readyz(request: Request) -> Response:
 
     async with anyio.create_task_group() as group:
         group.start_soon(run, "postgres", ctx.repo.api_ping)
+        group.start_soon(run, "schema", lambda: require_migrated(ctx.repo, ctx.settings.db_schema))
         group.start_soon(run, "redis", ctx.redis.ping)
         group.start_soon(run, "storage", ctx.storage.ping)
     ready = all(value == "ok" for value in results.values())
@@ -67,6 +71,14 @@ async def readyz(request: Request) -> Response:
         status_code=200 if ready else 503,
         headers=NO_STORE,
     )
+
+
+def require_migrated(repo: Repository, schema: str) -> None:
+    """Raise :class:`SchemaNotMigrated` unless every migration of this release was applied
+    (a new release that starts before ``imageopt migrate`` ran is not ready)."""
+    missing = missing_versions(repo.applied_migrations())
+    if missing:
+        raise SchemaNotMigrated(schema, missing)
 
 
 def limiter_view(stats: LimiterStats) -> dict[str, Any]:

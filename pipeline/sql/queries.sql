@@ -672,3 +672,11 @@ WITH changed AS (
     RETURNING name, enabled, reason, changed_by, changed_at
 )
 SELECT changed.*, pg_notify('imageopt_pending', current_schema()) AS woke FROM changed;
+
+-- name: migrations_table_present
+-- Whether this schema was ever migrated (the bookkeeping table of ``imageopt migrate``).
+SELECT to_regclass('imageopt_schema_migrations') IS NOT NULL AS present;
+
+-- name: applied_migrations
+-- Versions applied to this schema; only after migrations_table_present said it exists.
+SELECT version FROM imageopt_schema_migrations ORDER BY version;

@@ -15,6 +15,7 @@ from PIL import Image
 
 from pipeline.api.auth import create_api_key
 from pipeline.db import create_pool
+from pipeline.migrate import migrate
 from pipeline.repository import Repository
 from pipeline.storage import ObjectStorage
 from tests.conftest import DATABASE_URL, settings_from
@@ -105,7 +106,12 @@ def test_health_ready_and_stats_answer_with_their_shapes(api: str, repo: Reposit
     assert httpx.get(f"{api}/healthz").json() == {"status": "ok"}
     ready = httpx.get(f"{api}/readyz")
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {"postgres": "ok", "redis": "ok", "storage": "ok"}
+    assert ready.json()["checks"] == {
+        "postgres": "ok",
+        "redis": "ok",
+        "schema": "ok",
+        "storage": "ok",
+    }
     repo.insert_job(
         store_id="s1",
         model="nightmareai/real-esrgan",
@@ -157,6 +163,23 @@ def test_readyz_is_503_naming_storage_when_the_bucket_is_unreachable(
     assert ready.status_code == 503
     assert ready.json()["checks"]["postgres"] == "ok"
     assert ready.json()["checks"]["storage"] != "ok"
+
+
+def test_readyz_is_503_while_the_schema_lacks_a_migration_of_this_release(
+    api_env: dict[str, str],
+) -> None:
+    schema = api_env["IMAGEOPT_DB_SCHEMA"]
+    with psycopg.connect(DATABASE_URL, options=f"-c search_path={schema}") as conn:
+        conn.execute("DROP TABLE image_optimization_controls")  # as before release 0005
+        conn.execute("DELETE FROM imageopt_schema_migrations WHERE version = 5")
+    with run_api(settings_from(api_env)) as base:
+        before = httpx.get(f"{base}/readyz", timeout=10)
+        migrate(DATABASE_URL, schema)  # 0005 again: what `imageopt migrate` would apply
+        after = httpx.get(f"{base}/readyz", timeout=10)
+    assert before.status_code == 503
+    assert before.json()["checks"]["schema"] == "error: schema_not_migrated"
+    assert before.json()["checks"]["postgres"] == "ok"
+    assert after.status_code == 200
 
 
 # --- browser safety ------------------------------------------------------------------------------

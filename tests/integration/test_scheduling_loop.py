@@ -14,6 +14,7 @@ import psycopg
 import pytest
 import structlog
 
+from pipeline.migrate import migrate
 from pipeline.models import build_allowlist
 from pipeline.provider import ProviderClient
 from pipeline.scheduling import Scheduler, SchedulerConfig
@@ -26,7 +27,9 @@ MODEL = "nightmareai/real-esrgan"
 
 
 @contextlib.contextmanager
-def run_scheduler(schema: str, namespace: str, **overrides: Any) -> Iterator[Scheduler]:
+def run_scheduler(
+    schema: str, namespace: str, *, expect_leader: bool = True, **overrides: Any
+) -> Iterator[Scheduler]:
     config = SchedulerConfig(
         database_url=DATABASE_URL, schema=schema, in_flight_limit=10, **overrides
     )
@@ -44,9 +47,9 @@ def run_scheduler(schema: str, namespace: str, **overrides: Any) -> Iterator[Sch
     thread = threading.Thread(target=scheduler.run, args=(stop,), daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
-    while not scheduler.is_leader and time.monotonic() < deadline:
+    while expect_leader and not scheduler.is_leader and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert scheduler.is_leader
+    assert scheduler.is_leader or not expect_leader
     try:
         yield scheduler
     finally:
@@ -160,3 +163,34 @@ def test_a_new_leader_sends_the_messages_its_predecessor_committed_but_never_sen
     finally:
         broker.close()
     assert sent == Counter(items)  # one message each: none lost, none sent twice
+
+
+def test_a_leader_on_a_schema_without_this_releases_migrations_waits_for_them(
+    db_schema: str, redis_namespace: str
+) -> None:
+    """A release that starts before `imageopt migrate` ran: the leader meters nothing, logs
+    ``schema_not_migrated`` with the missing versions, and starts once they are applied."""
+    with psycopg.connect(DATABASE_URL, options=f"-c search_path={db_schema}") as conn:
+        conn.execute("DROP TABLE image_optimization_controls")  # as before release 0005
+        conn.execute("DELETE FROM imageopt_schema_migrations WHERE version = 5")
+    item = insert_item(db_schema)
+    with (
+        structlog.testing.capture_logs() as logs,
+        run_scheduler(
+            db_schema, redis_namespace, expect_leader=False, tick=0.1, schema_retry=0.2
+        ) as scheduler,
+    ):
+        time.sleep(1.0)
+        led = scheduler.is_leader
+        with psycopg.connect(DATABASE_URL, options=f"-c search_path={db_schema}") as conn:
+            held = conn.execute(
+                "SELECT status FROM image_optimization_items WHERE id = %s", (item,)
+            ).fetchone()
+        migrate(DATABASE_URL, db_schema)
+        waited = wait_status(db_schema, item, "QUEUED", timeout=5)
+    assert held == ("PENDING",)
+    assert led is False
+    errors = [e for e in logs if e["event"] == "schema_not_migrated"]
+    assert errors
+    assert errors[0]["missing"] == [5]
+    assert waited < 5
