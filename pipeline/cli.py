@@ -63,7 +63,8 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 @contextmanager
 def _repository(settings: Settings) -> Iterator[Repository]:
     """A repository on a one-connection pool, closed afterwards; a database that cannot be
-    reached ends the command with exit code 1 and a one-line error."""
+    reached, or a schema without this release's tables, ends the command with exit code 1 and
+    a one-line error."""
     import psycopg
 
     from pipeline.db import create_pool
@@ -83,6 +84,11 @@ def _repository(settings: Settings) -> Iterator[Repository]:
         yield Repository(pool)
     except DatabaseUnavailable as exc:
         raise _fail(exc.message, code=1) from exc
+    except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn) as exc:
+        raise _fail(
+            f"schema {settings.db_schema} lacks this release's migrations: run `imageopt migrate`",
+            code=1,
+        ) from exc
     finally:
         pool.close()
 

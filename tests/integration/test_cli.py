@@ -144,3 +144,15 @@ def test_retention_dry_run_counts_and_deletes_nothing(pipeline_env: dict[str, st
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == "due: inputs=0 outputs=0 jobs=0 items=0"
     assert '"event": "retention_run"' in result.stderr  # log lines never mix with the result
+
+
+def test_a_schema_without_this_releases_migrations_is_a_one_line_error(
+    pipeline_env: dict[str, str], db_schema: str
+) -> None:
+    with psycopg.connect(DATABASE_URL, options=f"-c search_path={db_schema}") as conn:
+        conn.execute("DROP TABLE image_optimization_controls")  # as before release 0005
+    result = CliRunner().invoke(app, ["submissions", "status"], env=pipeline_env)
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        f"error: schema {db_schema} lacks this release's migrations: run `imageopt migrate`"
+    )
