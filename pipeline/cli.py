@@ -623,8 +623,8 @@ def _set_submissions_paused(paused: bool, reason: str | None) -> None:
     with _repository(_settings()) as repo:
         changed = repo.set_control(
             SUBMISSIONS_PAUSED, paused, reason=reason, changed_by=_operator()
-        )
-        state = pause_state(False, repo.get_control(SUBMISSIONS_PAUSED))
+        )  # the new row, or None when it already was so: then read the one in force
+        state = pause_state(False, changed or repo.get_control(SUBMISSIONS_PAUSED))
     word = "paused" if paused else "resumed"
     already = "" if changed is not None else "already "
     typer.echo(f"submissions {already}{word}" + _describe(state))

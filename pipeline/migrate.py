@@ -7,16 +7,22 @@ exactly once per schema. Applied versions are recorded in ``imageopt_schema_migr
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
+from typing import TYPE_CHECKING
 
 import psycopg
 import structlog
 from psycopg import sql
 
 from pipeline.db import check_schema_name
+from pipeline.errors import SchemaNotMigrated
+
+if TYPE_CHECKING:
+    from pipeline.repository import Repository
 
 log = structlog.get_logger(__name__)
 
@@ -45,14 +51,33 @@ def list_migrations() -> list[Migration]:
     return found
 
 
+@functools.cache
+def shipped_versions() -> tuple[int, ...]:
+    """Versions of the migrations shipped with this release, in order (read once)."""
+    return tuple(m.version for m in list_migrations())
+
+
 def missing_versions(applied: Iterable[int]) -> list[int]:
-    """Versions this release ships that ``applied`` lacks, in order (pure).
+    """Versions this release ships that ``applied`` lacks, in order.
 
     Args:
         applied: versions recorded in the schema (:meth:`Repository.applied_migrations`).
     """
     done = set(applied)
-    return [m.version for m in list_migrations() if m.version not in done]
+    return [version for version in shipped_versions() if version not in done]
+
+
+def require_migrated(repo: Repository, schema: str) -> None:
+    """Check that ``schema`` has every migration of this release (the scheduler before it
+    leads, the api's ``/readyz``).
+
+    Raises:
+        SchemaNotMigrated: with the missing versions (``imageopt migrate`` has not run yet).
+        DatabaseUnavailable: the database cannot be reached.
+    """
+    missing = missing_versions(repo.applied_migrations())
+    if missing:
+        raise SchemaNotMigrated(schema, missing)
 
 
 def migrate(database_url: str, schema: str) -> list[Migration]:

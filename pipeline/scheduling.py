@@ -23,7 +23,7 @@ from pipeline.db import connect
 from pipeline.errors import DatabaseUnavailable, PipelineError, SchemaNotMigrated
 from pipeline.leader import LeaderLock, SessionPool
 from pipeline.metering import Meter, MeterResult
-from pipeline.migrate import missing_versions
+from pipeline.migrate import require_migrated
 from pipeline.models import ModelSpec
 from pipeline.provider import ProviderClient
 from pipeline.quotas import QuotaConfig, QuotaGate
@@ -112,7 +112,11 @@ class Scheduler:
             retry = self._config.standby_retry
             try:
                 if lock.try_acquire():
-                    self._check_schema(lock)  # before leading: a stale schema is no leader
+                    # Before leading: a schema without this release's migrations is no leader's.
+                    require_migrated(
+                        Repository(SessionPool(lock.connection)),  # type: ignore[arg-type]
+                        self._config.schema,
+                    )
                     self.is_leader = True
                     metrics.SCHEDULER.set_leader(True)
                     log.info("leader_acquired", schema=self._config.schema)
@@ -209,13 +213,6 @@ class Scheduler:
             if retention is not None:
                 retention.stop()
             listener.close()
-
-    def _check_schema(self, lock: LeaderLock) -> None:
-        """Raise :class:`SchemaNotMigrated` unless every shipped migration was applied."""
-        repo = Repository(SessionPool(lock.connection))  # type: ignore[arg-type]
-        missing = missing_versions(repo.applied_migrations())
-        if missing:
-            raise SchemaNotMigrated(self._config.schema, missing)
 
     def _requeue_unsent(self, rescuer: Rescuer) -> None:
         """On taking the lead: the leader before us may have died between its commit and its

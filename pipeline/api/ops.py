@@ -17,10 +17,9 @@ from starlette.routing import Route
 
 from pipeline.api.context import ApiContext
 from pipeline.controls import SUBMISSIONS_PAUSED, PauseState, pause_state
-from pipeline.errors import PipelineError, SchemaNotMigrated
-from pipeline.migrate import missing_versions
+from pipeline.errors import PipelineError
+from pipeline.migrate import require_migrated
 from pipeline.ratelimit import LimiterStats
-from pipeline.repository import Repository
 
 log = structlog.get_logger(__name__)
 
@@ -71,14 +70,6 @@ async def readyz(request: Request) -> Response:
         status_code=200 if ready else 503,
         headers=NO_STORE,
     )
-
-
-def require_migrated(repo: Repository, schema: str) -> None:
-    """Raise :class:`SchemaNotMigrated` unless every migration of this release was applied
-    (a new release that starts before ``imageopt migrate`` ran is not ready)."""
-    missing = missing_versions(repo.applied_migrations())
-    if missing:
-        raise SchemaNotMigrated(schema, missing)
 
 
 def limiter_view(stats: LimiterStats) -> dict[str, Any]:
