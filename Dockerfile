@@ -22,6 +22,9 @@ COPY pipeline ./pipeline
 COPY scheduler ./scheduler
 COPY workers ./workers
 COPY emulator ./emulator
+COPY api ./api
+COPY cli ./cli
+COPY devstack ./devstack
 RUN pip install --no-deps /src \
     && python -m compileall -q /opt/imageopt/lib
 

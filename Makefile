@@ -17,7 +17,7 @@ TEST_S3 := 127.0.0.1:18333
 help:
 	@echo "make demo [IMAGES=DIR]   run the main job on DIR/<store>/<images> and print a summary"
 	@echo "make test                run the whole test suite (real Postgres, Redis, S3, emulator)"
-	@echo "make check               format check, lint and types"
+	@echo "make check               format check, lint, types and the import contracts"
 	@echo "make prometheus          local Prometheus (127.0.0.1:9090) scraping a running demo, with the alert rules"
 
 $(STAMP): pyproject.toml
@@ -48,6 +48,7 @@ check: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 fmt: venv
 	$(BIN)/ruff format .

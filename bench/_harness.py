@@ -1,4 +1,4 @@
-"""Harness of the end-to-end benchmarks (issue 9): the whole pipeline in processes, measured.
+"""Harness of the end-to-end benchmarks: the whole pipeline in processes, measured.
 
 One :func:`pipeline_stack` gives a run its own Postgres **database** (so that
 ``pg_stat_database`` counts only this run's transactions), schema, Redis namespace and S3
@@ -45,7 +45,7 @@ from minio import Minio
 from minio.deleteobjects import DeleteObject
 from PIL import Image, ImageOps
 
-from pipeline.devstack import ProcessGroup, free_port, wait_http
+from devstack.processes import ProcessGroup, free_port, wait_http
 from pipeline.migrate import migrate
 from pipeline.storage import ObjectStorage
 from tests.support.s3 import ensure_s3_server

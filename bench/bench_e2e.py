@@ -1,4 +1,4 @@
-"""End-to-end performance (issue 9): capacity, 50,000 images at the limit, scale-out.
+"""End-to-end performance: capacity, 50,000 images at the limit, scale-out.
 
 Every mode runs the real processes (``imageopt scheduler``, ``imageopt worker --queues create``,
 ``imageopt worker --queues poll``, the emulator as ``python -m emulator``) over sockets against

@@ -1,4 +1,4 @@
-"""Benchmark of the global rate limiter (issue 3) against dramatiq's limiters.
+"""Benchmark of the global rate limiter against dramatiq's limiters.
 
 Every variant (limiter kind x number of processes) gets its own Redis key namespace and its
 own emulator (in its own OS process) whose create limit is the same budget over the same
@@ -334,8 +334,8 @@ def acquire_loop(
 
 def _emulator_main(limit: int, window: float, conn: multiprocessing.connection.Connection) -> None:
     """Run in a spawned process: one emulator; sends its URL, serves until told to stop."""
+    from devstack.emulator import run_emulator
     from emulator.config import EmulatorConfig
-    from emulator.testing import run_emulator
     from pipeline.logging import configure_logging
 
     configure_logging("ERROR")

@@ -1,4 +1,4 @@
-"""CPU of one request at each edge of an item's path (issue 9), client and server apart.
+"""CPU of one request at each edge of an item's path, client and server apart.
 
 The capacity benchmark (``bench_e2e capacity``) gives the CPU per item of each process kind;
 this one gives the cost of each *request* an item makes, one edge at a time, so that the item's

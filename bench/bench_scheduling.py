@@ -1,10 +1,10 @@
-"""Fair scheduling benchmark (issue 4): tick time at scale, fairness, late-store and idle latency.
+"""Fair scheduling benchmark: tick time at scale, fairness, late-store and idle latency.
 
 Parts (all against the real Postgres and Redis; figures go to docs/BENCHMARKS.md):
 
 1. **tick**: ``Meter.run_once`` at 1,000,000 finished / 100,000 PENDING / 5,000 stores
    (``bench/scheduling_data.py`` builds it with ``generate_series`` in a throwaway schema).
-2. **scenario**, three variants in the same run: the real :class:`pipeline.scheduling.Scheduler`
+2. **scenario**, three variants in the same run: the real :class:`scheduler.loop.Scheduler`
    loop (leader lock, LISTEN/NOTIFY, metering on the leader's session) over a throwaway schema;
    the creation side is simulated in-process: threads pop creation messages in FIFO order (as
    the Redis queue does), claim the item, spend ``--work-ms`` (fetch + store), take a token from
@@ -33,7 +33,7 @@ import statistics
 import threading
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -44,14 +44,14 @@ import structlog
 
 from bench.scheduling_data import Scale, build
 from pipeline.db import connect, create_pool
-from pipeline.leader import SessionPool
-from pipeline.metering import Meter, MeterResult, in_flight_limit
 from pipeline.migrate import drop_schema, migrate
 from pipeline.models import build_allowlist
 from pipeline.provider import ProviderClient
 from pipeline.ratelimit import Budget, RateLimiter
 from pipeline.repository import Repository, Row
-from pipeline.scheduling import Scheduler, SchedulerConfig
+from scheduler.leader import SessionPool
+from scheduler.loop import Scheduler, SchedulerConfig
+from scheduler.metering import Meter, MeterResult, in_flight_limit
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -81,7 +81,7 @@ def bench_tick(ticks: int) -> None:
         f"{scale.stores:,} stores in {time.monotonic() - started:.0f} s"
     )
     pool = create_pool(DATABASE_URL, schema, max_size=2, name="bench-tick")
-    # The leader meters on its own session (pipeline.leader.SessionPool), one transaction a pass.
+    # The leader meters on its own session (scheduler.leader.SessionPool), one transaction a pass.
     session = connect(DATABASE_URL, schema)
     try:
         repo = Repository(SessionPool(session))  # type: ignore[arg-type]
@@ -175,6 +175,12 @@ class SimQueue:
     def queue_lengths(self) -> dict[str, int]:
         return {"create": self.create.qsize()}
 
+    def pending_create_items(self) -> Counter[int]:
+        """Creation messages no simulated worker has taken yet, per item id (the leader's
+        takeover step reads them, as it reads dramatiq's Redis queues)."""
+        with self.create.mutex:
+            return Counter(self.create.queue)
+
 
 def sim_workers(  # noqa: PLR0917 - bench helper
     repo: Repository,
@@ -246,7 +252,7 @@ def run_variant(  # noqa: PLR0912, PLR0915 - one scenario, read top to bottom
         allowlist=build_allowlist("1:1"),
     )
     if fifo:  # swap the Meter class the loop builds
-        import pipeline.scheduling as scheduling_module
+        import scheduler.loop as scheduling_module
 
         original = scheduling_module.Meter
         scheduling_module.Meter = FifoMeter  # type: ignore[misc]

@@ -4,7 +4,7 @@ Cancel rules (every step one conditional UPDATE, so a race with a worker is harm
 
 * ``PENDING``, ``QUEUED``, ``SUBMITTING`` -> ``CANCELED`` at once. A creation worker that is
   mid-submission then fails its ``mark_processing`` and cancels the prediction it just created
-  (``prediction_orphaned`` in ``pipeline/creation.py``), so nothing paid keeps running.
+  (``prediction_orphaned`` in ``workers/creation.py``), so nothing paid keeps running.
 * ``PROCESSING`` -> cancel the prediction at the provider first, then ``CANCELED``. If the
   provider call fails (transient), the item is still canceled and the result says so; the
   poller skips non-PROCESSING items, so a late result is never stored.

@@ -141,7 +141,7 @@ class Settings(BaseSettings):
     """Comma-separated hosts (with subdomains) outputs may be downloaded from over https,
     besides the API's own origin (the emulator serves outputs there)."""
 
-    # --- fair scheduling (issue 4; docs/SCHEDULING.md) --------------------------------------
+    # --- fair scheduling (docs/SCHEDULING.md) ---------------------------------------------
     submissions_paused: bool = Field(False, validation_alias="IMAGEOPT_SUBMISSIONS_PAUSED")
     """Feature flag: the scheduler leader meters nothing (items stay PENDING; rescue, job
     counters and heartbeat go on). Read at start: restart the schedulers to change it."""
@@ -150,7 +150,7 @@ class Settings(BaseSettings):
     )
     """How soon the leader looks again while the in-flight window is full."""
 
-    # --- HTTP API and web console (issue 10; docs/API.md) -----------------------------------
+    # --- HTTP API and web console (docs/API.md) --------------------------------------------
     api_host: str = Field("127.0.0.1", validation_alias="IMAGEOPT_API_HOST")
     api_port: int = Field(8080, validation_alias="IMAGEOPT_API_PORT")
     api_rate_per_minute: int = Field(30, validation_alias="IMAGEOPT_API_RATE_PER_MINUTE")
@@ -183,7 +183,7 @@ class Settings(BaseSettings):
     )
     """Stats endpoint: RPM healthy at or below this usage (seed 003: > 95 % is a warning)."""
 
-    # --- metrics (issue 5; docs/OBSERVABILITY.md) ----------------------------------------
+    # --- metrics (docs/OBSERVABILITY.md) -----------------------------------------------
     metrics_host: str = Field("127.0.0.1", validation_alias="IMAGEOPT_METRICS_HOST")
     """Address the scheduler's and workers' ``/metrics`` servers bind (0.0.0.0 in a pod)."""
     scheduler_metrics_port: int = Field(9190, validation_alias="IMAGEOPT_SCHEDULER_METRICS_PORT")
@@ -198,7 +198,7 @@ class Settings(BaseSettings):
     metrics_top_stores: int = Field(10, validation_alias="IMAGEOPT_METRICS_TOP_STORES")
     """Stores with the largest backlog exported with a ``store`` label; 0 = none."""
 
-    # --- image features: quotas and retention (issue 7; pipeline/quotas.py, retention.py) --
+    # --- image features: quotas and retention (pipeline/quotas.py, scheduler/retention.py)
     default_daily_item_quota: int = Field(0, validation_alias="IMAGEOPT_DEFAULT_DAILY_ITEM_QUOTA")
     """Items a store may start per window unless ``image_optimization_stores`` says otherwise;
     0 = no quota (the default). Seed: 20 per user per 24 h."""

@@ -60,7 +60,7 @@ class IdleCheck:
     """psycopg-pool ``check`` and ``reset`` callbacks: check a connection only when idle.
 
     ``ConnectionPool.check_connection`` costs a round trip on every ``connection()``; a
-    connection returned to the pool less than ``idle_seconds`` ago is lent without it (issue 9:
+    connection returned to the pool less than ``idle_seconds`` ago is lent without it (it was
     5 of the 10 round trips per item). One that went bad in that second fails its statement,
     which the repository reports as :class:`~pipeline.errors.DatabaseUnavailable` (retried),
     and the pool replaces it when it comes back broken.
@@ -112,7 +112,7 @@ def create_pool(
         psycopg_pool.PoolTimeout: the connections could not be made within ``open_timeout``.
     """
     # Autocommit: each repository call is one statement, so it needs no BEGIN and COMMIT
-    # round trips of its own (issue 9); a call of several statements opens a transaction.
+    # round trips of its own; a call of several statements opens a transaction.
     idle = IdleCheck()
     pool: ConnectionPool[psycopg.Connection[dict[str, object]]] = ConnectionPool(
         database_url,

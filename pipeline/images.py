@@ -335,7 +335,7 @@ def inspect_output(data: bytes, *, max_pixels: int) -> ImageInfo:
 def decode_srgb(data: bytes, *, max_pixels: int, draft_scale: float = 1.0) -> Image.Image:
     """Decode an image to upright 8-bit sRGB, as :func:`normalize_input` does, without encoding.
 
-    Used by output presets, the size preview and image analysis (issue 7). The same rules as
+    Used by output presets, the size preview and image analysis. The same rules as
     the module docstring: EXIF orientation applied, ICC profile converted to sRGB and dropped,
     modes expanded to ``RGB``/``RGBA``, an alpha channel that is opaque everywhere dropped,
     no metadata kept (``info`` is empty).

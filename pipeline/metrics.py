@@ -64,7 +64,7 @@ STAGES = ("queue_wait", "submission", "provider_run", "result_store")
 """Per-stage latency stages, in the order an item goes through them."""
 
 RESCUER_ACTIONS = ("requeued", "repolled", "adopted", "resubmitted", "expired")
-"""Recovery actions of :class:`pipeline.rescuer.Rescuer` (its ``RescueResult`` fields)."""
+"""Recovery actions of :class:`scheduler.rescuer.Rescuer` (its ``RescueResult`` fields)."""
 
 
 def model_label(name: object) -> str:
@@ -332,7 +332,7 @@ def creation_started(model: object, attempt: int, created_at: object) -> None:
 
 
 def creation_finished(model: object, action: str, error_code: str | None, seconds: float) -> None:
-    """Record how a creation run ended (see :class:`pipeline.creation.CreationOutcome`).
+    """Record how a creation run ended (see :class:`workers.creation.CreationOutcome`).
 
     Args:
         model: the item's model.
@@ -614,7 +614,7 @@ def render_latest(registry: CollectorRegistry | None = None) -> tuple[bytes, str
     return generate_latest(registry or REGISTRY), CONTENT_TYPE_LATEST
 
 
-# --- image features (issue 7: pipeline/quotas.py, pipeline/retention.py) ----------------------
+# --- image features (pipeline/quotas.py, scheduler/retention.py) ----------------------
 
 QUOTA_HELD_STORES = Gauge(
     "imageopt_quota_held_stores",

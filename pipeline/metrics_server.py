@@ -2,7 +2,7 @@
 
 Workers: ``imageopt worker`` calls :func:`worker_metrics_env` before it becomes dramatiq, so
 that every worker process (and dramatiq's own Prometheus middleware) writes its samples to one
-directory in prometheus-client's multiprocess mode. :class:`pipeline.worker_metrics.
+directory in prometheus-client's multiprocess mode. :class:`workers.prometheus.
 WorkerPrometheus` makes dramatiq fork :func:`serve_worker_metrics`, which serves everything in
 that directory on ``IMAGEOPT_METRICS_HOST:IMAGEOPT_WORKER_METRICS_PORT``: one scrape per worker
 group shows ours and dramatiq's. A port of 0 disables a server.

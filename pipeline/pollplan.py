@@ -2,7 +2,7 @@
 
 A prediction polled before it can be done costs a read request, a Postgres statement and a
 delayed broker message for nothing. With a fixed first delay (1 s) and x1.5 backoff, a model
-that takes 2-8 s was polled 3.3 times per item (docs/BENCHMARKS.md, issue 9). Polled first at
+that takes 2-8 s was polled 3.3 times per item (docs/BENCHMARKS.md). Polled first at
 the median of the last runtimes seen, and then with the same backoff, about half of the
 predictions are done at the first look (measured figures: docs/BENCHMARKS.md).
 

@@ -23,7 +23,7 @@ def status_report(
         repo: the repository.
         job_id: only this job.
         store_id: only this store.
-        quota: when given, add ``"quotas"`` (issue 7): per store with a quota, its usage and
+        quota: when given, add ``"quotas"``: per store with a quota, its usage and
             the PENDING items it holds back (:func:`pipeline.quotas.quota_report`).
         now: the time quotas are evaluated at (default: now, UTC).
 

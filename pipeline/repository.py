@@ -334,7 +334,7 @@ class Repository:
     def expired_items(self, now: datetime, max_age: float, limit: int) -> list[Row]:
         return self._all("expired_items", now=now, max_age=max_age, limit=limit)
 
-    # --- issue 7: presets, quotas, item cancel/retry, retention --------------------------
+    # --- image features: presets, quotas, item cancel/retry, retention --------------------------
     def get_preset(self, store_id: str, name: str) -> Row | None:
         """One custom preset row (``store_id, name, spec, created_at, updated_at``)."""
         return self._one("get_preset", store_id=store_id, preset_name=name)
@@ -452,7 +452,7 @@ class Repository:
         assert row is not None
         return {key: int(row[key]) for key in ("inputs", "outputs", "jobs", "items")}
 
-    # --- HTTP API (issue 10): callers, owned jobs, usage ---------------------------------
+    # --- HTTP API: callers, owned jobs, usage ---------------------------------
     def api_insert_key(
         self, store_id: str, key_prefix: str, key_hash: bytes, name: str | None
     ) -> Row:
@@ -542,7 +542,7 @@ class Repository:
         """
         self._all("api_ping")
 
-    # --- metrics (issue 5) ---------------------------------------------------------------
+    # --- metrics ------------------------------------------------------------------------
     def pending_by_store(self, top: int) -> tuple[int, list[tuple[str, int]]]:
         """Stores with PENDING items, and the ``top`` largest backlogs (for the gauges).
 

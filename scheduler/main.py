@@ -10,12 +10,8 @@ import structlog
 
 from pipeline import metrics
 from pipeline.config import Settings
-from pipeline.metering import in_flight_limit
 from pipeline.metrics_server import serve_metrics
 from pipeline.quotas import quota_config
-from pipeline.rescuer import RescuerConfig
-from pipeline.retention import retention_config
-from pipeline.scheduling import Scheduler, SchedulerConfig
 from pipeline.wiring import (
     allowlist,
     build_queue,
@@ -25,6 +21,10 @@ from pipeline.wiring import (
     setup_logging,
     storage,
 )
+from scheduler.loop import Scheduler, SchedulerConfig
+from scheduler.metering import in_flight_limit
+from scheduler.rescuer import RescuerConfig
+from scheduler.retention import retention_config
 
 log = structlog.get_logger(__name__)
 

@@ -1,4 +1,4 @@
-"""The dramatiq actors: thin shells around :mod:`pipeline.creation` and :mod:`pipeline.polling`.
+"""The dramatiq actors: thin shells around :mod:`workers.creation` and :mod:`workers.polling`.
 
 Run with ``imageopt worker`` (which runs ``dramatiq workers.actors``). Settings are read once,
 here, at import in each worker process; services are built lazily after dramatiq forks.
@@ -24,8 +24,9 @@ from pipeline.taskqueue import (
     TaskQueue,
     build_broker,
 )
-from pipeline.wiring import WorkerServices, setup_logging, worker_services
-from pipeline.worker_metrics import WorkerPrometheus
+from pipeline.wiring import setup_logging
+from workers.prometheus import WorkerPrometheus
+from workers.services import WorkerServices, worker_services
 
 settings = Settings()
 setup_logging(settings)
@@ -74,7 +75,7 @@ def retried_while_database_unavailable(item_id: int) -> Iterator[None]:
     time_limit=180_000,
 )
 def create_prediction(item_id: int) -> None:
-    """Create the prediction for one QUEUED item (:class:`pipeline.creation.CreationService`)."""
+    """Create the prediction for one QUEUED item (:class:`workers.creation.CreationService`)."""
     with retried_while_database_unavailable(item_id):
         outcome = services().creation.run(item_id)
     log.debug("creation_outcome", item_id=item_id, action=outcome.action)

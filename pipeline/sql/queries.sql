@@ -101,7 +101,7 @@ RETURNING id;
 
 -- name: claim_work_item
 -- QUEUED -> SUBMITTING (attempts + 1; one worker only) returning the row as get_work_item reads it:
--- one round trip instead of two for the creation worker (issue 9).
+-- one round trip instead of two for the creation worker.
 WITH claimed AS (
     UPDATE image_optimization_items
     SET status = 'SUBMITTING', attempts = attempts + 1, updated_at = now()
@@ -370,7 +370,7 @@ WHERE status IN ('QUEUED', 'SUBMITTING', 'PROCESSING')
 GROUP BY status;
 
 -- =====================================================================================
--- Issue 7: presets, quotas, item cancel/retry, retention (pipeline/presets.py, quotas.py,
+-- Image features: presets, quotas, item cancel/retry, retention (pipeline/presets.py, quotas.py,
 -- cancellation.py, retention.py). Migration 0002.
 -- =====================================================================================
 
@@ -535,7 +535,7 @@ SELECT
                          AND x.status NOT IN ('DONE', 'FAILED', 'CANCELED'))) AS items;
 
 -- =============================================================================================
--- HTTP API and web console (issue 10): callers (API keys, guest sessions), owned jobs, usage.
+-- HTTP API and web console: callers (API keys, guest sessions), owned jobs, usage.
 -- =============================================================================================
 
 -- name: api_set_job_owner
@@ -642,7 +642,7 @@ WHERE i.created_at > now() - make_interval(secs => %(window_seconds)s)
 SELECT count(*) AS n FROM image_optimization_jobs WHERE false;
 
 -- =============================================================================================
--- Metrics (issue 5): the scheduler leader's backlog gauges (pipeline/metrics.py).
+-- Metrics: the scheduler leader's backlog gauges (pipeline/metrics.py).
 -- =============================================================================================
 
 -- name: metrics_pending_by_store

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from devstack.emulator import run_emulator
+from devstack.processes import ProcessGroup, free_port, wait_http
 from emulator.config import EmulatorConfig
-from emulator.testing import run_emulator
-from pipeline.devstack import ProcessGroup, free_port, wait_http
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

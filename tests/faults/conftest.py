@@ -1,4 +1,4 @@
-"""The fault-injection harness (issue 6): an isolated pipeline per test, and what it measures.
+"""The fault-injection harness: an isolated pipeline per test, and what it measures.
 
 A :class:`FaultStack` is one pipeline of its own: a fresh Postgres schema (on the shared server
 or on a throwaway cluster), a fresh Redis namespace (on the shared server or on a private
@@ -35,9 +35,9 @@ import httpx
 import psycopg
 import pytest
 
+from devstack.emulator import run_emulator
+from devstack.processes import ProcessGroup, free_port
 from emulator.config import EmulatorConfig
-from emulator.testing import run_emulator
-from pipeline.devstack import ProcessGroup, free_port
 from pipeline.migrate import drop_schema, migrate
 from pipeline.storage import ObjectStorage
 from tests.conftest import DATABASE_URL, REDIS_URL, settings_from

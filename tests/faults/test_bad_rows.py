@@ -1,4 +1,4 @@
-"""Scenario 6 of issue 6: rows upstream should not have written. Each fails with its own code,
+"""Fault scenario 6: rows upstream should not have written. Each fails with its own code,
 before any provider call; sources on private, loopback or link-local addresses are refused by
 the SSRF guard before any connection (the allowlist is empty here; that no packet is sent is
 proven without a network in tests/unit/test_ssrf.py, which fails on any connect)."""

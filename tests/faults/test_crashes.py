@@ -1,4 +1,4 @@
-"""Scenarios 1, 4 and 7 of issue 6: workers and the scheduler leader die by SIGKILL at random
+"""Fault scenarios 1, 4 and 7: workers and the scheduler leader die by SIGKILL at random
 moments, and the same creation message reaches two workers at once."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Scenarios 2 and 3 of issue 6: Redis restarts empty (broker queues and limiter state gone),
+"""Fault scenarios 2 and 3: Redis restarts empty (broker queues and limiter state gone),
 and Postgres restarts mid-run. Both run on servers of the test's own, never the shared ones."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Scenario 5 of issue 6: the provider misbehaves (emulator fault knobs, changed at runtime).
+"""Fault scenario 5: the provider misbehaves (emulator fault knobs, changed at runtime).
 
 One pipeline runs every fault in turn, each on a fresh pair of items; the scheduler is restarted
 with a short maximum age for the last one (predictions that never finish end ``timeout``).

@@ -18,8 +18,8 @@ import pipeline.ratelimit.arrivals
 import pipeline.ratelimit.jitter
 from emulator.config import EmulatorConfig
 from pipeline.taskqueue import POLL_QUEUE
-from pipeline.wiring import WorkerServices
 from tests.support.worker import put_source, queued_items, services_with_emulator
+from workers.services import WorkerServices
 
 pytestmark = pytest.mark.integration
 

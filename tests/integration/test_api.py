@@ -13,7 +13,7 @@ import pytest
 import yaml  # type: ignore[import-untyped]  # types-PyYAML is not a dev dependency
 from PIL import Image
 
-from pipeline.api.auth import create_api_key
+from api.auth import create_api_key
 from pipeline.db import create_pool
 from pipeline.migrate import migrate
 from pipeline.repository import Repository
@@ -439,7 +439,7 @@ def test_a_guest_over_the_daily_quota_gets_429_and_usage_shows_it(
         assert (usage["used"], usage["limit"], usage["remaining"]) == (1, 2, 1)
 
 
-# --- size preview and analysis (issue 7) -------------------------------------------------------
+# --- size preview and analysis -----------------------------------------------------------------
 def test_preview_estimates_a_presets_output_for_an_upload(
     api: str, photo: bytes, repo: Repository
 ) -> None:
@@ -536,7 +536,7 @@ def test_analyze_describes_an_upload_and_recommends_a_model_and_preset(
 
 def assert_documented(data: dict[str, object], schema_name: str) -> None:
     """``data`` has every required key of the OpenAPI schema and no undocumented one."""
-    spec = yaml.safe_load((Path(__file__).parents[2] / "pipeline/api/openapi.yaml").read_text())
+    spec = yaml.safe_load((Path(__file__).parents[2] / "api/openapi.yaml").read_text())
     schema = spec["components"]["schemas"][schema_name]
     assert set(schema["required"]) <= set(data), schema_name
     assert set(data) <= set(schema["properties"]), schema_name

@@ -1,4 +1,4 @@
-"""schemathesis against ``pipeline/api/openapi.yaml``: generated requests to every operation of
+"""schemathesis against ``api/openapi.yaml``: generated requests to every operation of
 the running api (real Postgres, Redis, S3) find no server error, and every answer matches the
 documented status codes, content types and schemas."""
 
@@ -19,7 +19,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from pipeline.api.auth import create_api_key
+from api.auth import create_api_key
 from pipeline.db import create_pool
 from pipeline.repository import Repository
 from tests.conftest import DATABASE_URL, settings_from
@@ -27,7 +27,7 @@ from tests.support.api import run_api
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-SPEC = Path(__file__).resolve().parents[2] / "pipeline" / "api" / "openapi.yaml"
+SPEC = Path(__file__).resolve().parents[2] / "api" / "openapi.yaml"
 EXAMPLES_PER_OPERATION = 10
 SKIPPED = {("GET", "/api/jobs/{jobId}/events")}  # a stream: covered by test_api.py
 CHECKS = [

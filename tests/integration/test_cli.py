@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.cli import app
+from cli.app import app
 from pipeline.storage import ObjectStorage
 from tests.conftest import DATABASE_URL, settings_from
 

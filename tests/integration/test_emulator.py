@@ -13,8 +13,8 @@ from PIL import Image, UnidentifiedImageError
 from replicate.client import Client
 from replicate.exceptions import ReplicateError
 
+from devstack.emulator import run_emulator, serve_directory
 from emulator.config import EmulatorConfig
-from emulator.testing import run_emulator, serve_directory
 from pipeline.models import build_allowlist
 
 pytestmark = pytest.mark.integration

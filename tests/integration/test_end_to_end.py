@@ -14,9 +14,9 @@ import psycopg
 import pytest
 from PIL import Image, ImageOps
 
+from devstack.emulator import run_emulator, serve_directory
+from devstack.processes import ProcessGroup, free_port
 from emulator.config import EmulatorConfig
-from emulator.testing import run_emulator, serve_directory
-from pipeline.devstack import ProcessGroup, free_port
 from pipeline.storage import ObjectStorage
 from tests.conftest import DATABASE_URL, settings_from
 

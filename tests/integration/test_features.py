@@ -1,4 +1,4 @@
-"""Issue 7 on real Postgres, the S3 server and the emulator: custom presets, quotas, item
+"""Image features on real Postgres, the S3 server and the emulator: custom presets, quotas, item
 cancel and retry, retention (with an injected clock)."""
 
 from __future__ import annotations
@@ -11,20 +11,20 @@ import psycopg
 import pytest
 from psycopg_pool import ConnectionPool
 
+from devstack.emulator import run_emulator
 from emulator.config import EmulatorConfig
-from emulator.testing import run_emulator
 from pipeline.cancellation import cancel_item, retry_item
 from pipeline.db import create_pool
 from pipeline.errors import InvalidPreset, UnknownPreset
-from pipeline.metering import Meter
 from pipeline.models import build_allowlist
 from pipeline.presets import add_custom_preset, list_presets, resolve_preset
 from pipeline.provider import ProviderClient
 from pipeline.quotas import QuotaConfig, QuotaGate
 from pipeline.reporting import status_report
 from pipeline.repository import Repository
-from pipeline.retention import Retention, RetentionConfig
 from pipeline.storage import ObjectStorage
+from scheduler.metering import Meter
+from scheduler.retention import Retention, RetentionConfig
 from tests.conftest import DATABASE_URL
 
 pytestmark = pytest.mark.integration

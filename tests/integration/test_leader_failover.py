@@ -14,7 +14,7 @@ import psycopg
 import pytest
 import redis
 
-from pipeline.devstack import ProcessGroup
+from devstack.processes import ProcessGroup
 from tests.conftest import DATABASE_URL, REDIS_URL
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -15,9 +15,9 @@ import psycopg
 import pytest
 import yaml
 
+from devstack.emulator import run_emulator, serve_directory
+from devstack.processes import ProcessGroup, free_port, wait_http
 from emulator.config import EmulatorConfig
-from emulator.testing import run_emulator, serve_directory
-from pipeline.devstack import ProcessGroup, free_port, wait_http
 from tests.conftest import DATABASE_URL
 from tests.support.observability import ALERTS, dashboard_queries, load_rules, selectors
 

@@ -12,8 +12,8 @@ import httpx
 import pytest
 import structlog
 
+from devstack.emulator import run_emulator, serve_directory
 from emulator.config import EmulatorConfig
-from emulator.testing import run_emulator, serve_directory
 from pipeline.errors import (
     OutputInvalid,
     ProviderError,

@@ -13,14 +13,14 @@ import pytest
 from PIL import Image
 from psycopg_pool import ConnectionPool
 
+from devstack.emulator import run_emulator
 from emulator.config import EmulatorConfig
-from emulator.testing import run_emulator
 from pipeline.db import create_pool
 from pipeline.models import build_allowlist
 from pipeline.provider import ProviderClient
 from pipeline.repository import Repository
-from pipeline.rescuer import Rescuer, RescuerConfig
 from pipeline.storage import ObjectStorage
+from scheduler.rescuer import Rescuer, RescuerConfig
 from tests.conftest import DATABASE_URL
 
 pytestmark = pytest.mark.integration

@@ -12,9 +12,9 @@ import pytest
 from psycopg_pool import ConnectionPool
 
 from pipeline.db import create_pool
-from pipeline.metering import Meter
 from pipeline.models import build_allowlist
 from pipeline.repository import Repository
+from scheduler.metering import Meter
 from tests.conftest import DATABASE_URL
 
 pytestmark = pytest.mark.integration

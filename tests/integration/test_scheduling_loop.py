@@ -17,8 +17,8 @@ import structlog
 from pipeline.migrate import migrate
 from pipeline.models import build_allowlist
 from pipeline.provider import ProviderClient
-from pipeline.scheduling import Scheduler, SchedulerConfig
 from pipeline.taskqueue import TaskQueue, build_broker
+from scheduler.loop import Scheduler, SchedulerConfig
 from tests.conftest import DATABASE_URL, REDIS_URL
 
 pytestmark = pytest.mark.integration

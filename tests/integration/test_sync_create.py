@@ -14,14 +14,14 @@ from dramatiq.brokers.stub import StubBroker
 from psycopg_pool import ConnectionPool
 from structlog.testing import capture_logs
 
+from devstack.processes import free_port
 from emulator.config import EmulatorConfig
-from pipeline.devstack import free_port
-from pipeline.polling import PollingPolicy, PollingService
 from pipeline.repository import Repository
 from pipeline.taskqueue import POLL_QUEUE
 from pipeline.wiring import limiters, provider_client, redis_client, storage
 from tests.conftest import DATABASE_URL, settings_from
 from tests.support.worker import MODEL, put_source, queued_items, services_with_emulator
+from workers.polling import PollingPolicy, PollingService
 
 pytestmark = pytest.mark.integration
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from pipeline.api import create_app
+from api import create_app
+from devstack.processes import serve_asgi_in_thread
 from pipeline.config import Settings
-from pipeline.devstack import serve_asgi_in_thread
 
 STARTUP_TIMEOUT_SECONDS = 15.0
 
 
 @contextlib.contextmanager
 def run_api(settings: Settings) -> Iterator[str]:
-    """Serve :func:`pipeline.api.create_app` on ``127.0.0.1``; yields ``http://127.0.0.1:PORT``.
+    """Serve :func:`api.create_app` on ``127.0.0.1``; yields ``http://127.0.0.1:PORT``.
 
     Raises:
         RuntimeError: the server did not start in time.

@@ -11,11 +11,11 @@ import psycopg
 from dramatiq.brokers.stub import StubBroker
 from PIL import Image
 
+from devstack.emulator import run_emulator
 from emulator.config import EmulatorConfig
-from emulator.testing import run_emulator
 from pipeline.taskqueue import TaskQueue
-from pipeline.wiring import WorkerServices, worker_services
 from tests.conftest import DATABASE_URL, settings_from
+from workers.services import WorkerServices, worker_services
 
 MODEL = "nightmareai/real-esrgan"
 

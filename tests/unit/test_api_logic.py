@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 import pytest
 from starlette.datastructures import Headers
 
-from pipeline.api.auth import KEY_PREFIX, Caller, bearer_token, hash_secret, new_api_key
-from pipeline.api.imaging import camel, camel_keys
-from pipeline.api.ops import stats_payload
-from pipeline.api.security import CsrfMiddleware
-from pipeline.api.views import display_name, job_status
+from api.auth import KEY_PREFIX, Caller, bearer_token, hash_secret, new_api_key
+from api.imaging import camel, camel_keys
+from api.ops import stats_payload
+from api.security import CsrfMiddleware
+from api.views import display_name, job_status
 from pipeline.controls import PauseState
 from pipeline.ratelimit import LimiterStats
 from pipeline.uploads import sniff_content_type, upload_key, upload_key_of

@@ -15,7 +15,7 @@ ACTOR = [
 
 
 def test_the_innermost_known_frame_decides() -> None:
-    assert component_of([*ACTOR, "run (pipeline/polling.py:90)"]) == "our code"
+    assert component_of([*ACTOR, "run (workers/polling.py:90)"]) == "our code"
     assert (
         component_of([*ACTOR, "put_bytes (pipeline/storage.py:270)", "urlopen (urllib3/x.py:1)"])
         == "s3 (minio)"
@@ -43,7 +43,7 @@ def test_the_limiter_owns_its_redis_calls_and_the_queue_owns_enqueues() -> None:
 def test_summarize_counts_samples_per_component(tmp_path: Path) -> None:
     raw = tmp_path / "worker-poll-1.txt"
     raw.write_text(
-        ";".join([*ACTOR, "run (pipeline/polling.py:90)"]) + " 3\n" + ";".join(ACTOR[:2]) + " 1\n"
+        ";".join([*ACTOR, "run (workers/polling.py:90)"]) + " 3\n" + ";".join(ACTOR[:2]) + " 1\n"
     )
     total, counts = summarize(raw)
     assert total == 4

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.fairness import rotation, round_robin
+from scheduler.fairness import rotation, round_robin
 
 
 def test_round_robin_takes_one_item_per_store_per_round_in_store_order() -> None:

@@ -1,4 +1,4 @@
-"""Security checks of issue 6 that need no services: SQL is parameterized everywhere, and
+"""Security checks that need no services: SQL is parameterized everywhere, and
 provider output downloads cannot be pointed at internal addresses.
 
 The other checks live where their subject is: the SSRF guard (no connection to a refused
@@ -22,7 +22,8 @@ from pipeline.provider import ProviderClient
 
 ROOT = Path(__file__).resolve().parents[2]
 QUERIES = ROOT / "pipeline" / "sql" / "queries.sql"
-PY_FILES = sorted((ROOT / "pipeline").rglob("*.py"))
+PACKAGES = ("pipeline", "scheduler", "workers", "api", "cli", "devstack", "emulator")
+PY_FILES = sorted(path for package in PACKAGES for path in (ROOT / package).rglob("*.py"))
 
 
 def _unsafe_sql_argument(node: ast.expr) -> str | None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.wiring import sync_wait_seconds
 from tests.conftest import settings_from
+from workers.services import sync_wait_seconds
 
 
 @pytest.mark.parametrize(

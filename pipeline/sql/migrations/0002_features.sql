@@ -1,4 +1,4 @@
--- 0002_features: the seeds' image features (issue 7): output presets per store and per item,
+-- 0002_features: the seeds' image features: output presets per store and per item,
 -- per-store daily quotas, retention bookkeeping. Additive only: upstream SQL of 0001 still works.
 
 -- Custom output presets, one set per store (built-in presets live in pipeline/presets.py and

@@ -1,4 +1,4 @@
--- 0004_api: callers of the HTTP API (issue 10): API keys per store (hashed), guest sessions of
+-- 0004_api: callers of the HTTP API: API keys per store (hashed), guest sessions of
 -- the web console (hashed cookie tokens), and who created a job through the API.
 
 -- One row per API key. The key itself is shown once at creation and never stored: only its

@@ -116,7 +116,7 @@ class ProcessGroup:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = (self.log_dir / f"{name}.log").open("ab")
         proc = subprocess.Popen(  # noqa: S603 - our own CLI with our own arguments
-            [sys.executable, "-m", "pipeline", *args],
+            [sys.executable, "-m", "cli", *args],
             env={**self.env, **(extra_env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,

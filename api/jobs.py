@@ -22,10 +22,10 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from pipeline.api.auth import Caller
-from pipeline.api.context import SECONDS_PER_DAY, ApiContext, blocking
-from pipeline.api.envelope import ApiError, ok, validation_error
-from pipeline.api.views import job_view
+from api.auth import Caller
+from api.context import SECONDS_PER_DAY, ApiContext, blocking
+from api.envelope import ApiError, ok, validation_error
+from api.views import job_view
 from pipeline.cancellation import cancel_job as cancel_job_items
 from pipeline.errors import InvalidParams, InvalidSourceUrl, MissingPrompt, PipelineError
 from pipeline.presets import resolve_preset

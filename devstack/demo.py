@@ -18,9 +18,9 @@ from typing import Any
 
 import redis
 
+from devstack.processes import ProcessGroup, free_port, wait_http
 from pipeline.config import Settings
 from pipeline.db import create_pool
-from pipeline.devstack import ProcessGroup, free_port, wait_http
 from pipeline.migrate import drop_schema, migrate
 from pipeline.repository import Repository
 from pipeline.storage import ObjectStorage

@@ -192,7 +192,7 @@ class PollingService:
         metrics.FETCHED_BYTES.labels("provider_output").inc(len(data))
         info = inspect_output(data, max_pixels=self._policy.max_output_pixels)
         ext = _EXTENSIONS.get(info.format, "bin")
-        if row.get("preset"):  # issue 7: the job's (or item's) output preset, then store that
+        if row.get("preset"):  # the job's (or item's) output preset, then store that
             data, info, ext = self._apply_preset(row, data)
         key = result_key(row["store_id"], row["job_id"], row["id"], ext)
         self._storage.put_bytes(key, data, info.content_type)

@@ -21,17 +21,17 @@ from pipeline import metrics
 from pipeline.controls import CONTROL_INTERVAL_SECONDS, SubmissionsSwitch
 from pipeline.db import connect
 from pipeline.errors import DatabaseUnavailable, PipelineError, SchemaNotMigrated
-from pipeline.leader import LeaderLock, SessionPool
-from pipeline.metering import Meter, MeterResult
 from pipeline.migrate import require_migrated
 from pipeline.models import ModelSpec
 from pipeline.provider import ProviderClient
 from pipeline.quotas import QuotaConfig, QuotaGate
 from pipeline.repository import Repository
-from pipeline.rescuer import Rescuer, RescuerConfig, RescueResult
-from pipeline.retention import RetentionConfig, RetentionThread
 from pipeline.storage import ObjectStorage
 from pipeline.taskqueue import TaskQueue
+from scheduler.leader import LeaderLock, SessionPool
+from scheduler.metering import Meter, MeterResult
+from scheduler.rescuer import Rescuer, RescuerConfig, RescueResult
+from scheduler.retention import RetentionConfig, RetentionThread
 
 log = structlog.get_logger(__name__)
 CHANNEL = "imageopt_pending"
@@ -75,7 +75,7 @@ class SchedulerConfig:
     metrics_top_stores: int = 10
     """Stores exported by name on ``imageopt_store_pending_items`` (largest backlogs)."""
     quota: QuotaConfig = field(default_factory=QuotaConfig)
-    """Per-store quotas (issue 7; default off): stores at their quota are not metered."""
+    """Per-store quotas (default off): stores at their quota are not metered."""
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     retention_interval: float = 0.0
     """Seconds between retention runs in the leader (a thread of its own); 0 = none."""
@@ -216,7 +216,7 @@ class Scheduler:
 
     def _requeue_unsent(self, rescuer: Rescuer) -> None:
         """On taking the lead: the leader before us may have died between its commit and its
-        sends (:meth:`pipeline.rescuer.Rescuer.requeue_unsent_queued`)."""
+        sends (:meth:`scheduler.rescuer.Rescuer.requeue_unsent_queued`)."""
         pending = self._queue.pending_create_items()  # before Postgres is read, on purpose
         unsent = rescuer.requeue_unsent_queued(self._clock(), pending)
         metrics.record_rescue(RescueResult(requeued=unsent))

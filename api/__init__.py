@@ -1,5 +1,5 @@
 """The HTTP API and web console (``imageopt api``): see docs/API.md and ``openapi.yaml``."""
 
-from pipeline.api.app import create_app, serve
+from api.app import create_app, serve
 
 __all__ = ["create_app", "serve"]

@@ -2,7 +2,7 @@
 
 ``GET /`` renders the page with the model allowlist, the presets and the upload limits, and
 makes sure the browser holds a ``guest_id`` session cookie and a ``csrf_token`` cookie (read by
-the script and echoed in ``X-CSRF-Token``, the double submit of :mod:`pipeline.api.security`).
+the script and echoed in ``X-CSRF-Token``, the double submit of :mod:`api.security`).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from pipeline.api.catalog import model_views, preset_views
-from pipeline.api.context import ApiContext, blocking
-from pipeline.api.security import CSRF_COOKIE
+from api.catalog import model_views, preset_views
+from api.context import ApiContext, blocking
+from api.security import CSRF_COOKIE
 
 HERE = Path(__file__).resolve().parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))

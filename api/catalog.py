@@ -9,9 +9,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from pipeline.api.auth import Caller
-from pipeline.api.context import SECONDS_PER_DAY, ApiContext, blocking
-from pipeline.api.envelope import ok
+from api.auth import Caller
+from api.context import SECONDS_PER_DAY, ApiContext, blocking
+from api.envelope import ok
 from pipeline.presets import list_presets
 
 
@@ -30,7 +30,7 @@ def model_views(ctx: ApiContext) -> list[dict[str, Any]]:
 
 
 def preset_views(ctx: ApiContext, store_id: str | None) -> list[dict[str, Any]]:
-    """Built-in presets and the store's custom ones (issue 7's :mod:`pipeline.presets`)."""
+    """Built-in presets and the store's custom ones (:mod:`pipeline.presets`)."""
     rows = list_presets(ctx.repo, store_id) if store_id is not None else list_presets()
     return [{"name": p["name"], "builtin": p["builtin"], "spec": p["spec"]} for p in rows]
 

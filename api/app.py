@@ -4,7 +4,7 @@
 ``serve(settings, host, port)`` runs it under uvicorn (``imageopt api``).
 
 Middleware, outermost first: security headers on every response; the body-size bound; the
-CSRF/Origin check. Errors become the envelope (:mod:`pipeline.api.envelope`).
+CSRF/Origin check. Errors become the envelope (:mod:`api.envelope`).
 """
 
 from __future__ import annotations
@@ -23,16 +23,16 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
-from pipeline.api import catalog, console, files, imaging, jobs, ops
-from pipeline.api.context import ApiContext, build_context
-from pipeline.api.envelope import (
+from api import catalog, console, files, imaging, jobs, ops
+from api.context import ApiContext, build_context
+from api.envelope import (
     ApiError,
     api_error_handler,
     error_response,
     http_exception_handler,
     internal_error_handler,
 )
-from pipeline.api.security import BodyLimitMiddleware, CsrfMiddleware, SecurityHeadersMiddleware
+from api.security import BodyLimitMiddleware, CsrfMiddleware, SecurityHeadersMiddleware
 from pipeline.config import Settings
 from pipeline.errors import DatabaseUnavailable, RateLimiterUnavailable, StorageError
 

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from pipeline.api.context import ApiContext
+from api.context import ApiContext
 from pipeline.controls import SUBMISSIONS_PAUSED, PauseState, pause_state
 from pipeline.errors import PipelineError
 from pipeline.migrate import require_migrated

@@ -1,4 +1,4 @@
-"""Issue 7's size preview and image analysis over HTTP (``POST /api/preview``, ``/analyze``).
+"""The size preview and image analysis over HTTP (``POST /api/preview``, ``/analyze``).
 
 Both take one uploaded ``image`` (multipart, the same byte and content-type checks as job
 creation) and answer at once; nothing is stored. They need a caller (an API key or the
@@ -31,11 +31,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from api.auth import Caller
+from api.context import ApiContext, blocking
+from api.envelope import ApiError, ok, validation_error
+from api.jobs import read_image
 from pipeline.analysis import analyze as run_analysis
-from pipeline.api.auth import Caller
-from pipeline.api.context import ApiContext, blocking
-from pipeline.api.envelope import ApiError, ok, validation_error
-from pipeline.api.jobs import read_image
 from pipeline.errors import ImageTooLarge, PipelineError, SourceError
 from pipeline.presets import Preset, check_name, resolve_preset
 from pipeline.preview import preview_size

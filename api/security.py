@@ -24,7 +24,7 @@ from starlette.datastructures import Headers
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pipeline.api.envelope import ApiError, error_response
+from api.envelope import ApiError, error_response
 
 CSRF_COOKIE = "csrf_token"
 CSRF_HEADER = "x-csrf-token"

@@ -16,7 +16,7 @@ from psycopg_pool import ConnectionPool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from pipeline.api.auth import (
+from api.auth import (
     GUEST_COOKIE,
     Caller,
     bearer_token,
@@ -24,8 +24,8 @@ from pipeline.api.auth import (
     caller_from_key,
     new_guest,
 )
-from pipeline.api.envelope import ApiError
-from pipeline.api.throttle import Throttle
+from api.envelope import ApiError
+from api.throttle import Throttle
 from pipeline.config import Settings
 from pipeline.db import create_pool
 from pipeline.models import ModelSpec

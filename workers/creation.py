@@ -178,7 +178,7 @@ class CreationService:
         spec = get_model(str(row["model"]), self._allowlist)
         params = dict(row["params"] or {})
         spec.validate(row["prompt"], params)
-        if row.get("preset"):  # issue 7: an unknown preset fails before anything is paid
+        if row.get("preset"):  # an unknown preset fails before anything is paid
             resolve_preset(self._repo, str(row["store_id"]), str(row["preset"]))
         key = self._store_input(row, spec)
         image_url = self._storage.presigned_get_url(key)

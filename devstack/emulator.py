@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from devstack.processes import serve_asgi_in_thread
 from emulator.config import EmulatorConfig
 from emulator.server import build_app
-from pipeline.devstack import serve_asgi_in_thread
 
 STARTUP_TIMEOUT_SECONDS = 10.0
 

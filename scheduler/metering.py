@@ -1,7 +1,7 @@
 """Metering: move PENDING items to the queue, round-robin across stores, a bounded few at a time.
 
 Only a few seconds of create budget are ever QUEUED or SUBMITTING (DESIGN §4), so the order in
-which stores are served is decided here, by :func:`pipeline.fairness.round_robin`, and not by
+which stores are served is decided here, by :func:`scheduler.fairness.round_robin`, and not by
 the broker's FIFO: a store that inserts one item behind 50,000 of another store's waits at
 most one round.
 """
@@ -16,11 +16,11 @@ from datetime import datetime
 import structlog
 
 from pipeline import metrics
-from pipeline.fairness import Selection, round_robin
 from pipeline.models import ModelSpec
 from pipeline.quotas import QuotaGate
 from pipeline.repository import Repository, Row
 from pipeline.validation import validate_item
+from scheduler.fairness import Selection, round_robin
 
 log = structlog.get_logger(__name__)
 
@@ -138,7 +138,7 @@ class Meter:
             heads[row["store_id"]].append(row)
         for store_rows in heads.values():
             store_rows.sort(key=lambda r: (-int(r["priority"]), r["created_at"], r["id"]))
-        if self._quota is not None:  # issue 7: a store at its quota keeps its items PENDING
+        if self._quota is not None:  # a store at its quota keeps its items PENDING
             for store, left in self._quota.remaining(visit, now).items():
                 if left is not None:
                     del heads[store][left:]

@@ -17,9 +17,9 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from pipeline.api.context import ApiContext, blocking
-from pipeline.api.envelope import ApiError
-from pipeline.api.jobs import path_id
+from api.context import ApiContext, blocking
+from api.envelope import ApiError
+from api.jobs import path_id
 from pipeline.storage import ObjectNotFound, ObjectStream
 from pipeline.uploads import upload_key_of
 

@@ -56,7 +56,7 @@ class Throttle:
         self._client = client
         self._namespace = namespace
         self._window_us = int(window_seconds * MICROS_PER_SECOND)
-        text = resources.files("pipeline.api").joinpath("throttle.lua").read_text(encoding="utf-8")
+        text = resources.files("api").joinpath("throttle.lua").read_text(encoding="utf-8")
         self._script = client.register_script(text)
 
     def hit(self, name: str, caller: str, limit: int) -> Decision:

@@ -1,0 +1,1 @@
+"""The ``imageopt`` command line, on top of every other package."""

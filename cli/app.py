@@ -1,0 +1,18 @@
+"""``imageopt``: the one command line of the pipeline (typer). ``imageopt COMMAND --help``.
+
+The commands live by group in this package (:mod:`cli.processes`, :mod:`cli.items`,
+:mod:`cli.images`, :mod:`cli.admin`, :mod:`cli.dev`); importing them registers them on
+:data:`cli.base.app`. Exit codes: see :mod:`cli.base`.
+"""
+
+from __future__ import annotations
+
+from cli import admin, dev, images, items, processes
+from cli.base import app
+
+__all__ = ["admin", "app", "dev", "images", "items", "main", "processes"]
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

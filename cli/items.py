@@ -1,0 +1,203 @@
+"""Commands on jobs and items: submit, status, retry, cancel."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from cli.base import (
+    app,
+    fail,
+    load_settings,
+    open_repository,
+)
+from pipeline.config import Settings
+
+if TYPE_CHECKING:
+    pass
+
+
+def _parse_params(values: list[str]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for value in values:
+        key, sep, raw = value.partition("=")
+        if not sep or not key:
+            raise fail(f"--param must be key=value, got {value!r}")
+        try:
+            params[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            params[key] = raw
+    return params
+
+
+def _items_from_csv(path: Path) -> list[dict[str, Any]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        if not reader.fieldnames or "source_url" not in reader.fieldnames:
+            raise fail(f"{path}: CSV needs a source_url column")
+        items: list[dict[str, Any]] = []
+        for line, row in enumerate(reader, start=2):
+            item: dict[str, Any] = {"source_url": (row.get("source_url") or "").strip()}
+            for key in ("prompt", "model"):
+                if row.get(key):
+                    item[key] = row[key]
+            try:
+                if row.get("priority"):
+                    item["priority"] = int(row["priority"])
+                if row.get("params"):
+                    item["params"] = json.loads(row["params"])
+            except (ValueError, json.JSONDecodeError) as exc:
+                raise fail(f"{path}:{line}: {exc}") from exc
+            items.append(item)
+    return items
+
+
+def _items_from_folder(path: Path, store: str, settings: Settings) -> list[dict[str, Any]]:
+    """Upload each file to object storage and use its ``s3://`` URL as the source."""
+    from pipeline.storage import ObjectStorage
+    from pipeline.uploads import CONTENT_TYPES, new_batch, store_upload
+
+    storage = ObjectStorage.from_settings(settings)
+    storage.ensure_bucket()
+    batch = new_batch()
+    items = []
+    files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+    for index, file in enumerate(files):
+        content_type = CONTENT_TYPES.get(file.suffix.lower(), "application/octet-stream")
+        url = store_upload(
+            storage, store_id=store, batch=batch, index=index, name=file.name,
+            data=file.read_bytes(), content_type=content_type,
+        )  # fmt: skip
+        items.append({"source_url": url})
+    return items
+
+
+@app.command()
+def submit(
+    path: Annotated[
+        Path, typer.Argument(help="a folder of images, or a CSV with a source_url column")
+    ],
+    store: Annotated[str, typer.Option(help="the store the job belongs to")],
+    model: Annotated[
+        str | None, typer.Option(help="owner/name (default REPLICATE_IMAGE_MODEL)")
+    ] = None,
+    prompt: Annotated[str | None, typer.Option(help="prompt for every item")] = None,
+    preset: Annotated[str | None, typer.Option(help="output preset name")] = None,
+    param: Annotated[
+        list[str] | None, typer.Option(help="model parameter key=value (JSON value), repeatable")
+    ] = None,
+    priority: Annotated[int, typer.Option(help="item priority (higher first)")] = 0,
+) -> None:
+    """Insert a job (one item per image or CSV row) and print its id."""
+    settings = load_settings()
+    if not store.strip():
+        raise fail("--store must not be empty")
+    if not path.exists():
+        raise fail(f"{path} does not exist")
+    items = _items_from_folder(path, store, settings) if path.is_dir() else _items_from_csv(path)
+    if not items:
+        raise fail(f"{path}: no images or rows found")
+    for item in items:
+        item.setdefault("priority", priority)
+    with open_repository(settings) as repo:
+        job_id = repo.insert_job(
+            store_id=store,
+            model=model or settings.replicate_image_model,
+            prompt=prompt,
+            params=_parse_params(param or []),
+            preset=preset,
+            items=items,
+        )
+    typer.echo(job_id)
+
+
+@app.command()
+def status(
+    job: Annotated[int | None, typer.Option(help="only this job")] = None,
+    store: Annotated[str | None, typer.Option(help="only this store")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+) -> None:
+    """Item counts by status, per store and per job (the seeds' distribution query)."""
+    from pipeline.quotas import quota_config
+    from pipeline.reporting import status_report
+
+    settings = load_settings()
+    with open_repository(settings) as repo:
+        report = status_report(repo, job_id=job, store_id=store, quota=quota_config(settings))
+    if as_json:
+        typer.echo(json.dumps(report, indent=2, sort_keys=True))
+        return
+    typer.echo("status      " + "  ".join(f"{k}={v}" for k, v in report["items"].items()))
+    for store_id, counts in report["stores"].items():
+        typer.echo(f"store {store_id:<20} " + "  ".join(f"{k}={v}" for k, v in counts.items() if v))
+    for job_id, counts in report["jobs"].items():
+        typer.echo(f"job   {job_id:<20} " + "  ".join(f"{k}={v}" for k, v in counts.items() if v))
+    for store_id, codes in report["errors"].items():
+        typer.echo(f"errors {store_id:<19} " + "  ".join(f"{k}={v}" for k, v in codes.items()))
+    for store_id, q in report.get("quotas", {}).items():
+        held = (
+            f"  held={q['pending_held']} PENDING until {q['frees_at']}" if q["pending_held"] else ""
+        )
+        typer.echo(
+            f"quota {store_id:<20} used={q['used']}/{q['quota']} per "
+            f"{q['window_seconds']:.0f}s  remaining={q['remaining']}{held}"
+        )
+
+
+@app.command()
+def retry(
+    job: Annotated[int | None, typer.Option(help="only this job")] = None,
+    error_code: Annotated[str | None, typer.Option(help="only items FAILED with this code")] = None,
+    item: Annotated[int | None, typer.Option(help="only this item (must be FAILED)")] = None,
+) -> None:
+    """Send FAILED items (dead letters) back to PENDING, attempts reset; prints how many."""
+    from pipeline.cancellation import retry_item
+
+    settings = load_settings()
+    with open_repository(settings) as repo:
+        if item is not None:
+            ids = [item] if retry_item(repo, item) else []
+        else:
+            ids = repo.retry_failed(job, error_code)
+    typer.echo(f"{len(ids)} item(s) back to PENDING")
+
+
+@app.command()
+def cancel(
+    job: Annotated[int | None, typer.Argument(help="job id")] = None,
+    item: Annotated[int | None, typer.Option(help="cancel only this item")] = None,
+) -> None:
+    """Cancel a job's unfinished items, or one item (--item); running predictions are canceled
+    at the provider."""
+    from pipeline.cancellation import cancel_item, cancel_job
+    from pipeline.wiring import provider_client
+
+    if (job is None) == (item is None):
+        raise fail("give a JOB id or --item ID (one of them)")
+    settings = load_settings()
+    provider = provider_client(settings)
+    try:
+        with open_repository(settings) as repo:
+            results = (
+                [cancel_item(repo, provider, item)]
+                if item is not None
+                else cancel_job(repo, provider, int(job or 0))
+            )
+    finally:
+        provider.close()
+    for result in results:
+        if result.provider_canceled is False:
+            typer.echo(
+                f"warning: item {result.item_id}: cancel at the provider failed: "
+                f"{result.error_code}",
+                err=True,
+            )
+    if item is not None and not results[0].canceled:
+        status_text = results[0].previous_status or "not found"
+        typer.echo(f"item {item} not canceled ({status_text})")
+        raise typer.Exit(1)
+    typer.echo(f"{sum(r.canceled for r in results)} item(s) canceled")
