@@ -1,7 +1,8 @@
 """The api's ASGI app: routes, middleware and the services behind them.
 
 ``create_app(settings)`` builds everything at startup (lifespan) and closes it at shutdown;
-``serve(settings, host, port)`` runs it under uvicorn (``imageopt api``).
+``serve(settings, host, port)`` runs it under uvicorn (``imageopt api``) with
+:func:`uvicorn_options`.
 
 Middleware, outermost first: security headers on every response; the body-size bound; the
 CSRF/Origin check. Errors become the envelope (:mod:`api.envelope`).
@@ -12,6 +13,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import structlog
 import uvicorn
@@ -121,15 +123,25 @@ def create_app(
     )
 
 
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """How uvicorn runs the api (``imageopt api``, and the tests' server).
+
+    Forwarded headers (``X-Forwarded-For``, ``X-Forwarded-Proto``) are honoured only from the
+    peers in ``IMAGEOPT_TRUSTED_PROXIES``; with none listed (the default) they are ignored, so
+    a caller cannot pick the address its per-address limits count against. uvicorn's own
+    default would trust any loopback peer.
+    """
+    trusted = settings.trusted_proxy_list
+    return {
+        "log_level": "warning",
+        "access_log": False,
+        "proxy_headers": bool(trusted),
+        "forwarded_allow_ips": trusted or [],
+        "server_header": False,
+        "timeout_graceful_shutdown": 5,
+    }
+
+
 def serve(settings: Settings, host: str, port: int) -> None:
     """Run the api under uvicorn until SIGINT/SIGTERM (one process; scale with replicas)."""
-    uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=port,
-        log_level="warning",
-        access_log=False,
-        proxy_headers=True,
-        server_header=False,
-        timeout_graceful_shutdown=5,
-    )
+    uvicorn.run(create_app(settings), host=host, port=port, **uvicorn_options(settings))

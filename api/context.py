@@ -16,6 +16,7 @@ from psycopg_pool import ConnectionPool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from api.addresses import client_network
 from api.auth import (
     GUEST_COOKIE,
     Caller,
@@ -31,12 +32,13 @@ from pipeline.db import create_pool
 from pipeline.models import ModelSpec
 from pipeline.provider import ProviderClient
 from pipeline.ratelimit import RateLimiter
-from pipeline.repository import Repository
+from pipeline.repository import ApiQuotas, Repository
 from pipeline.storage import ObjectStorage
 from pipeline.wiring import allowlist, limiters, provider_client, redis_client, storage
 
 T = TypeVar("T")
 SECONDS_PER_DAY = 86_400.0
+SECONDS_PER_HOUR = 3_600.0
 
 
 async def blocking(fn: Callable[..., T], *args: Any) -> T:
@@ -102,11 +104,20 @@ class ApiContext:
 
     async def caller_or_new_guest(self, request: Request) -> tuple[Caller, str | None]:
         """The caller, or a new guest session (its cookie token second) for a cookie-less
-        browser. New guests are throttled per client address."""
+        browser. New guests count against their client address: its request limit, and
+        ``IMAGEOPT_API_GUEST_SESSIONS_PER_HOUR`` new sessions per rolling hour.
+
+        Raises:
+            ApiError: 429 with ``Retry-After`` when the address is over either limit.
+        """
         found = await self.caller(request, required=False)
         if found is not None:
             return found, None
         await self.throttle_anonymous(request)
+        await self._hit(
+            "guest-session", f"ip-{client_network(request)}",
+            self.settings.api_guest_sessions_per_hour, SECONDS_PER_HOUR,
+        )  # fmt: skip
         guest, token = await blocking(
             new_guest, self.repo, self.settings.api_guest_store, self.guest_ttl_seconds
         )
@@ -131,20 +142,42 @@ class ApiContext:
             await self._hit("create", caller.throttle_key, self.settings.api_create_rate_per_minute)
 
     async def throttle_anonymous(self, request: Request) -> None:
-        """Count a request without a caller against its client address."""
-        host = request.client.host if request.client else "unknown"
-        await self._hit("api", f"ip-{host}", self.settings.api_rate_per_minute)
+        """Count a request without a caller against its client network (the peer, or what a
+        trusted proxy forwarded; :mod:`api.addresses`)."""
+        await self._hit("api", f"ip-{client_network(request)}", self.settings.api_rate_per_minute)
 
-    async def _hit(self, name: str, key: str, limit: int) -> None:
-        decision = await blocking(self.throttler.hit, name, key, limit)
+    def quotas(self, caller: Caller, request: Request) -> ApiQuotas:
+        """The item quotas a caller's new items count against over the rolling 24 h: the
+        guest's own and its client network's (``IMAGEOPT_API_GUEST_DAILY_ITEMS``,
+        ``IMAGEOPT_API_GUEST_ADDRESS_DAILY_ITEMS``), or the store's
+        (``IMAGEOPT_API_STORE_DAILY_ITEMS``; stores are not counted per address)."""
+        settings = self.settings
+        guest = caller.owner_type == "guest"
+        return ApiQuotas(
+            owner_type=caller.owner_type,
+            owner_id=caller.owner_id,
+            store_id=caller.store_id,
+            owner_limit=settings.api_guest_daily_items if guest else settings.api_store_daily_items,
+            client_network=client_network(request) if guest else None,
+            network_limit=settings.api_guest_address_daily_items if guest else 0,
+            window_seconds=SECONDS_PER_DAY,
+        )
+
+    async def _hit(self, name: str, key: str, limit: int, window: float | None = None) -> None:
+        decision = await blocking(self.throttler.hit, name, key, limit, window)
         if not decision.admitted:
             raise ApiError(
-                429, "rate_limited",
-                f"too many requests: {limit} per minute allowed"
-                + (" for job creation" if name == "create" else ""),
+                429, "rate_limited", _LIMIT_MESSAGES[name].format(limit=limit),
                 details={"limit": limit, "retryAfter": decision.retry_after_header},
                 headers={"Retry-After": decision.retry_after_header},
             )  # fmt: skip
+
+
+_LIMIT_MESSAGES = {
+    "api": "too many requests: {limit} per minute allowed",
+    "create": "too many requests: {limit} per minute allowed for job creation",
+    "guest-session": "too many new guest sessions from this address: {limit} per hour allowed",
+}
 
 
 def build_context(settings: Settings) -> ApiContext:

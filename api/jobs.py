@@ -29,6 +29,7 @@ from api.views import job_view
 from pipeline.cancellation import cancel_job as cancel_job_items
 from pipeline.errors import InvalidParams, InvalidSourceUrl, MissingPrompt, PipelineError
 from pipeline.presets import resolve_preset
+from pipeline.repository import ApiQuotas, ApiUsage, NewJob
 from pipeline.uploads import ALLOWED_CONTENT_TYPES, new_batch, sniff_content_type, store_upload
 from pipeline.uploads import upload_key_of as _upload_key_of
 from pipeline.validation import check_source_url
@@ -54,6 +55,16 @@ class JobRequest:
     prompt: str | None
     preset: str | None
     params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A validated request with its items; ``uploads`` are the source URLs this request
+    stored in the bucket (deleted again when no job is created)."""
+
+    job: JobRequest
+    items: list[dict[str, Any]]
+    uploads: list[str]
 
 
 def _ctx(request: Request) -> ApiContext:
@@ -135,27 +146,36 @@ def _job_request(ctx: ApiContext, fields: Mapping[str, Any]) -> JobRequest:
     return JobRequest(model, prompt, preset, params)
 
 
-async def _check_quota(ctx: ApiContext, caller: Caller, new_items: int) -> None:
-    limit = (
-        ctx.settings.api_guest_daily_items
-        if caller.owner_type == "guest"
-        else ctx.settings.api_store_daily_items
-    )
-    if limit <= 0:
-        return
-    used, frees_at = await blocking(
-        ctx.repo.api_usage, caller.owner_type, caller.owner_id, caller.store_id, SECONDS_PER_DAY
-    )
-    if used + new_items <= limit:
-        return
-    wait = (frees_at - datetime.now(UTC)).total_seconds() if frees_at else SECONDS_PER_DAY
-    retry = str(max(1, int(wait) + 1))
-    raise ApiError(
+def quota_error(usage: Sequence[ApiUsage], requested: int) -> ApiError | None:
+    """The 429 ``quota_exceeded`` for the first quota without room for ``requested`` items,
+    with ``Retry-After`` = seconds until its oldest counted item leaves the window; None when
+    every quota has room."""
+    full = next((u for u in usage if not u.room_for(requested)), None)
+    if full is None:
+        return None
+    wait = (full.frees_at - datetime.now(UTC)).total_seconds() if full.frees_at else SECONDS_PER_DAY
+    whose = " for guests of this address" if full.scope == "address" else ""
+    return ApiError(
         429, "quota_exceeded",
-        f"quota of {limit} images per 24 h reached ({used} used, {new_items} requested)",
-        details={"limit": limit, "used": used, "requested": new_items},
-        headers={"Retry-After": retry},
+        f"quota of {full.limit} images per 24 h{whose} reached "
+        f"({full.used} used, {requested} requested)",
+        details={"limit": full.limit, "used": full.used, "requested": requested,
+                 "scope": full.scope},
+        headers={"Retry-After": str(max(1, int(wait) + 1))},
     )  # fmt: skip
+
+
+async def _check_quota(ctx: ApiContext, quotas: ApiQuotas, new_items: int) -> None:
+    """Refuse early, before any upload is stored, a request the quotas have no room for. Only
+    a first look: the check that holds under concurrency is the insert's
+    (:meth:`Repository.api_insert_job_within_quota`).
+
+    Raises:
+        ApiError: 429 ``quota_exceeded``.
+    """
+    error = quota_error(await blocking(ctx.repo.api_quota_usage, quotas), new_items)
+    if error is not None:
+        raise error
 
 
 # --- reading uploads -----------------------------------------------------------------------------
@@ -187,8 +207,8 @@ async def read_image(ctx: ApiContext, upload: UploadFile, index: int) -> tuple[s
 
 
 async def _multipart_items(
-    ctx: ApiContext, request: Request, caller: Caller
-) -> tuple[JobRequest, list[dict[str, Any]]]:
+    ctx: ApiContext, request: Request, caller: Caller, quotas: ApiQuotas
+) -> Submission:
     max_files = ctx.settings.api_max_files_per_job
     try:
         form = await request.form(max_files=max_files, max_fields=MAX_FORM_FIELDS)
@@ -203,24 +223,39 @@ async def _multipart_items(
         files = [v for k, v in form.multi_items() if k == "image" and isinstance(v, UploadFile)]
         if not files:
             raise validation_error("image", "add at least one image file (field image)")
-        await _check_quota(ctx, caller, len(files))
+        await _check_quota(ctx, quotas, len(files))
         images = [await read_image(ctx, f, i) for i, f in enumerate(files)]
     finally:
         await form.close()
     batch = new_batch()
-    urls = []
-    for index, (name, data, content_type) in enumerate(images):
-        upload = functools.partial(
-            store_upload, ctx.storage, store_id=caller.store_id, batch=batch, index=index,
-            name=name, data=data, content_type=content_type,
-        )  # fmt: skip
-        urls.append(await blocking(upload))
-    return job, [{"source_url": url} for url in urls]
+    urls: list[str] = []
+    try:
+        for index, (name, data, content_type) in enumerate(images):
+            upload = functools.partial(
+                store_upload, ctx.storage, store_id=caller.store_id, batch=batch, index=index,
+                name=name, data=data, content_type=content_type,
+            )  # fmt: skip
+            urls.append(await blocking(upload))
+    except BaseException:
+        await _discard_uploads(ctx, urls)
+        raise
+    return Submission(job, [{"source_url": url} for url in urls], urls)
 
 
-async def _json_items(
-    ctx: ApiContext, request: Request, caller: Caller
-) -> tuple[JobRequest, list[dict[str, Any]]]:
+async def _discard_uploads(ctx: ApiContext, urls: Sequence[str]) -> None:
+    """Delete the uploads of a request that created no job (best effort: a failure is logged).
+
+    Only this request's own objects (``uploads/{store}/{random batch}/...``) are touched.
+    """
+    keys = [key for url in urls if (key := _upload_key_of(url, ctx.storage.bucket)) is not None]
+    try:
+        for key in keys:
+            await blocking(ctx.storage.delete, key)
+    except PipelineError as exc:
+        log.warning("api_upload_cleanup_failed", uploads=len(keys), error_code=exc.code)
+
+
+async def _json_items(ctx: ApiContext, request: Request, quotas: ApiQuotas) -> Submission:
     try:
         body = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -235,8 +270,8 @@ async def _json_items(
     if len(raw_items) > limit:
         raise validation_error("items", f"at most {limit} items per job")
     items = [_json_item(ctx, job, i, raw) for i, raw in enumerate(raw_items)]
-    await _check_quota(ctx, caller, len(items))
-    return job, items
+    await _check_quota(ctx, quotas, len(items))
+    return Submission(job, items, [])
 
 
 def _json_item(ctx: ApiContext, job: JobRequest, index: int, raw: Any) -> dict[str, Any]:
@@ -273,20 +308,23 @@ async def create_job(request: Request) -> Response:
     ctx = _ctx(request)
     caller, token = await ctx.caller_or_new_guest(request)
     await ctx.throttle(caller, create=True)
+    quotas = ctx.quotas(caller, request)
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type == "multipart/form-data":
-        job, items = await _multipart_items(ctx, request, caller)
+        submission = await _multipart_items(ctx, request, caller, quotas)
     elif media_type in _JSON_TYPES:
-        job, items = await _json_items(ctx, request, caller)
+        submission = await _json_items(ctx, request, quotas)
     else:
         raise ApiError(
             415, "unsupported_media_type", "send multipart/form-data or application/json"
         )
-    if job.preset is not None:
-        await blocking(_check_preset, ctx, caller.store_id, job.preset)
-    job_id = await blocking(_insert, ctx, caller, job, items)
+    try:
+        job_id = await _insert(ctx, caller, quotas, submission)
+    except ApiError:  # refused before anything was written; never after a commit
+        await _discard_uploads(ctx, submission.uploads)
+        raise
     log.info("api_job_created", job_id=job_id, store_id=caller.store_id,
-             owner_type=caller.owner_type, items=len(items))  # fmt: skip
+             owner_type=caller.owner_type, items=len(submission.items))  # fmt: skip
     view = await blocking(_job_view, ctx, job_id)
     response = ok(view, status=201, headers={"Location": f"/api/jobs/{job_id}"})
     if token is not None:
@@ -294,13 +332,31 @@ async def create_job(request: Request) -> Response:
     return response
 
 
-def _insert(
-    ctx: ApiContext, caller: Caller, job: JobRequest, items: Sequence[Mapping[str, Any]]
+async def _insert(
+    ctx: ApiContext, caller: Caller, quotas: ApiQuotas, submission: Submission
 ) -> int:
-    return ctx.repo.insert_job(
+    """Insert the job, its check against the quotas and the insert being one atomic step.
+
+    Raises:
+        ApiError: 400 for an unknown preset, 429 ``quota_exceeded`` when a quota has no room
+            (e.g. concurrent requests of one guest used it up after the early check); in both
+            cases nothing was written.
+        DatabaseUnavailable: Postgres did not answer (the job may or may not exist).
+    """
+    job = submission.job
+    if job.preset is not None:
+        await blocking(_check_preset, ctx, caller.store_id, job.preset)
+    new = NewJob(
         store_id=caller.store_id, model=job.model, prompt=job.prompt, params=job.params,
-        preset=job.preset, items=items, owner=(caller.owner_type, caller.owner_id),
+        preset=job.preset, items=submission.items,
     )  # fmt: skip
+    owner = (caller.owner_type, caller.owner_id)
+    job_id, usage = await blocking(ctx.repo.api_insert_job_within_quota, new, owner, quotas)
+    if job_id is None:
+        error = quota_error(usage, len(submission.items))
+        assert error is not None  # the repository refuses only when a quota has no room
+        raise error
+    return job_id
 
 
 def _job_view(ctx: ApiContext, job_id: int) -> dict[str, Any]:

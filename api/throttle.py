@@ -5,6 +5,7 @@ the count and no rolling window ever admits more than the limit. The provider's 
 is a different thing (:mod:`pipeline.ratelimit`): this one protects the api from its callers.
 
 Keys: ``<namespace>:api-throttle:<limit name>:<caller>`` (sorted set, expires after a window).
+A limit may have its own window (new guest sessions per address count over an hour).
 """
 
 from __future__ import annotations
@@ -59,13 +60,16 @@ class Throttle:
         text = resources.files("api").joinpath("throttle.lua").read_text(encoding="utf-8")
         self._script = client.register_script(text)
 
-    def hit(self, name: str, caller: str, limit: int) -> Decision:
+    def hit(
+        self, name: str, caller: str, limit: int, window_seconds: float | None = None
+    ) -> Decision:
         """Count one request of ``caller`` against limit ``name``.
 
         Args:
-            name: the limit (``api``, ``create``).
+            name: the limit (``api``, ``create``, ``guest-session``).
             caller: a stable, bounded-length caller key (never a raw secret).
             limit: requests per window; ``0`` or less disables the limit.
+            window_seconds: this limit's rolling window, seconds; None = the throttle's own.
 
         Returns:
             The decision (a refused request is not counted).
@@ -77,7 +81,12 @@ class Throttle:
             return Decision(True, 0, 0, 0.0)
         key = f"{self._namespace}:api-throttle:{name}:{caller}"
         try:
-            reply = self._script(keys=[key], args=[limit, self._window_us, uuid.uuid4().hex])
+            window_us = (
+                self._window_us
+                if window_seconds is None
+                else int(window_seconds * MICROS_PER_SECOND)
+            )
+            reply = self._script(keys=[key], args=[limit, window_us, uuid.uuid4().hex])
         except redis.RedisError as exc:
             raise RateLimiterUnavailable(f"api throttle unavailable: {type(exc).__name__}") from exc
         admitted, remaining, retry_us = (int(x) for x in reply)

@@ -37,6 +37,7 @@ def serve_asgi_in_thread(
     name: str,
     startup_timeout: float = 15.0,
     graceful_seconds: int = 5,
+    options: Mapping[str, Any] | None = None,
 ) -> Iterator[str]:
     """Serve an ASGI app with uvicorn in a daemon thread on ``127.0.0.1`` and a free port.
 
@@ -47,6 +48,9 @@ def serve_asgi_in_thread(
         name: thread name, and what the error names.
         startup_timeout: seconds to wait for the server to start.
         graceful_seconds: uvicorn's graceful-shutdown timeout on exit.
+        options: further ``uvicorn.Config`` arguments (e.g. the api's
+            :func:`api.app.uvicorn_options`, so a test server trusts the same proxies
+            as the real one).
 
     Yields:
         The root URL.
@@ -58,12 +62,11 @@ def serve_asgi_in_thread(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     root = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server = uvicorn.Server(
-        uvicorn.Config(
-            build(root), log_level="warning", ws="none", lifespan="on",
-            timeout_graceful_shutdown=graceful_seconds,
-        )
-    )  # fmt: skip
+    config: dict[str, Any] = {
+        "log_level": "warning", "ws": "none", "lifespan": "on", **(options or {}),
+        "timeout_graceful_shutdown": graceful_seconds,
+    }  # fmt: skip
+    server = uvicorn.Server(uvicorn.Config(build(root), **config))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=name, daemon=True)
     thread.start()
     try:

@@ -6,7 +6,9 @@ everything of ours is prefixed ``IMAGEOPT_``. ``.env.example`` lists them all wi
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+import ipaddress
+
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -172,10 +174,29 @@ class Settings(BaseSettings):
     """Items a guest may create per rolling 24 h (seed 002: 20/user/24h); 0 = unlimited."""
     api_store_daily_items: int = Field(0, validation_alias="IMAGEOPT_API_STORE_DAILY_ITEMS")
     """Items an API key's store may create through the API per rolling 24 h; 0 = unlimited."""
+    api_guest_address_daily_items: int = Field(
+        20, validation_alias="IMAGEOPT_API_GUEST_ADDRESS_DAILY_ITEMS"
+    )
+    """Items all guests of one client address (an IPv4 address, or an IPv6 /64) may create per
+    rolling 24 h, whatever their cookies; 0 = unlimited. The seed's 20/user/24h is per person, and
+    a new cookie is free: without this bound a script that drops its cookie gets a fresh quota on
+    every request. Guests behind one NAT share it: raise it for such an audience."""
+    api_guest_sessions_per_hour: int = Field(
+        10, validation_alias="IMAGEOPT_API_GUEST_SESSIONS_PER_HOUR"
+    )
+    """New guest sessions (cookies) one client address may start per rolling hour; 0 = unlimited.
+    A browser keeps its cookie for ``IMAGEOPT_API_GUEST_SESSION_DAYS``, so 10 leaves room for
+    private windows and a few people behind one NAT and stops a cookie-dropping script from
+    filling the sessions table."""
     api_guest_session_days: float = Field(30.0, validation_alias="IMAGEOPT_API_GUEST_SESSION_DAYS")
     api_allowed_origins: str = Field("", validation_alias="IMAGEOPT_API_ALLOWED_ORIGINS")
     """Comma-separated origins allowed on state-changing requests; empty = the request's own
     ``scheme://Host`` (set it behind a proxy that rewrites Host)."""
+    trusted_proxies: str = Field("", validation_alias="IMAGEOPT_TRUSTED_PROXIES")
+    """Comma-separated addresses or CIDRs of the reverse proxies in front of the api (e.g. an
+    ingress controller's pod network). Only a peer listed here may set the client address and
+    scheme with ``X-Forwarded-For`` / ``X-Forwarded-Proto``; empty (default) = no proxy is
+    trusted and the client is the TCP peer. Per-address limits count against that client."""
     api_queue_healthy_max: int = Field(500, validation_alias="IMAGEOPT_API_QUEUE_HEALTHY_MAX")
     """Stats endpoint: queue healthy below this many waiting items (seed 003: < 500)."""
     api_rpm_healthy_max_percent: float = Field(
@@ -222,3 +243,18 @@ class Settings(BaseSettings):
     """How often the scheduler leader runs retention; 0 = never (run ``imageopt retention``)."""
     retention_dry_run: bool = Field(False, validation_alias="IMAGEOPT_RETENTION_DRY_RUN")
     """Scheduled runs only count what is due (logged), deleting nothing."""
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_trusted_proxies(cls, value: str) -> str:
+        """Refuse an entry that is not an IP address or network (a typo would trust nobody, or
+        ``*`` everybody, silently)."""
+        for entry in (e.strip() for e in value.split(",")):
+            if entry:
+                ipaddress.ip_network(entry, strict=False)  # ValueError names the bad entry
+        return value
+
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        """``IMAGEOPT_TRUSTED_PROXIES`` as a list of addresses and networks (may be empty)."""
+        return [e.strip() for e in self.trusted_proxies.split(",") if e.strip()]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +22,77 @@ from pipeline.queries import load_queries
 Row = dict[str, Any]
 NON_FINAL = ("PENDING", "QUEUED", "SUBMITTING", "PROCESSING")
 STATUSES = ("PENDING", "QUEUED", "SUBMITTING", "PROCESSING", "DONE", "FAILED", "CANCELED")
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A job to insert with its items.
+
+    Attributes:
+        items: mappings with ``source_url`` and optional ``prompt``, ``model``, ``params``,
+            ``priority``, ``preset`` (overrides the job's).
+    """
+
+    store_id: str
+    model: str
+    prompt: str | None
+    params: Mapping[str, Any]
+    preset: str | None
+    items: Sequence[Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class ApiQuotas:
+    """The item quotas an API caller's new items count against, over one rolling window.
+
+    Attributes:
+        owner_type: ``guest`` or ``store``.
+        owner_id: the guest's id, or the store id.
+        store_id: the store the items run under.
+        owner_limit: items per window for this owner; 0 = none.
+        client_network: the guest's client network (:mod:`api.addresses`), or None.
+        network_limit: items per window for every guest of that network together; 0 = none.
+        window_seconds: the rolling window, seconds (86 400: the seed's 24 h).
+    """
+
+    owner_type: str
+    owner_id: str
+    store_id: str
+    owner_limit: int
+    client_network: str | None
+    network_limit: int
+    window_seconds: float
+
+    def lock_keys(self) -> list[str]:
+        """The advisory-lock keys of the limited quotas (``owner:...``, ``network:...``)."""
+        keys = []
+        if self.owner_limit > 0:
+            keys.append(f"owner:{self.owner_type}:{self.owner_id}")
+        if self.network_limit > 0 and self.client_network is not None:
+            keys.append(f"network:{self.client_network}")
+        return keys
+
+
+@dataclass(frozen=True)
+class ApiUsage:
+    """One quota's use within the window.
+
+    Attributes:
+        scope: ``owner`` (a guest, or a store's API callers) or ``address`` (every guest of
+            one client network).
+        limit: items allowed per window (> 0).
+        used: items created within the window.
+        frees_at: when the oldest counted item leaves the window (None when nothing counted).
+    """
+
+    scope: str
+    limit: int
+    used: int
+    frees_at: datetime | None
+
+    def room_for(self, items: int) -> bool:
+        """Whether ``items`` more fit within the limit."""
+        return self.used + items <= self.limit
 
 
 class Repository:
@@ -231,42 +303,58 @@ class Repository:
         Returns:
             The new job id.
         """
+        job = NewJob(store_id, model, prompt, params, preset, items)
         with self._cursor() as cur, cur.connection.transaction():  # pool: autocommit
+            job_id = self._insert_job_rows(cur, job, owner, None)
+        self.refresh_active_jobs()
+        return job_id
+
+    def _insert_job_rows(
+        self,
+        cur: psycopg.Cursor[Any],
+        job: NewJob,
+        owner: tuple[str, str] | None,
+        client_network: str | None,
+    ) -> int:
+        cur.execute(
+            self._q["insert_job"],
+            {
+                "store_id": job.store_id,
+                "model": job.model,
+                "prompt": job.prompt,
+                "params": json.dumps(dict(job.params)),
+                "preset": job.preset,
+            },
+        )
+        row = cur.fetchone()
+        assert row is not None
+        job_id = int(row["id"])
+        if owner is not None:
             cur.execute(
-                self._q["insert_job"],
+                self._q["api_set_job_owner"],
                 {
-                    "store_id": store_id,
-                    "model": model,
-                    "prompt": prompt,
-                    "params": json.dumps(dict(params)),
-                    "preset": preset,
+                    "job_id": job_id,
+                    "owner_type": owner[0],
+                    "owner_id": owner[1],
+                    "client_network": client_network,
                 },
             )
-            row = cur.fetchone()
-            assert row is not None
-            job_id = int(row["id"])
-            if owner is not None:
-                cur.execute(
-                    self._q["api_set_job_owner"],
-                    {"job_id": job_id, "owner_type": owner[0], "owner_id": owner[1]},
-                )
-            cur.executemany(
-                self._q["insert_item"],
-                [
-                    {
-                        "job_id": job_id,
-                        "store_id": store_id,
-                        "source_url": item["source_url"],
-                        "prompt": item.get("prompt"),
-                        "model": item.get("model"),
-                        "params": json.dumps(dict(item.get("params") or {})),
-                        "priority": int(item.get("priority") or 0),
-                        "preset": item.get("preset"),
-                    }
-                    for item in items
-                ],
-            )
-        self.refresh_active_jobs()
+        cur.executemany(
+            self._q["insert_item"],
+            [
+                {
+                    "job_id": job_id,
+                    "store_id": job.store_id,
+                    "source_url": item["source_url"],
+                    "prompt": item.get("prompt"),
+                    "model": item.get("model"),
+                    "params": json.dumps(dict(item.get("params") or {})),
+                    "priority": int(item.get("priority") or 0),
+                    "preset": item.get("preset"),
+                }
+                for item in job.items
+            ],
+        )
         return job_id
 
     def cancel_job(self, job_id: int) -> list[Row]:
@@ -512,13 +600,83 @@ class Repository:
         self, owner_type: str, owner_id: str, store_id: str, window_seconds: float
     ) -> tuple[int, datetime | None]:
         """Items the caller created in the window, and when the oldest leaves it (or None)."""
-        row = self._one(
-            "api_usage",
-            owner_type=owner_type,
-            owner_id=owner_id,
-            store_id=store_id,
-            window_seconds=window_seconds,
+        with self._cursor() as cur:
+            return self._owner_usage(cur, owner_type, owner_id, store_id, window_seconds)
+
+    def api_quota_usage(self, quotas: ApiQuotas) -> list[ApiUsage]:
+        """The usage of each quota in ``quotas`` that has a limit (a read, nothing locked)."""
+        with self._cursor() as cur:
+            return self._quota_usage(cur, quotas)
+
+    def api_insert_job_within_quota(
+        self, job: NewJob, owner: tuple[str, str], quotas: ApiQuotas
+    ) -> tuple[int | None, list[ApiUsage]]:
+        """Check the quotas and insert the job as one atomic step.
+
+        One transaction takes a per-schema advisory lock for each limited quota (the owner, the
+        client network; in sorted key order, so concurrent requests cannot deadlock), counts
+        the usage under those locks and inserts the job and its items only if every quota has
+        room for all of them. Concurrent requests of one owner or one network are serialized
+        here, so together they never exceed a limit.
+
+        Args:
+            job: the job and its items (:meth:`insert_job`'s fields).
+            owner: ``(owner_type, owner_id)`` of the API caller.
+            quotas: the limits its items count against; the client network is recorded on
+                the job when given.
+
+        Returns:
+            ``(job_id, usage)``: the new job id, or None when a quota has no room (nothing
+            written); the usage of each limited quota before this request.
+        """
+        with self._cursor() as cur, cur.connection.transaction():  # pool: autocommit
+            for key in sorted(quotas.lock_keys()):
+                cur.execute(self._q["api_lock_usage"], {"key": key})
+            usage = self._quota_usage(cur, quotas)
+            if any(not u.room_for(len(job.items)) for u in usage):
+                return None, usage
+            job_id = self._insert_job_rows(cur, job, owner, quotas.client_network)
+        self.refresh_active_jobs()
+        return job_id, usage
+
+    def _quota_usage(self, cur: psycopg.Cursor[Any], quotas: ApiQuotas) -> list[ApiUsage]:
+        usage = []
+        window = quotas.window_seconds
+        if quotas.owner_limit > 0:
+            used, frees_at = self._owner_usage(
+                cur, quotas.owner_type, quotas.owner_id, quotas.store_id, window
+            )
+            usage.append(ApiUsage("owner", quotas.owner_limit, used, frees_at))
+        if quotas.network_limit > 0 and quotas.client_network is not None:
+            cur.execute(
+                self._q["api_network_usage"],
+                {"client_network": quotas.client_network, "window_seconds": window},
+            )
+            row = cur.fetchone()
+            assert row is not None  # an aggregate without GROUP BY: always one row
+            usage.append(
+                ApiUsage("address", quotas.network_limit, int(row["used"]), row["frees_at"])
+            )
+        return usage
+
+    def _owner_usage(
+        self,
+        cur: psycopg.Cursor[Any],
+        owner_type: str,
+        owner_id: str,
+        store_id: str,
+        window_seconds: float,
+    ) -> tuple[int, datetime | None]:
+        cur.execute(
+            self._q["api_usage"],
+            {
+                "owner_type": owner_type,
+                "owner_id": owner_id,
+                "store_id": store_id,
+                "window_seconds": window_seconds,
+            },
         )
+        row = cur.fetchone()
         if row is None:
             return 0, None
         return int(row["used"]), row["frees_at"]

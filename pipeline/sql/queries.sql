@@ -539,9 +539,10 @@ SELECT
 -- =============================================================================================
 
 -- name: api_set_job_owner
--- Record who created a job through the API (same transaction as the insert).
+-- Record who created a job through the API, and a guest's client network (same transaction as
+-- the insert).
 UPDATE image_optimization_jobs
-SET owner_type = %(owner_type)s, owner_id = %(owner_id)s
+SET owner_type = %(owner_type)s, owner_id = %(owner_id)s, client_network = %(client_network)s
 WHERE id = %(job_id)s;
 
 -- name: api_insert_key
@@ -636,6 +637,23 @@ WHERE i.created_at > now() - make_interval(secs => %(window_seconds)s)
   AND CASE WHEN %(owner_type)s::text = 'guest'
            THEN j.owner_type = 'guest' AND j.owner_id = %(owner_id)s::text
            ELSE i.store_id = %(store_id)s::text AND j.owner_type IS DISTINCT FROM 'guest' END;
+
+-- name: api_lock_usage
+-- Serialize the quota check and the insert of one owner's or one client network's new items
+-- until the transaction ends (per schema: deployments sharing a database do not wait on each
+-- other). Callers take several keys in sorted order, so two requests never wait on each other.
+SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || ':api-usage:' || %(key)s, 0));
+
+-- name: api_network_usage
+-- Items every guest of one client network created in the window, and when the oldest leaves it.
+SELECT count(*) AS used,
+       min(i.created_at) + make_interval(secs => %(window_seconds)s) AS frees_at
+FROM image_optimization_jobs j
+JOIN image_optimization_items i ON i.job_id = j.id
+WHERE j.client_network = %(client_network)s
+  AND j.owner_type = 'guest'
+  AND j.created_at > now() - make_interval(secs => %(window_seconds)s)
+  AND i.created_at > now() - make_interval(secs => %(window_seconds)s);
 
 -- name: api_ping
 -- Readiness probe: the database answers on the project schema.
