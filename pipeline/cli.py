@@ -46,11 +46,11 @@ def _logging_to_stderr() -> None:
     # result: `JOB=$(imageopt submit ...)` and `imageopt status --json | jq` stay parseable.
     from pydantic import ValidationError
 
-    from pipeline.logging import configure_logging
-    from pipeline.wiring import setup_logging
+    from pipeline.logging import configure_logging, setup_logging
 
     try:
-        setup_logging(_settings(), cache=False)  # the long-running commands cache theirs
+        # long-running commands set up their own (their process kind, cached loggers)
+        setup_logging(_settings(), process="cli", cache=False)
     except ValidationError:  # the command itself reports the bad setting
         configure_logging(cache=False)
 
@@ -141,7 +141,7 @@ def worker(
     argv = [
         sys.executable,
         "-m",
-        "dramatiq",
+        "workers.launch",  # dramatiq's CLI, its main process logging as ours do
         "workers.actors",
         "--processes",
         str(nproc),
@@ -150,7 +150,7 @@ def worker(
         "--queues",
         *[names[q] for q in chosen],
     ]
-    os.execv(sys.executable, argv)  # noqa: S606 - replace this process with dramatiq's CLI
+    os.execv(sys.executable, argv)  # noqa: S606 - become dramatiq's CLI
 
 
 @app.command()
@@ -167,10 +167,10 @@ def emulator(
     """Run the Replicate-compatible emulator (a classical, non-AI stand-in) over HTTP."""
     from emulator.config import EmulatorConfig
     from emulator.server import serve
-    from pipeline.wiring import setup_logging
+    from pipeline.logging import setup_logging
 
     settings = _settings()
-    setup_logging(settings)
+    setup_logging(settings, process="emulator")
     token = settings.replicate_api_token.get_secret_value() or None
     config = EmulatorConfig(
         latency_min=latency_min,
@@ -373,10 +373,10 @@ def api_command(
 ) -> None:
     """Run the HTTP API and web console (default http://127.0.0.1:8080/)."""
     from pipeline.api import serve
-    from pipeline.wiring import setup_logging
+    from pipeline.logging import setup_logging
 
     settings = _settings()
-    setup_logging(settings)
+    setup_logging(settings, process="api")
     serve(settings, host or settings.api_host, port or settings.api_port)
 
 

@@ -60,7 +60,7 @@ def serve_asgi_in_thread(
     root = f"http://127.0.0.1:{sock.getsockname()[1]}"
     server = uvicorn.Server(
         uvicorn.Config(
-            build(root), log_level="warning", ws="none", lifespan="on",
+            build(root), log_level="warning", log_config=None, ws="none", lifespan="on",
             timeout_graceful_shutdown=graceful_seconds,
         )
     )  # fmt: skip

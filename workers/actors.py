@@ -1,7 +1,8 @@
 """The dramatiq actors: thin shells around :mod:`pipeline.creation` and :mod:`pipeline.polling`.
 
-Run with ``imageopt worker`` (which runs ``dramatiq workers.actors``). Settings are read once,
-here, at import in each worker process; services are built lazily after dramatiq forks.
+Run with ``imageopt worker`` (dramatiq's CLI on this module, via :mod:`workers.launch`).
+Settings are read once, here, at import in each worker process; services are built lazily
+after dramatiq forks.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import structlog
 
 from pipeline.config import Settings
 from pipeline.errors import DatabaseUnavailable
+from pipeline.logging import setup_logging
 from pipeline.taskqueue import (
     CREATE_ACTOR,
     CREATE_QUEUE,
@@ -24,11 +26,11 @@ from pipeline.taskqueue import (
     TaskQueue,
     build_broker,
 )
-from pipeline.wiring import WorkerServices, setup_logging, worker_services
+from pipeline.wiring import WorkerServices, worker_services
 from pipeline.worker_metrics import WorkerPrometheus
 
 settings = Settings()
-setup_logging(settings)
+setup_logging(settings, process="worker")  # again after the fork: plain `dramatiq` set its own
 broker = build_broker(settings.redis_url, settings.redis_namespace)
 if settings.worker_metrics_port and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     broker.add_middleware(WorkerPrometheus())  # set up by `imageopt worker` (docs/OBSERVABILITY.md)
