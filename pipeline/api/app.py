@@ -3,8 +3,9 @@
 ``create_app(settings)`` builds everything at startup (lifespan) and closes it at shutdown;
 ``serve(settings, host, port)`` runs it under uvicorn (``imageopt api``).
 
-Middleware, outermost first: security headers on every response; the body-size bound; the
-CSRF/Origin check. Errors become the envelope (:mod:`pipeline.api.envelope`).
+Middleware, outermost first: the access log and request ids (:mod:`pipeline.api.accesslog`);
+security headers on every response; the body-size bound; the CSRF/Origin check. Errors become
+the envelope (:mod:`pipeline.api.envelope`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from pipeline.api import catalog, console, files, imaging, jobs, ops
+from pipeline.api.accesslog import AccessLogMiddleware
 from pipeline.api.context import ApiContext, build_context
 from pipeline.api.envelope import (
     ApiError,
@@ -105,6 +107,7 @@ def create_app(
     return Starlette(
         routes=routes,
         middleware=[
+            Middleware(AccessLogMiddleware, routes=routes),
             Middleware(SecurityHeadersMiddleware),
             Middleware(BodyLimitMiddleware, max_bytes=max_body),
             Middleware(CsrfMiddleware, allowed_origins=origins, routes=routes),
@@ -128,7 +131,8 @@ def serve(settings: Settings, host: str, port: int) -> None:
         host=host,
         port=port,
         log_level="warning",
-        access_log=False,
+        access_log=False,  # ours: pipeline.api.accesslog
+        log_config=None,  # uvicorn's error lines go to the root logger: the process's format
         proxy_headers=True,
         server_header=False,
         timeout_graceful_shutdown=5,
