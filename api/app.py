@@ -4,8 +4,9 @@
 ``serve(settings, host, port)`` runs it under uvicorn (``imageopt api``) with
 :func:`uvicorn_options`.
 
-Middleware, outermost first: security headers on every response; the body-size bound; the
-CSRF/Origin check. Errors become the envelope (:mod:`api.envelope`).
+Middleware, outermost first: the access log and request ids (:mod:`api.accesslog`);
+security headers on every response; the body-size bound; the CSRF/Origin check. Errors become
+the envelope (:mod:`api.envelope`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from api import catalog, console, files, imaging, jobs, ops
+from api.accesslog import AccessLogMiddleware
 from api.context import ApiContext, build_context
 from api.envelope import (
     ApiError,
@@ -107,6 +109,7 @@ def create_app(
     return Starlette(
         routes=routes,
         middleware=[
+            Middleware(AccessLogMiddleware, routes=routes),
             Middleware(SecurityHeadersMiddleware),
             Middleware(BodyLimitMiddleware, max_bytes=max_body),
             Middleware(CsrfMiddleware, allowed_origins=origins, routes=routes),
@@ -139,6 +142,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "forwarded_allow_ips": trusted or [],
         "server_header": False,
         "timeout_graceful_shutdown": 5,
+        "log_config": None,  # uvicorn's error lines go to the root logger: the process's format
     }
 
 

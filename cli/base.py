@@ -40,11 +40,11 @@ def _logging_to_stderr() -> None:
     # result: `JOB=$(imageopt submit ...)` and `imageopt status --json | jq` stay parseable.
     from pydantic import ValidationError
 
-    from pipeline.logging import configure_logging
-    from pipeline.wiring import setup_logging
+    from pipeline.logging import configure_logging, setup_logging
 
     try:
-        setup_logging(load_settings(), cache=False)  # the long-running commands cache theirs
+        # long-running commands set up their own (their process kind, cached loggers)
+        setup_logging(load_settings(), process="cli", cache=False)
     except ValidationError:  # the command itself reports the bad setting
         configure_logging(cache=False)
 

@@ -66,7 +66,7 @@ def worker(
     argv = [
         sys.executable,
         "-m",
-        "dramatiq",
+        "workers.launch",  # dramatiq's CLI, its main process logging as ours do
         "workers.actors",
         "--processes",
         str(nproc),
@@ -75,7 +75,7 @@ def worker(
         "--queues",
         *[names[q] for q in chosen],
     ]
-    os.execv(sys.executable, argv)  # noqa: S606 - replace this process with dramatiq's CLI
+    os.execv(sys.executable, argv)  # noqa: S606 - become dramatiq's CLI
 
 
 @app.command()
@@ -92,10 +92,10 @@ def emulator(
     """Run the Replicate-compatible emulator (a classical, non-AI stand-in) over HTTP."""
     from emulator.config import EmulatorConfig
     from emulator.server import serve
-    from pipeline.wiring import setup_logging
+    from pipeline.logging import setup_logging
 
     settings = load_settings()
-    setup_logging(settings)
+    setup_logging(settings, process="emulator")
     token = settings.replicate_api_token.get_secret_value() or None
     config = EmulatorConfig(
         latency_min=latency_min,
@@ -116,8 +116,8 @@ def api_command(
 ) -> None:
     """Run the HTTP API and web console (default http://127.0.0.1:8080/)."""
     from api import serve
-    from pipeline.wiring import setup_logging
+    from pipeline.logging import setup_logging
 
     settings = load_settings()
-    setup_logging(settings)
+    setup_logging(settings, process="api")
     serve(settings, host or settings.api_host, port or settings.api_port)

@@ -63,8 +63,8 @@ def serve_asgi_in_thread(
     sock.bind(("127.0.0.1", 0))
     root = f"http://127.0.0.1:{sock.getsockname()[1]}"
     config: dict[str, Any] = {
-        "log_level": "warning", "ws": "none", "lifespan": "on", **(options or {}),
-        "timeout_graceful_shutdown": graceful_seconds,
+        "log_level": "warning", "log_config": None, "ws": "none", "lifespan": "on",
+        **(options or {}), "timeout_graceful_shutdown": graceful_seconds,
     }  # fmt: skip
     server = uvicorn.Server(uvicorn.Config(build(root), **config))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=name, daemon=True)

@@ -1,7 +1,8 @@
 """``python -m emulator --port 8088 --latency-min 1 --create-rpm 600 ...``: run the emulator.
 
 Every field of :class:`~emulator.config.EmulatorConfig` is a flag (``--field-name``); the token
-may also come from ``REPLICATE_API_TOKEN`` so that it stays out of process listings.
+may also come from ``REPLICATE_API_TOKEN`` so that it stays out of process listings. Logs go to
+stderr as the pipeline's do (``IMAGEOPT_LOG_LEVEL``, ``IMAGEOPT_LOG_FORMAT``; the token redacted).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from emulator.config import EmulatorConfig
 from emulator.server import serve
+from pipeline.logging import configure_logging
 
 
 def _parser_type(hint: Any) -> Any:
@@ -54,6 +56,12 @@ def config_from_args(argv: Sequence[str] | None = None) -> tuple[str, int, Emula
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of ``python -m emulator``."""
     host, port, config = config_from_args(argv)
+    configure_logging(
+        os.environ.get("IMAGEOPT_LOG_LEVEL", "INFO"),
+        os.environ.get("IMAGEOPT_LOG_FORMAT", "json"),
+        secrets=[config.token or ""],
+        process="emulator",
+    )
     serve(host, port, config)
 
 

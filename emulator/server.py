@@ -413,4 +413,11 @@ def serve(host: str, port: int, config: EmulatorConfig) -> None:
     if config.public_base_url is None:
         config = config.with_public_base_url(advertised_base_url(host, port))
     log.info("emulator_starting", host=host, port=port, auth=config.token is not None)
-    uvicorn.run(build_app(config), host=host, port=port, log_level="warning", ws="none")
+    uvicorn.run(
+        build_app(config),
+        host=host,
+        port=port,
+        log_level="warning",
+        log_config=None,  # uvicorn's lines go to the root logger: the process's own format
+        ws="none",
+    )

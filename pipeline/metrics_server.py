@@ -24,7 +24,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from pipeline.config import Settings
-from pipeline.logging import configure_logging
+from pipeline.logging import setup_logging
 
 log = structlog.get_logger(__name__)
 
@@ -158,7 +158,7 @@ def serve_worker_metrics() -> int:
         returns only when the process is told to stop.
     """
     settings = Settings()
-    configure_logging(settings.log_level, settings.log_format)
+    setup_logging(settings, process="worker")
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         log.warning("worker_metrics_disabled", reason="PROMETHEUS_MULTIPROC_DIR not set")
         return 1

@@ -8,29 +8,12 @@ from __future__ import annotations
 import redis
 
 from pipeline.config import Settings
-from pipeline.logging import configure_logging
 from pipeline.models import ModelSpec, build_allowlist
 from pipeline.provider import ProviderClient
 from pipeline.ratelimit import Budget, RateLimiter
 from pipeline.ratelimit.arrivals import ArrivalGuard
 from pipeline.storage import ObjectStorage
 from pipeline.taskqueue import TaskQueue, build_broker
-
-
-def setup_logging(settings: Settings, *, cache: bool = True) -> None:
-    """Configure logging for this process, redacting the configured secrets: the provider
-    token and the S3 secret key. The S3 access key ID is an identifier, not a secret (AWS
-    IAM: "like a user name"); blanking it would mangle every name that contains it (the dev
-    default ``imageopt`` is in the schema, bucket and queue names)."""
-    configure_logging(
-        settings.log_level,
-        settings.log_format,
-        secrets=(
-            settings.replicate_api_token.get_secret_value(),
-            settings.s3_secret_key.get_secret_value(),
-        ),
-        cache=cache,
-    )
 
 
 def allowlist(settings: Settings) -> dict[str, ModelSpec]:

@@ -10,6 +10,7 @@ import structlog
 
 from pipeline import metrics
 from pipeline.config import Settings
+from pipeline.logging import setup_logging
 from pipeline.metrics_server import serve_metrics
 from pipeline.quotas import quota_config
 from pipeline.wiring import (
@@ -18,7 +19,6 @@ from pipeline.wiring import (
     limiters,
     provider_client,
     redis_client,
-    setup_logging,
     storage,
 )
 from scheduler.loop import Scheduler, SchedulerConfig
@@ -31,7 +31,7 @@ log = structlog.get_logger(__name__)
 
 def run(settings: Settings, stop: threading.Event | None = None) -> None:
     """Run a scheduler until SIGTERM/SIGINT (or ``stop``) — leader or standby."""
-    setup_logging(settings)
+    setup_logging(settings, process="scheduler")
     stop = stop or threading.Event()
 
     def _stop(signum: int, frame: FrameType | None) -> None:

@@ -1,7 +1,8 @@
 """The dramatiq actors: thin shells around :mod:`workers.creation` and :mod:`workers.polling`.
 
-Run with ``imageopt worker`` (which runs ``dramatiq workers.actors``). Settings are read once,
-here, at import in each worker process; services are built lazily after dramatiq forks.
+Run with ``imageopt worker`` (dramatiq's CLI on this module, via :mod:`workers.launch`).
+Settings are read once, here, at import in each worker process; services are built lazily
+after dramatiq forks.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import structlog
 
 from pipeline.config import Settings
 from pipeline.errors import DatabaseUnavailable
+from pipeline.logging import setup_logging
 from pipeline.taskqueue import (
     CREATE_ACTOR,
     CREATE_QUEUE,
@@ -24,12 +26,11 @@ from pipeline.taskqueue import (
     TaskQueue,
     build_broker,
 )
-from pipeline.wiring import setup_logging
 from workers.prometheus import WorkerPrometheus
 from workers.services import WorkerServices, worker_services
 
 settings = Settings()
-setup_logging(settings)
+setup_logging(settings, process="worker")  # again after the fork: plain `dramatiq` set its own
 broker = build_broker(settings.redis_url, settings.redis_namespace)
 if settings.worker_metrics_port and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     broker.add_middleware(WorkerPrometheus())  # set up by `imageopt worker` (docs/OBSERVABILITY.md)

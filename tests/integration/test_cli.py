@@ -91,7 +91,10 @@ def test_an_unreachable_database_is_a_one_line_error(pipeline_env: dict[str, str
     env = {**pipeline_env, "DATABASE_URL": "postgresql://127.0.0.1:9/none?connect_timeout=1"}
     result = CliRunner().invoke(app, ["submissions", "status"], env=env)
     assert result.exit_code == 1
-    assert result.stderr.strip() == "error: database unreachable: PoolTimeout"
+    *logged, error = result.stderr.strip().splitlines()
+    assert error == "error: database unreachable: PoolTimeout"
+    # before it, only log lines: psycopg-pool's reasons (refused, auth failed, ...), as JSON
+    assert {json.loads(line)["logger"] for line in logged} <= {"psycopg.pool"}
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
