@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from pipeline.config import Settings
-from pipeline.errors import DatabaseUnavailable, PipelineError
+from pipeline.errors import DatabaseUnavailable, MalformedInput, NotJson, PipelineError
 
 if TYPE_CHECKING:
     from pipeline.controls import PauseState
@@ -64,7 +64,7 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 def _repository(settings: Settings) -> Iterator[Repository]:
     """A repository on a one-connection pool, closed afterwards; a database that cannot be
     reached, or a schema without this release's tables, ends the command with exit code 1 and
-    a one-line error."""
+    a one-line error; a value Postgres refuses to store, with exit code 2."""
     import psycopg
 
     from pipeline.db import create_pool
@@ -88,6 +88,11 @@ def _repository(settings: Settings) -> Iterator[Repository]:
         raise _fail(
             f"schema {settings.db_schema} lacks this release's migrations: run `imageopt migrate`",
             code=1,
+        ) from exc
+    except (psycopg.DataError, UnicodeEncodeError) as exc:  # input the checks did not foresee
+        raise _fail(
+            f"a value cannot be stored ({type(exc).__name__}): look for NUL characters, "
+            "invalid text or numbers out of range in the input"
         ) from exc
     finally:
         pool.close()
@@ -185,19 +190,35 @@ def emulator(
 
 
 def _parse_params(values: list[str]) -> dict[str, Any]:
+    from pipeline.validation import check_text, parse_json
+
     params: dict[str, Any] = {}
     for value in values:
         key, sep, raw = value.partition("=")
         if not sep or not key:
             raise _fail(f"--param must be key=value, got {value!r}")
         try:
-            params[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            params[key] = raw
+            check_text(key, "--param name")
+            try:
+                params[key] = parse_json(raw, f"--param {key}")
+            except NotJson:
+                check_text(raw, f"--param {key}")
+                params[key] = raw
+        except MalformedInput as exc:
+            raise _fail(exc.message) from exc
     return params
 
 
 def _items_from_csv(path: Path) -> list[dict[str, Any]]:
+    try:
+        return _read_csv(path)
+    except UnicodeDecodeError as exc:
+        raise _fail(f"{path}: not UTF-8 text (byte {exc.start})") from exc
+
+
+def _read_csv(path: Path) -> list[dict[str, Any]]:
+    from pipeline.validation import check_input, check_priority, parse_json
+
     with path.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         if not reader.fieldnames or "source_url" not in reader.fieldnames:
@@ -209,11 +230,15 @@ def _items_from_csv(path: Path) -> list[dict[str, Any]]:
                 if row.get(key):
                     item[key] = row[key]
             try:
+                check_input(item)
                 if row.get("priority"):
                     item["priority"] = int(row["priority"])
+                    check_priority(item["priority"])
                 if row.get("params"):
-                    item["params"] = json.loads(row["params"])
-            except (ValueError, json.JSONDecodeError) as exc:
+                    item["params"] = parse_json(row["params"], "params")
+            except MalformedInput as exc:
+                raise _fail(f"{path}:{line}: {exc.message}") from exc
+            except ValueError as exc:
                 raise _fail(f"{path}:{line}: {exc}") from exc
             items.append(item)
     return items
@@ -256,9 +281,16 @@ def submit(
     priority: Annotated[int, typer.Option(help="item priority (higher first)")] = 0,
 ) -> None:
     """Insert a job (one item per image or CSV row) and print its id."""
+    from pipeline.validation import check_input, check_priority
+
     settings = _settings()
     if not store.strip():
         raise _fail("--store must not be empty")
+    try:
+        check_input({"--store": store, "--model": model, "--prompt": prompt, "--preset": preset})
+        check_priority(priority, "--priority")
+    except MalformedInput as exc:
+        raise _fail(exc.message) from exc
     if not path.exists():
         raise _fail(f"{path} does not exist")
     items = _items_from_folder(path, store, settings) if path.is_dir() else _items_from_csv(path)
