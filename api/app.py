@@ -5,8 +5,10 @@
 :func:`uvicorn_options`.
 
 Middleware, outermost first: the access log and request ids (:mod:`api.accesslog`);
-security headers on every response; the body-size bound; the CSRF/Origin check. Errors become
-the envelope (:mod:`api.envelope`).
+security headers on every response; the schema gate (503 "run ``imageopt migrate``" while the
+schema lacks migrations); the body-size bound; the input guard (malformed query parameters and
+JSON bodies are a 400 naming the field); the CSRF/Origin check. Errors become the envelope
+(:mod:`api.envelope`).
 """
 
 from __future__ import annotations
@@ -35,16 +37,28 @@ from api.envelope import (
     error_response,
     http_exception_handler,
     internal_error_handler,
+    malformed_input_handler,
 )
+from api.input_guard import InputGuardMiddleware
+from api.schema_gate import SchemaGateMiddleware
 from api.security import BodyLimitMiddleware, CsrfMiddleware, SecurityHeadersMiddleware
 from pipeline.config import Settings
-from pipeline.errors import DatabaseUnavailable, RateLimiterUnavailable, StorageError
+from pipeline.errors import (
+    DatabaseUnavailable,
+    MalformedInput,
+    RateLimiterUnavailable,
+    StorageError,
+)
 
 log = structlog.get_logger(__name__)
 
 OPENAPI_PATH = Path(__file__).resolve().parent / "openapi.yaml"
 FORM_OVERHEAD_BYTES = 1024 * 1024
 """Room for multipart boundaries and text fields on top of the files themselves."""
+JSON_BYTES_PER_ITEM = 8 * 1024
+"""JSON body allowance per item of a job (a 4096-character URL, a prompt, params)."""
+MIN_JSON_BODY_BYTES = 1024 * 1024
+"""The smallest JSON body bound, bytes, whatever the item limit."""
 
 
 async def openapi(request: Request) -> Response:
@@ -95,6 +109,7 @@ def create_app(
             log.info("api_stopped")
 
     max_body = settings.api_max_files_per_job * settings.api_max_upload_bytes + FORM_OVERHEAD_BYTES
+    max_json = max(MIN_JSON_BODY_BYTES, settings.api_max_items_per_job * JSON_BYTES_PER_ITEM)
     origins = [o for o in settings.api_allowed_origins.split(",") if o.strip()]
     routes = [
         *ops.ROUTES,
@@ -111,12 +126,15 @@ def create_app(
         middleware=[
             Middleware(AccessLogMiddleware, routes=routes),
             Middleware(SecurityHeadersMiddleware),
+            Middleware(SchemaGateMiddleware),
             Middleware(BodyLimitMiddleware, max_bytes=max_body),
+            Middleware(InputGuardMiddleware, max_json_bytes=max_json),
             Middleware(CsrfMiddleware, allowed_origins=origins, routes=routes),
         ],
         exception_handlers={
             ApiError: api_error_handler,
             HTTPException: http_exception_handler,
+            MalformedInput: malformed_input_handler,
             DatabaseUnavailable: unavailable_handler,
             RateLimiterUnavailable: unavailable_handler,
             StorageError: unavailable_handler,

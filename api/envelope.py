@@ -14,6 +14,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from pipeline.errors import MalformedInput
+
 NO_STORE = {"Cache-Control": "no-store"}
 
 _HTTP_TYPES = {
@@ -89,6 +91,13 @@ async def api_error_handler(request: Request, exc: Exception) -> Response:
     """Starlette handler for :class:`ApiError`."""
     assert isinstance(exc, ApiError)
     return error_response(exc)
+
+
+async def malformed_input_handler(request: Request, exc: Exception) -> Response:
+    """:class:`~pipeline.errors.MalformedInput` (a NUL, a lone surrogate, a number out of
+    range, ...): 400 ``validation_error`` naming its field."""
+    assert isinstance(exc, MalformedInput)
+    return error_response(validation_error(exc.field, exc.message))
 
 
 async def http_exception_handler(request: Request, exc: Exception) -> Response:

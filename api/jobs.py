@@ -27,12 +27,12 @@ from api.context import SECONDS_PER_DAY, ApiContext, blocking
 from api.envelope import ApiError, ok, validation_error
 from api.views import job_view
 from pipeline.cancellation import cancel_job as cancel_job_items
-from pipeline.errors import InvalidParams, InvalidSourceUrl, MissingPrompt, PipelineError
+from pipeline.errors import InvalidParams, InvalidSourceUrl, MissingPrompt, NotJson, PipelineError
 from pipeline.presets import resolve_preset
 from pipeline.repository import ApiQuotas, ApiUsage, NewJob
 from pipeline.uploads import ALLOWED_CONTENT_TYPES, new_batch, sniff_content_type, store_upload
 from pipeline.uploads import upload_key_of as _upload_key_of
-from pipeline.validation import check_source_url
+from pipeline.validation import check_source_url, check_text, parse_json
 
 log = structlog.get_logger(__name__)
 
@@ -96,8 +96,7 @@ def _text(value: Any, field: str, max_chars: int) -> str | None:
     if not isinstance(value, str):
         raise validation_error(field, f"{field} must be a string")
     value = value.strip()
-    if len(value) > max_chars:
-        raise validation_error(field, f"{field} is longer than {max_chars} characters")
+    check_text(value, field, max_chars=max_chars)  # too long, NUL, lone surrogate: a 400
     return value or None
 
 
@@ -106,8 +105,8 @@ def _params(value: Any, field: str = "params") -> dict[str, Any]:
         return {}
     if isinstance(value, str):
         try:
-            value = json.loads(value)
-        except json.JSONDecodeError as exc:
+            value = parse_json(value, field)  # a hostile value is a MalformedInput (400)
+        except NotJson as exc:
             raise validation_error(field, f"{field} must be a JSON object") from exc
     if not isinstance(value, dict):
         raise validation_error(field, f"{field} must be a JSON object")

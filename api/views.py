@@ -6,6 +6,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from pipeline.errors import public_message
+
 FINAL_STATUSES = frozenset({"DONE", "FAILED", "CANCELED"})
 
 
@@ -21,7 +23,11 @@ def display_name(source_url: str) -> str:
 
 
 def item_view(row: Mapping[str, Any], *, has_upload: bool) -> dict[str, Any]:
-    """One item: status, error, output facts and the links its owner may open."""
+    """One item: status, error, output facts and the links its owner may open.
+
+    ``errorMessage`` is the stable sentence for ``errorCode`` (:func:`public_message`), never
+    the row's ``error_message``: that one is for ops and may name addresses or DNS answers.
+    """
     item_id = int(row["id"])
     has_input = bool(row.get("input_key")) or has_upload
     done = row["status"] == "DONE" and bool(row.get("output_key"))
@@ -30,7 +36,7 @@ def item_view(row: Mapping[str, Any], *, has_upload: bool) -> dict[str, Any]:
         "name": display_name(str(row.get("source_url") or "")),
         "status": row["status"],
         "errorCode": row.get("error_code"),
-        "errorMessage": row.get("error_message"),
+        "errorMessage": public_message(row.get("error_code")),
         "attempts": int(row.get("attempts") or 0),
         "inputUrl": f"/api/items/{item_id}/input" if has_input else None,
         "resultUrl": f"/api/items/{item_id}/result" if done else None,

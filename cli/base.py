@@ -58,7 +58,7 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 def open_repository(settings: Settings) -> Iterator[Repository]:
     """A repository on a one-connection pool, closed afterwards; a database that cannot be
     reached, or a schema without this release's tables, ends the command with exit code 1 and
-    a one-line error."""
+    a one-line error; a value Postgres refuses to store, with exit code 2."""
     import psycopg
 
     from pipeline.db import create_pool
@@ -82,6 +82,11 @@ def open_repository(settings: Settings) -> Iterator[Repository]:
         raise fail(
             f"schema {settings.db_schema} lacks this release's migrations: run `imageopt migrate`",
             code=1,
+        ) from exc
+    except (psycopg.DataError, UnicodeEncodeError) as exc:  # input the checks did not foresee
+        raise fail(
+            f"a value cannot be stored ({type(exc).__name__}): look for NUL characters, "
+            "invalid text or numbers out of range in the input"
         ) from exc
     finally:
         pool.close()

@@ -16,25 +16,42 @@ from cli.base import (
     open_repository,
 )
 from pipeline.config import Settings
+from pipeline.errors import MalformedInput, NotJson
 
 if TYPE_CHECKING:
     pass
 
 
 def _parse_params(values: list[str]) -> dict[str, Any]:
+    from pipeline.validation import check_text, parse_json
+
     params: dict[str, Any] = {}
     for value in values:
         key, sep, raw = value.partition("=")
         if not sep or not key:
             raise fail(f"--param must be key=value, got {value!r}")
         try:
-            params[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            params[key] = raw
+            check_text(key, "--param name")
+            try:
+                params[key] = parse_json(raw, f"--param {key}")
+            except NotJson:
+                check_text(raw, f"--param {key}")
+                params[key] = raw
+        except MalformedInput as exc:
+            raise fail(exc.message) from exc
     return params
 
 
 def _items_from_csv(path: Path) -> list[dict[str, Any]]:
+    try:
+        return _read_csv(path)
+    except UnicodeDecodeError as exc:
+        raise fail(f"{path}: not UTF-8 text (byte {exc.start})") from exc
+
+
+def _read_csv(path: Path) -> list[dict[str, Any]]:
+    from pipeline.validation import check_input, check_priority, parse_json
+
     with path.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         if not reader.fieldnames or "source_url" not in reader.fieldnames:
@@ -46,11 +63,15 @@ def _items_from_csv(path: Path) -> list[dict[str, Any]]:
                 if row.get(key):
                     item[key] = row[key]
             try:
+                check_input(item)
                 if row.get("priority"):
                     item["priority"] = int(row["priority"])
+                    check_priority(item["priority"])
                 if row.get("params"):
-                    item["params"] = json.loads(row["params"])
-            except (ValueError, json.JSONDecodeError) as exc:
+                    item["params"] = parse_json(row["params"], "params")
+            except MalformedInput as exc:
+                raise fail(f"{path}:{line}: {exc.message}") from exc
+            except ValueError as exc:
                 raise fail(f"{path}:{line}: {exc}") from exc
             items.append(item)
     return items
@@ -93,9 +114,16 @@ def submit(
     priority: Annotated[int, typer.Option(help="item priority (higher first)")] = 0,
 ) -> None:
     """Insert a job (one item per image or CSV row) and print its id."""
+    from pipeline.validation import check_input, check_priority
+
     settings = load_settings()
     if not store.strip():
         raise fail("--store must not be empty")
+    try:
+        check_input({"--store": store, "--model": model, "--prompt": prompt, "--preset": preset})
+        check_priority(priority, "--priority")
+    except MalformedInput as exc:
+        raise fail(exc.message) from exc
     if not path.exists():
         raise fail(f"{path} does not exist")
     items = _items_from_folder(path, store, settings) if path.is_dir() else _items_from_csv(path)

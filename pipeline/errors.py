@@ -25,7 +25,9 @@ at the module that calls the library, with ``raise ... from exc``::
     │   ├── InvalidStoreId             invalid_store_id       permanent (empty store id)
     │   ├── InvalidPriority            invalid_priority       permanent (negative priority)
     │   ├── UnknownPreset              unknown_preset         permanent (no such preset)
-    │   └── InvalidPreset              invalid_preset         permanent (bad preset spec)
+    │   ├── InvalidPreset              invalid_preset         permanent (bad preset spec)
+    │   └── MalformedInput             malformed_input        refused at the door, never on a row
+    │       └── NotJson                malformed_input        (text that is no JSON at all)
     ├── StorageError                   storage_error          transient
     ├── ProviderError                  (the provider's HTTP API)
     │   ├── ProviderUnavailable        provider_unavailable   transient (5xx, connect errors)
@@ -40,6 +42,10 @@ at the module that calls the library, with ``raise ... from exc``::
     ├── RateLimitTimeout               rate_limit_timeout     transient (no token before deadline)
     ├── DatabaseUnavailable            database_unavailable   transient (never written to a row)
     └── RateLimiterUnavailable         rate_limiter_unavailable transient (Redis unreachable)
+
+An item's ``error_message`` keeps the detail for ops (addresses, DNS answers, HTTP statuses);
+callers of the HTTP API see :func:`public_message` of its ``error_code`` instead, one stable
+sentence per code from :data:`PUBLIC_MESSAGES` (listed in docs/LIFECYCLE.md, "Error codes").
 """
 
 from __future__ import annotations
@@ -248,3 +254,75 @@ class InvalidPreset(ValidationError):
     """A preset spec breaks the rules of :mod:`pipeline.presets` (the message says which)."""
 
     code = "invalid_preset"
+
+
+class MalformedInput(ValidationError):
+    """A value refused before anything is stored: a NUL or a lone surrogate (Postgres cannot
+    store either), a number out of range, JSON nested too deep, a string too long.
+
+    Attributes:
+        field: where the value was, e.g. ``prompt``, ``items[2].sourceUrl``, ``params.scale``.
+    """
+
+    code = "malformed_input"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class NotJson(MalformedInput):
+    """Text that should be JSON does not parse at all (a syntax error, not a hostile value)."""
+
+
+PUBLIC_MESSAGES: dict[str, str] = {
+    "invalid_store_id": "the item has no store id",
+    "invalid_priority": "the item's priority is negative",
+    "invalid_source_url": "the source URL is not an http(s) or s3 URL that can be fetched",
+    "unknown_model": "the model is not on the allowlist",
+    "invalid_params": "a model parameter is not accepted or has a bad value",
+    "missing_prompt": "the model needs a prompt",
+    "source_blocked": "the source URL points to an address that is not allowed",
+    "source_unreachable": "the source could not be reached",
+    "source_http_error": "the source server answered with an HTTP error",
+    "source_too_large": "the source image is larger than the size limit",
+    "empty_source": "the source is empty",
+    "unsupported_media_type": "the source is not a JPEG, PNG or WebP image",
+    "not_an_image": "the source is not an image",
+    "image_truncated": "the source image is truncated or corrupt",
+    "image_too_large": "the source image has more pixels than the limit",
+    "storage_error": "object storage was unavailable",
+    "provider_unavailable": "the model provider was unavailable",
+    "provider_timeout": "the model provider did not answer in time",
+    "provider_rate_limited": "the model provider was busy (rate limited)",
+    "provider_rejected": "the model provider rejected the request",
+    "provider_protocol_error": "the model provider sent an unreadable answer",
+    "rate_limit_timeout": "no capacity at the model provider in time",
+    "prediction_failed": "the model failed on this image",
+    "canceled": "canceled",
+    "output_invalid": "the model's output is not a valid image",
+    "unknown_preset": "the output preset does not exist",
+    "invalid_preset": "the output preset is not valid",
+    "timeout": "the item did not finish within its maximum age",
+    "internal_error": "an internal error occurred",
+}
+"""The one sentence the HTTP API shows for each ``error_code`` (never the row's
+``error_message``, which may name addresses, DNS answers or provider replies)."""
+
+GENERIC_PUBLIC_MESSAGE = "the item failed"
+"""What the API shows for a code missing from :data:`PUBLIC_MESSAGES`."""
+
+
+def public_message(code: str | None) -> str | None:
+    """The caller-facing message for an item's ``error_code``.
+
+    Args:
+        code: the row's ``error_code`` (None while it has none).
+
+    Returns:
+        The sentence of :data:`PUBLIC_MESSAGES`, :data:`GENERIC_PUBLIC_MESSAGE` for a code it
+        does not list, or None when ``code`` is None.
+    """
+    if code is None:
+        return None
+    return PUBLIC_MESSAGES.get(code, GENERIC_PUBLIC_MESSAGE)

@@ -243,6 +243,7 @@ class CreationService:
             bound.warning(
                 "creation_retry",
                 error_code=exc.code,
+                error_message=exc.message,
                 attempt=attempt,
                 delay_seconds=round(decision.delay, 2),
             )
