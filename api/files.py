@@ -20,6 +20,7 @@ from starlette.routing import Route
 from api.context import ApiContext, blocking
 from api.envelope import ApiError
 from api.jobs import path_id
+from api.views import input_state, result_state
 from pipeline.storage import ObjectNotFound, ObjectStream
 from pipeline.uploads import upload_key_of
 
@@ -40,16 +41,18 @@ async def _serve(request: Request, kind: str) -> Response:
         raise ApiError(404, "not_found", f"item {item_id} not found")
     if not caller.owns(row["owner_type"], row["owner_id"], row["store_id"]):
         raise ApiError(403, "forbidden", f"item {item_id} belongs to another owner")
+    upload = upload_key_of(str(row["source_url"]), ctx.storage.bucket)
     if kind == "result":
-        key = row["output_key"] if row["status"] == "DONE" else None
-        if not key:
-            raise ApiError(
-                404, "not_found", f"item {item_id} has no result (status {row['status']})"
-            )
+        available, expired = result_state(row)
+        key = row["output_key"]
     else:
-        key = row["input_key"] or upload_key_of(str(row["source_url"]), ctx.storage.bucket)
-        if not key:
-            raise ApiError(404, "not_found", f"item {item_id} has no stored input yet")
+        available, expired = input_state(row, has_upload=upload is not None)
+        key = row["input_key"] or upload
+    if expired:
+        raise ApiError(404, "not_found", f"the {kind} of item {item_id} expired (retention)")
+    if not available:
+        what = f"no result (status {row['status']})" if kind == "result" else "no stored input yet"
+        raise ApiError(404, "not_found", f"item {item_id} has {what}")
     limit = max(ctx.settings.max_output_bytes, ctx.settings.max_input_bytes)
     try:
         stream = await blocking(lambda: ctx.storage.open_stream(key, max_bytes=limit))

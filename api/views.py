@@ -1,4 +1,5 @@
-"""Rows as the API shows them (camelCase JSON, seed 002), with links to owner-gated files."""
+"""Rows as the API shows them (camelCase JSON, seed 002), with links to owner-gated files, or
+``expired`` flags once retention deleted a file (docs/FEATURES.md, "Retention")."""
 
 from __future__ import annotations
 
@@ -22,15 +23,44 @@ def display_name(source_url: str) -> str:
     return rest if sep and head.isdigit() and len(head) == 3 else name[:200]
 
 
+def input_state(row: Mapping[str, Any], *, has_upload: bool) -> tuple[bool, bool]:
+    """Whether an item's input can be opened, and whether retention deleted it.
+
+    The input is the normalized input (``input_key``) or, before a worker made one, the
+    uploaded original. Retention sets ``input_deleted_at`` when it deletes the former (and
+    releases the latter) and ``source_deleted_at`` when the upload itself is gone.
+
+    Args:
+        row: an item row with ``input_key``, ``input_deleted_at``, ``source_deleted_at``.
+        has_upload: the item's source is an upload of the pipeline's bucket.
+
+    Returns:
+        ``(available, expired)``; both False while there is no input yet.
+    """
+    released = row.get("input_deleted_at") is not None
+    upload_gone = has_upload and row.get("source_deleted_at") is not None
+    available = not released and (bool(row.get("input_key")) or (has_upload and not upload_gone))
+    return available, not available and (released or upload_gone)
+
+
+def result_state(row: Mapping[str, Any]) -> tuple[bool, bool]:
+    """Whether an item's result can be opened, and whether retention deleted it:
+    ``(available, expired)``, both False until the item is DONE."""
+    done = row["status"] == "DONE" and bool(row.get("output_key"))
+    expired = done and row.get("output_deleted_at") is not None
+    return done and not expired, expired
+
+
 def item_view(row: Mapping[str, Any], *, has_upload: bool) -> dict[str, Any]:
     """One item: status, error, output facts and the links its owner may open.
 
     ``errorMessage`` is the stable sentence for ``errorCode`` (:func:`public_message`), never
     the row's ``error_message``: that one is for ops and may name addresses or DNS answers.
+    A file retention deleted gets no link: ``inputExpired`` / ``resultExpired`` say so.
     """
     item_id = int(row["id"])
-    has_input = bool(row.get("input_key")) or has_upload
-    done = row["status"] == "DONE" and bool(row.get("output_key"))
+    has_input, input_expired = input_state(row, has_upload=has_upload)
+    done, result_expired = result_state(row)
     return {
         "id": item_id,
         "name": display_name(str(row.get("source_url") or "")),
@@ -39,8 +69,10 @@ def item_view(row: Mapping[str, Any], *, has_upload: bool) -> dict[str, Any]:
         "errorMessage": public_message(row.get("error_code")),
         "attempts": int(row.get("attempts") or 0),
         "inputUrl": f"/api/items/{item_id}/input" if has_input else None,
+        "inputExpired": input_expired,
         "resultUrl": f"/api/items/{item_id}/result" if done else None,
         "downloadUrl": f"/api/items/{item_id}/result?download=1" if done else None,
+        "resultExpired": result_expired,
         "width": row.get("output_width"),
         "height": row.get("output_height"),
         "bytes": row.get("output_bytes"),

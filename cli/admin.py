@@ -89,7 +89,8 @@ def quota(
 def retention(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="only count what is due")] = False,
 ) -> None:
-    """Delete old inputs, outputs and rows now (IMAGEOPT_RETENTION_*); prints the counts."""
+    """Delete old inputs, uploaded originals, outputs, rows and expired guest sessions now
+    (IMAGEOPT_RETENTION_*); prints the counts."""
     from datetime import UTC, datetime
 
     from pipeline.storage import ObjectStorage
@@ -105,7 +106,8 @@ def retention(
     verb = "due" if result.dry_run else "deleted"
     typer.echo(
         f"{verb}: inputs={result.inputs_deleted} outputs={result.outputs_deleted} "
-        f"jobs={result.jobs_deleted} items={result.items_deleted}"
+        f"originals={result.originals_deleted} jobs={result.jobs_deleted} "
+        f"items={result.items_deleted} guest_sessions={result.guest_sessions_deleted}"
         + (f" storage_errors={result.storage_errors}" if result.storage_errors else "")
     )
     if result.storage_errors:

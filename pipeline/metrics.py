@@ -629,6 +629,7 @@ QUOTA_HOLDS_TOTAL = Counter(
 
 RETENTION_DELETED_TOTAL = Counter(
     "imageopt_retention_deleted_total",
-    "Objects and rows deleted by retention, by kind (inputs, outputs, jobs, items).",
+    "Objects and rows deleted by retention, by kind (inputs, outputs, originals, jobs, items, "
+    "guest_sessions).",
     ["kind"],
 )

@@ -500,11 +500,37 @@ class Repository:
         self._all("reopen_jobs", ids=[int(row["job_id"])])
         return True
 
-    def retention_due_inputs(self, cutoff: datetime, limit: int) -> list[Row]:
-        return self._all("retention_due_inputs", cutoff=cutoff, limit=limit)
+    def retention_due_inputs(self, cutoff: datetime, limit: int, bucket: str) -> list[Row]:
+        """Finished items completed before ``cutoff`` whose inputs are still stored: ``id``,
+        ``input_key`` (None when only an upload of ``bucket`` is to be released)."""
+        return self._all("retention_due_inputs", cutoff=cutoff, limit=limit, bucket=bucket)
 
     def mark_inputs_deleted(self, ids: Sequence[int], now: datetime) -> int:
         return len(self._all("mark_inputs_deleted", ids=list(ids), now=now)) if ids else 0
+
+    def retention_due_originals(self, bucket: str, limit: int) -> list[str]:
+        """Source URLs of uploads of ``bucket`` no item needs any more, still stored."""
+        rows = self._all("retention_due_originals", bucket=bucket, limit=limit)
+        return [str(r["source_url"]) for r in rows]
+
+    def mark_originals_deleted(self, urls: Sequence[str], now: datetime) -> list[str]:
+        """Set ``source_deleted_at`` on the items that released these uploads; returns the
+        URLs this call marked (each once; none that another run marked first)."""
+        if not urls:
+            return []
+        rows = self._all("mark_originals_deleted", urls=list(urls), now=now)
+        return [str(r["source_url"]) for r in rows]
+
+    def retention_job_originals(self, job_ids: Sequence[int], bucket: str) -> list[Row]:
+        """``job_id, source_url`` of uploads of ``bucket`` named by these jobs' items, still
+        stored and needed by no item of another job (to delete with the rows)."""
+        if not job_ids:
+            return []
+        return self._all("retention_job_originals", job_ids=list(job_ids), bucket=bucket)
+
+    def prune_guest_sessions(self, now: datetime, limit: int) -> int:
+        """Delete up to ``limit`` guest sessions expired before ``now``; returns how many."""
+        return len(self._all("prune_guest_sessions", now=now, limit=limit))
 
     def retention_due_outputs(self, cutoff: datetime, limit: int) -> list[Row]:
         return self._all("retention_due_outputs", cutoff=cutoff, limit=limit)
@@ -528,17 +554,27 @@ class Repository:
         return jobs, items
 
     def retention_counts(
-        self, input_cutoff: datetime, output_cutoff: datetime, rows_cutoff: datetime
+        self,
+        input_cutoff: datetime,
+        output_cutoff: datetime,
+        rows_cutoff: datetime,
+        *,
+        now: datetime,
+        bucket: str,
     ) -> dict[str, int]:
-        """What is due now: ``inputs``, ``outputs``, ``jobs``, ``items``."""
+        """What is due now: ``inputs``, ``outputs``, ``jobs``, ``items``, ``originals``
+        (uploads of ``bucket``, by the inputs window) and ``guest_sessions``."""
         row = self._one(
             "retention_counts",
             input_cutoff=input_cutoff,
             output_cutoff=output_cutoff,
             rows_cutoff=rows_cutoff,
+            now=now,
+            bucket=bucket,
         )
         assert row is not None
-        return {key: int(row[key]) for key in ("inputs", "outputs", "jobs", "items")}
+        keys = ("inputs", "outputs", "jobs", "items", "originals", "guest_sessions")
+        return {key: int(row[key]) for key in keys}
 
     # --- HTTP API: callers, owned jobs, usage ---------------------------------
     def api_insert_key(

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
@@ -33,6 +33,7 @@ import certifi
 import structlog
 import urllib3
 from minio import Minio
+from minio.deleteobjects import DeleteObject
 from minio.error import InvalidResponseError, S3Error, ServerError
 
 from pipeline.errors import ConfigurationError, StorageError
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from pipeline.config import Settings
 
 __all__ = [
+    "DeleteOutcome",
     "ObjectInfo",
     "ObjectNotFound",
     "ObjectStorage",
@@ -64,6 +66,9 @@ MAX_PRESIGN_SECONDS = 7 * 24 * 3600
 CONNECT_TIMEOUT_SECONDS = 5.0
 READ_TIMEOUT_SECONDS = 60.0
 POOL_CONNECTIONS = 16
+DELETE_BATCH_KEYS = 1000
+"""Keys per ``DeleteObjects`` request: the S3 API's maximum (AWS S3 documentation); the minio
+SDK splits longer lists into requests of this size."""
 
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "NoSuchObject", "ResourceNotFound"})
 _AUTH_CODES = frozenset(
@@ -106,6 +111,21 @@ class ObjectInfo:
     etag: str
     last_modified: datetime | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DeleteOutcome:
+    """What a batch delete (:meth:`ObjectStorage.delete_many`) did, key by key.
+
+    Attributes:
+        deleted: keys that are gone now (deleted, or already missing: S3 reports a missing key
+            as deleted).
+        failed: key -> the S3 error code the store gave for that key (e.g. ``AccessDenied``,
+            ``InternalError``); these objects may still exist.
+    """
+
+    deleted: frozenset[str]
+    failed: Mapping[str, str]
 
 
 class ObjectStream:
@@ -481,6 +501,41 @@ class ObjectStorage:
             "remove_object", f"{self._bucket}/{key}",
             lambda: self._client.remove_object(self._bucket, key),
         )  # fmt: skip
+
+    def delete_many(self, keys: Iterable[str]) -> DeleteOutcome:
+        """Delete many objects with S3 batch deletes (``DeleteObjects``, up to
+        :data:`DELETE_BATCH_KEYS` keys per request) instead of one ``DELETE`` per key.
+
+        Missing keys count as deleted (S3 semantics), so running it twice is harmless. The
+        store answers key by key: a refused key lands in ``failed`` and the others still go.
+
+        Args:
+            keys: object keys (duplicates are sent once).
+
+        Returns:
+            The keys deleted and the keys refused, with the store's error code.
+
+        Raises:
+            StorageError: when a whole request fails (store unreachable, credentials refused,
+                5xx); keys of earlier requests of the same call may be gone already.
+        """
+        unique = sorted(set(keys))
+        if not unique:
+            return DeleteOutcome(frozenset(), {})
+        target = f"{self._bucket}/({len(unique)} keys)"
+        failed: dict[str, str] = {}
+
+        def run() -> None:
+            # The SDK yields per-key errors lazily: the requests go out while this loop runs.
+            objects = (DeleteObject(key) for key in unique)
+            for error in self._client.remove_objects(self._bucket, objects):
+                if error.code not in _NOT_FOUND_CODES:
+                    failed[error.name or ""] = error.code or "unknown"
+
+        self._call("remove_objects", target, run)
+        if "" in failed:  # an error naming no key: nothing can be known to be gone
+            return DeleteOutcome(frozenset(), failed)
+        return DeleteOutcome(frozenset(unique) - failed.keys(), failed)
 
     def list_keys(self, prefix: str) -> Iterator[str]:
         """Yield every key under a prefix, recursively, in lexicographic order, page by page.

@@ -3,6 +3,12 @@
 Both ``imageopt submit DIR`` and the HTTP API upload files here and give the item an
 ``s3://{bucket}/uploads/{store}/{batch}/{name}`` source URL, which the creation workers read
 back from the bucket (no HTTP fetch, no SSRF surface).
+
+These originals are the user's own photos: retention (:mod:`scheduler.retention`) deletes an
+upload once every item whose ``source_url`` names it has had its inputs deleted (24 h after
+the item is final), or with the rows of its jobs. Several items may name one upload (the
+demo reuses ``uploads/{store}/{file}``, upstream rows may point at any upload); it goes only
+when none of them needs it any more.
 """
 
 from __future__ import annotations
@@ -83,9 +89,23 @@ def store_upload(
     return f"s3://{storage.bucket}/{key}"
 
 
+def upload_url_prefix(bucket: str) -> str:
+    """What every uploaded source URL of ``bucket`` starts with: ``s3://{bucket}/uploads/``."""
+    return f"s3://{bucket}/{UPLOAD_PREFIX}"
+
+
 def upload_key_of(source_url: str, bucket: str) -> str | None:
-    """The bucket key of an uploaded source URL, or None when the URL is not one of ours."""
-    prefix = f"s3://{bucket}/{UPLOAD_PREFIX}"
-    if not source_url.startswith(prefix):
+    """The bucket key of an uploaded source URL, or None when the URL is not one of ours.
+
+    Only keys of the shape our uploads have are recognized: segments that are not empty,
+    ``.`` or ``..`` and no control characters. Retention deletes what this returns, so a
+    hand-written source such as ``s3://{bucket}/uploads/../results/...`` never names an
+    object outside ``uploads/``.
+    """
+    if not source_url.startswith(upload_url_prefix(bucket)):
         return None
-    return source_url.removeprefix(f"s3://{bucket}/")
+    key = source_url.removeprefix(f"s3://{bucket}/")
+    segments = key.split("/")
+    if any(s in ("", ".", "..") for s in segments) or any(ord(c) < 32 for c in key):
+        return None
+    return key

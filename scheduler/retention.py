@@ -1,16 +1,28 @@
 """Retention: a scheduled cleanup of old objects and rows (seed: inputs 24 h, outputs 30 d,
 database rows 90 d; each configurable).
 
-Three duties, each by completion time (``completed_at`` of a finished item or job):
+Five duties, each by completion time (``completed_at`` of a finished item or job):
 
-* **inputs** (``inputs/…``, the normalized source sent to the provider) of finished items
-  older than ``inputs_seconds``: object deleted, ``input_deleted_at`` set;
+* **inputs** of finished items completed more than ``inputs_seconds`` ago: the normalized input
+  (``inputs/…``, sent to the provider) is deleted and ``input_deleted_at`` set. This also
+  releases the item's claim on its uploaded original, if its source is one;
+* **originals** (``uploads/…``: the user's own photos from ``imageopt submit FOLDER``, API and
+  console uploads): an upload is deleted once every item whose ``source_url`` names it has had
+  its inputs deleted, and ``source_deleted_at`` is set on those items. Several items may name
+  one upload; it goes only when none needs it any more;
 * **outputs** (``results/…``) of DONE items older than ``outputs_seconds``: object deleted,
   ``output_deleted_at`` set (``output_key`` stays, so upstream sees the result expired);
 * **rows**: finished jobs older than ``rows_seconds`` whose items are all final: any objects
-  still stored are deleted, then the item rows, then the job row.
+  still stored (uploads too, unless an item of another job still needs one) are deleted, then
+  the item rows, then the job row;
+* **guest sessions** of the console that expired before now are deleted (an expired session
+  no longer signs anyone in; the guest's jobs follow the duties above).
 
-Unfinished items are never touched, and a retried item (back to PENDING) stops being due.
+Objects go in S3 batch deletes (:meth:`ObjectStorage.delete_many`); a key the store refuses is
+logged (``retention_delete_failed`` with the S3 error code), counted in ``storage_errors`` and
+its row kept, so the next run tries again. Unfinished items are never touched, and a retried
+item (back to PENDING) stops being due. Every step is safe to run twice or in two processes at
+once: marks are conditional UPDATEs and deleting a missing key succeeds.
 A run deletes at most ``batch`` objects/jobs per duty per round and at most ``max_rounds``
 rounds, so a backlog drains over several runs without a long stall. ``dry_run`` only counts.
 Counts go to the ``retention_run`` log line and ``imageopt_retention_deleted_total{kind}``.
@@ -22,7 +34,8 @@ in a thread of its own (:class:`RetentionThread`);
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
@@ -31,8 +44,9 @@ import structlog
 from pipeline import metrics
 from pipeline.config import Settings
 from pipeline.errors import PipelineError, StorageError
-from pipeline.repository import Repository
+from pipeline.repository import Repository, Row
 from pipeline.storage import ObjectStorage
+from pipeline.uploads import upload_key_of
 
 log = structlog.get_logger(__name__)
 
@@ -51,7 +65,19 @@ class RetentionConfig:
 
 @dataclass(frozen=True)
 class RetentionResult:
-    """Counts of one run (what would be deleted, when ``dry_run``)."""
+    """Counts of one run (what would be deleted, when ``dry_run``).
+
+    Attributes:
+        dry_run: nothing was deleted, the counts are what is due.
+        inputs_deleted: items whose inputs were deleted (normalized input, upload released).
+        outputs_deleted: results deleted.
+        jobs_deleted: job rows deleted.
+        items_deleted: item rows deleted.
+        storage_errors: keys the store failed to delete (kept, tried again next run).
+        originals_deleted: uploaded originals deleted (a dry run counts those due by the
+            inputs window only).
+        guest_sessions_deleted: expired guest sessions deleted.
+    """
 
     dry_run: bool
     inputs_deleted: int = 0
@@ -59,6 +85,8 @@ class RetentionResult:
     jobs_deleted: int = 0
     items_deleted: int = 0
     storage_errors: int = 0
+    originals_deleted: int = 0
+    guest_sessions_deleted: int = 0
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -77,108 +105,167 @@ class Retention:
     ) -> None:
         self._repo = repo
         self._storage = storage
+        self._bucket = storage.bucket
         self._config = config
         self._on_result = on_result
 
     def run_once(self, now: datetime) -> RetentionResult:
-        """Delete (or, in dry-run mode, count) everything due at ``now``."""
+        """Delete (or, in dry-run mode, count) everything due at ``now``.
+
+        Raises:
+            DatabaseUnavailable: Postgres cannot be reached (objects deleted so far stay
+                deleted; their rows are marked by the next run).
+        """
         cfg = self._config
         input_cutoff = now - timedelta(seconds=cfg.inputs_seconds)
         output_cutoff = now - timedelta(seconds=cfg.outputs_seconds)
         rows_cutoff = now - timedelta(seconds=cfg.rows_seconds)
         if cfg.dry_run:
-            counts = self._repo.retention_counts(input_cutoff, output_cutoff, rows_cutoff)
+            counts = self._repo.retention_counts(
+                input_cutoff, output_cutoff, rows_cutoff, now=now, bucket=self._bucket
+            )
             result = RetentionResult(
-                True, counts["inputs"], counts["outputs"], counts["jobs"], counts["items"]
+                dry_run=True,
+                inputs_deleted=counts["inputs"],
+                outputs_deleted=counts["outputs"],
+                jobs_deleted=counts["jobs"],
+                items_deleted=counts["items"],
+                originals_deleted=counts["originals"],
+                guest_sessions_deleted=counts["guest_sessions"],
             )
         else:
-            errors = 0
-            inputs, e = self._expire(
-                self._repo.retention_due_inputs,
+            inputs, e_inputs = self._expire(
+                lambda limit: self._repo.retention_due_inputs(input_cutoff, limit, self._bucket),
                 "input_key",
                 self._repo.mark_inputs_deleted,
-                input_cutoff,
                 now,
             )
-            errors += e
-            outputs, e = self._expire(
-                self._repo.retention_due_outputs,
+            originals, e_originals = self._delete_originals(now)
+            outputs, e_outputs = self._expire(
+                lambda limit: self._repo.retention_due_outputs(output_cutoff, limit),
                 "output_key",
                 self._repo.mark_outputs_deleted,
-                output_cutoff,
                 now,
             )
-            errors += e
-            jobs, items, e = self._delete_rows(rows_cutoff, now)
-            errors += e
-            result = RetentionResult(False, inputs, outputs, jobs, items, errors)
+            jobs, items, with_rows, e_rows = self._delete_rows(rows_cutoff)
+            result = RetentionResult(
+                dry_run=False,
+                inputs_deleted=inputs,
+                outputs_deleted=outputs,
+                jobs_deleted=jobs,
+                items_deleted=items,
+                storage_errors=e_inputs + e_originals + e_outputs + e_rows,
+                originals_deleted=originals + with_rows,
+                guest_sessions_deleted=self._prune_guest_sessions(now),
+            )
         log.info("retention_run", **result.as_dict())
         if not result.dry_run:
             for kind, count in (
                 ("inputs", result.inputs_deleted),
                 ("outputs", result.outputs_deleted),
+                ("originals", result.originals_deleted),
                 ("jobs", result.jobs_deleted),
                 ("items", result.items_deleted),
+                ("guest_sessions", result.guest_sessions_deleted),
             ):
                 metrics.RETENTION_DELETED_TOTAL.labels(kind).inc(count)
         if self._on_result is not None:
             self._on_result(result)
         return result
 
-    def _delete_objects(self, keys: list[str]) -> tuple[set[str], int]:
-        gone: set[str] = set()
-        errors = 0
-        for key in keys:
-            try:
-                self._storage.delete(key)  # deleting a missing key is not an error in S3
-                gone.add(key)
-            except StorageError as exc:
-                errors += 1
-                log.warning("retention_delete_failed", key=key, error_code=exc.code)
-        return gone, errors
+    def _delete_objects(self, keys: Iterable[str]) -> tuple[frozenset[str], int]:
+        """Batch-delete ``keys``; returns the keys gone and how many the store refused."""
+        wanted = set(keys)
+        if not wanted:
+            return frozenset(), 0
+        try:
+            outcome = self._storage.delete_many(wanted)
+        except StorageError as exc:  # the whole request failed: nothing is known to be gone
+            log.warning("retention_delete_failed", keys=len(wanted), error_code=exc.code)
+            return frozenset(), len(wanted)
+        for key, code in sorted(outcome.failed.items()):
+            log.warning("retention_delete_failed", key=key, error_code=code)
+        return outcome.deleted, len(outcome.failed)
 
     def _expire(
         self,
-        due: Callable[[datetime, int], list[dict[str, object]]],
+        due: Callable[[int], list[Row]],
         key_column: str,
         mark: Callable[[list[int], datetime], int],
-        cutoff: datetime,
         now: datetime,
     ) -> tuple[int, int]:
+        """Delete the objects of due rows and mark the rows whose object is gone (a row with
+        no key, an upload-only input, is marked at once); returns ``(marked, errors)``."""
         total = errors = 0
         for _ in range(self._config.max_rounds):
-            rows = due(cutoff, self._config.batch)
+            rows = due(self._config.batch)
             if not rows:
                 break
-            gone, failed = self._delete_objects([str(r[key_column]) for r in rows])
+            gone, failed = self._delete_objects(str(r[key_column]) for r in rows if r[key_column])
             errors += failed
-            total += mark([int(str(r["id"])) for r in rows if str(r[key_column]) in gone], now)
-            if failed or len(rows) < self._config.batch:
+            ids = [int(r["id"]) for r in rows if not r[key_column] or str(r[key_column]) in gone]
+            total += mark(ids, now)
+            # A refused key is due again next round: stop when a round gets nowhere.
+            if not ids or len(rows) < self._config.batch:
                 break
         return total, errors
 
-    def _delete_rows(self, cutoff: datetime, now: datetime) -> tuple[int, int, int]:
-        jobs = items = errors = 0
+    def _delete_originals(self, now: datetime) -> tuple[int, int]:
+        """Delete uploads no item needs any more and mark their items; ``(deleted, errors)``."""
+        total = errors = 0
+        for _ in range(self._config.max_rounds):
+            urls = self._repo.retention_due_originals(self._bucket, self._config.batch)
+            if not urls:
+                break
+            keys = {url: upload_key_of(url, self._bucket) for url in urls}
+            gone, failed = self._delete_objects(key for key in keys.values() if key)
+            errors += failed
+            done = [url for url, key in keys.items() if key in gone]
+            total += len(self._repo.mark_originals_deleted(done, now))
+            if not done or len(urls) < self._config.batch:
+                break
+        return total, errors
+
+    def _delete_rows(self, cutoff: datetime) -> tuple[int, int, int, int]:
+        """Delete due jobs: their objects first, then their rows, job by job (a job with a key
+        the store refused keeps its rows). Returns ``(jobs, items, originals, errors)``."""
+        jobs = items = originals = errors = 0
         for _ in range(self._config.max_rounds):
             job_ids = self._repo.retention_due_jobs(cutoff, self._config.batch)
             if not job_ids:
                 break
-            keys: list[str] = []
+            owners: dict[str, set[int]] = defaultdict(set)
             for row in self._repo.retention_job_objects(job_ids):
-                if row["input_key"]:
-                    keys.append(str(row["input_key"]))
-                if row["output_key"]:
-                    keys.append(str(row["output_key"]))
-            _, failed = self._delete_objects(keys)
-            if failed:  # keep the rows (and their keys) so the next run can try again
-                errors += failed
-                break
-            j, i = self._repo.delete_jobs(job_ids)
+                for column in ("input_key", "output_key"):
+                    if row[column]:
+                        owners[str(row[column])].add(int(row["job_id"]))
+            upload_keys: set[str] = set()
+            for row in self._repo.retention_job_originals(job_ids, self._bucket):
+                key = upload_key_of(str(row["source_url"]), self._bucket)
+                if key is not None:
+                    owners[key].add(int(row["job_id"]))
+                    upload_keys.add(key)
+            gone, failed = self._delete_objects(owners)
+            errors += failed
+            blocked = {job for key, held in owners.items() if key not in gone for job in held}
+            originals += len(upload_keys & gone)
+            deletable = [job for job in job_ids if job not in blocked]
+            j, i = self._repo.delete_jobs(deletable)
             jobs += j
             items += i
-            if len(job_ids) < self._config.batch:
+            # Blocked jobs come first again next round: stop when a round gets nowhere.
+            if not deletable or len(job_ids) < self._config.batch:
                 break
-        return jobs, items, errors
+        return jobs, items, originals, errors
+
+    def _prune_guest_sessions(self, now: datetime) -> int:
+        total = 0
+        for _ in range(self._config.max_rounds):
+            pruned = self._repo.prune_guest_sessions(now, self._config.batch)
+            total += pruned
+            if pruned < self._config.batch:
+                break
+        return total
 
 
 class RetentionThread:

@@ -171,17 +171,28 @@
     const compare = li.querySelector(".compare");
     const facts = li.querySelector(".facts");
     const link = li.querySelector(".download");
+    // Files retention deleted have no link: say "expired" rather than show a broken image.
+    const expired = [item.inputExpired && "original", item.resultExpired && "result"].filter(Boolean);
+    li.dataset.expired = expired.join(" ");
+    const note = expired.length ? ` · ${expired.join(" and ")} expired` : "";
     if (item.status === "DONE" && item.resultUrl) {
       const before = compare.querySelector(".before");
       const after = compare.querySelector(".after");
       if (item.inputUrl && before.getAttribute("src") !== item.inputUrl) before.src = item.inputUrl;
+      before.hidden = !item.inputUrl;
+      compare.querySelector(".slider").hidden = !item.inputUrl;
+      compare.querySelector(".tag-before").hidden = !item.inputUrl;
       if (after.getAttribute("src") !== item.resultUrl) after.src = item.resultUrl;
       compare.hidden = false;
-      facts.textContent = `${item.width}×${item.height} px · ${(item.bytes / 1024).toFixed(0)} KB · ${item.contentType}`;
+      facts.textContent = `${item.width}×${item.height} px · ${(item.bytes / 1024).toFixed(0)} KB · ${item.contentType}${note}`;
       link.href = item.downloadUrl;
       link.hidden = false;
+    } else if (item.status === "DONE") {
+      compare.hidden = true;
+      link.hidden = true;
+      facts.textContent = item.resultExpired ? `expired: ${expired.join(" and ")} deleted after the retention period` : "done";
     } else if (item.status === "FAILED" || item.status === "CANCELED") {
-      facts.textContent = item.errorMessage || item.errorCode || item.status.toLowerCase();
+      facts.textContent = (item.errorMessage || item.errorCode || item.status.toLowerCase()) + note;
     } else {
       facts.textContent = "working…";
     }

@@ -451,10 +451,12 @@ WHERE id = %(id)s AND status = 'FAILED'
 RETURNING id, job_id;
 
 -- name: retention_due_inputs
--- Finished items whose normalized input is older than the cutoff and still stored.
+-- Finished items completed before the cutoff whose inputs are not deleted yet: a normalized
+-- input, an upload of %(bucket)s (released here, deleted by the originals sweep), or both.
 SELECT id, input_key FROM image_optimization_items
 WHERE completed_at < %(cutoff)s AND status IN ('DONE', 'FAILED', 'CANCELED')
-  AND input_key IS NOT NULL AND input_deleted_at IS NULL
+  AND input_deleted_at IS NULL
+  AND (input_key IS NOT NULL OR image_optimization_upload_key(source_url, %(bucket)s) IS NOT NULL)
 ORDER BY completed_at
 LIMIT %(limit)s;
 
@@ -465,6 +467,36 @@ SET input_deleted_at = %(now)s
 WHERE id = ANY(%(ids)s::bigint[]) AND input_deleted_at IS NULL
   AND status IN ('DONE', 'FAILED', 'CANCELED')
 RETURNING id;
+
+-- name: retention_due_originals
+-- Uploads of %(bucket)s that no item needs any more (every item naming one has had its inputs
+-- deleted) and that are still stored: the originals sweep's work list.
+SELECT DISTINCT i.source_url FROM image_optimization_items i
+WHERE i.source_url ~ '^s3://[^/]+/uploads/' AND i.input_deleted_at IS NOT NULL
+  AND i.source_deleted_at IS NULL
+  AND image_optimization_upload_key(i.source_url, %(bucket)s) IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM image_optimization_items o
+                  WHERE o.source_url = i.source_url AND o.source_url ~ '^s3://[^/]+/uploads/'
+                    AND o.input_deleted_at IS NULL)
+LIMIT %(limit)s;
+
+-- name: mark_originals_deleted
+-- Record that these uploads were deleted, on every item that had released them (rows locked in
+-- id order, so two runs at once queue up instead of deadlocking); returns each upload once.
+WITH released AS (
+    SELECT id FROM image_optimization_items
+    WHERE source_url = ANY(%(urls)s::text[]) AND source_url ~ '^s3://[^/]+/uploads/'
+      AND input_deleted_at IS NOT NULL AND source_deleted_at IS NULL
+    ORDER BY id
+    FOR UPDATE
+), marked AS (
+    UPDATE image_optimization_items i
+    SET source_deleted_at = %(now)s
+    FROM released r
+    WHERE i.id = r.id AND i.source_deleted_at IS NULL
+    RETURNING i.source_url
+)
+SELECT DISTINCT source_url FROM marked;
 
 -- name: retention_due_outputs
 -- DONE items whose result is older than the cutoff and still stored.
@@ -492,10 +524,21 @@ LIMIT %(limit)s;
 
 -- name: retention_job_objects
 -- Objects still stored for the items of these jobs (deleted before the rows).
-SELECT id, input_key, output_key FROM image_optimization_items
+SELECT id, job_id, input_key, output_key FROM image_optimization_items
 WHERE job_id = ANY(%(job_ids)s::bigint[])
   AND ((input_key IS NOT NULL AND input_deleted_at IS NULL)
        OR (output_key IS NOT NULL AND output_deleted_at IS NULL));
+
+-- name: retention_job_originals
+-- Uploads of %(bucket)s named by items of these jobs (with the job), still stored and needed by
+-- no item of another job (deleted with the rows; one still needed stays: that item names it).
+SELECT DISTINCT i.job_id, i.source_url FROM image_optimization_items i
+WHERE i.job_id = ANY(%(job_ids)s::bigint[]) AND i.source_deleted_at IS NULL
+  AND image_optimization_upload_key(i.source_url, %(bucket)s) IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM image_optimization_items o
+                  WHERE o.source_url = i.source_url AND o.source_url ~ '^s3://[^/]+/uploads/'
+                    AND o.input_deleted_at IS NULL
+                    AND o.job_id <> ALL(%(job_ids)s::bigint[]));
 
 -- name: delete_job_items
 -- Delete the item rows of these jobs (if still finished); returns how many.
@@ -514,11 +557,14 @@ WHERE j.id = ANY(%(job_ids)s::bigint[]) AND j.status IN ('DONE', 'FAILED', 'CANC
 RETURNING j.id;
 
 -- name: retention_counts
--- What a retention run would delete now (dry run): inputs, outputs, jobs and their items.
+-- What a retention run would delete now (dry run): inputs, outputs, jobs and their items,
+-- uploaded originals (by the inputs window) and expired guest sessions.
 SELECT
     (SELECT count(*) FROM image_optimization_items
      WHERE completed_at < %(input_cutoff)s AND status IN ('DONE', 'FAILED', 'CANCELED')
-       AND input_key IS NOT NULL AND input_deleted_at IS NULL) AS inputs,
+       AND input_deleted_at IS NULL
+       AND (input_key IS NOT NULL
+            OR image_optimization_upload_key(source_url, %(bucket)s) IS NOT NULL)) AS inputs,
     (SELECT count(*) FROM image_optimization_items
      WHERE completed_at < %(output_cutoff)s AND status = 'DONE'
        AND output_key IS NOT NULL AND output_deleted_at IS NULL) AS outputs,
@@ -532,7 +578,30 @@ SELECT
      WHERE j.status IN ('DONE', 'FAILED', 'CANCELED') AND j.completed_at < %(rows_cutoff)s
        AND NOT EXISTS (SELECT 1 FROM image_optimization_items x
                        WHERE x.job_id = j.id
-                         AND x.status NOT IN ('DONE', 'FAILED', 'CANCELED'))) AS items;
+                         AND x.status NOT IN ('DONE', 'FAILED', 'CANCELED'))) AS items,
+    (SELECT count(DISTINCT i.source_url) FROM image_optimization_items i
+     WHERE i.source_url ~ '^s3://[^/]+/uploads/' AND i.source_deleted_at IS NULL
+       AND image_optimization_upload_key(i.source_url, %(bucket)s) IS NOT NULL
+       AND (i.input_deleted_at IS NOT NULL
+            OR (i.completed_at < %(input_cutoff)s AND i.status IN ('DONE', 'FAILED', 'CANCELED')))
+       AND NOT EXISTS (SELECT 1 FROM image_optimization_items o
+                       WHERE o.source_url = i.source_url AND o.input_deleted_at IS NULL
+                         AND o.source_url ~ '^s3://[^/]+/uploads/'
+                         AND NOT (o.completed_at < %(input_cutoff)s
+                                  AND o.status IN ('DONE', 'FAILED', 'CANCELED')))) AS originals,
+    (SELECT count(*) FROM image_optimization_guest_sessions
+     WHERE expires_at < %(now)s) AS guest_sessions;
+
+-- name: prune_guest_sessions
+-- Delete up to %(limit)s console guest sessions that expired before %(now)s (an expired
+-- session no longer signs anyone in); rows another run holds are skipped, not waited for.
+DELETE FROM image_optimization_guest_sessions
+WHERE id IN (SELECT id FROM image_optimization_guest_sessions
+             WHERE expires_at < %(now)s
+             ORDER BY expires_at
+             LIMIT %(limit)s
+             FOR UPDATE SKIP LOCKED)
+RETURNING id;
 
 -- =============================================================================================
 -- HTTP API and web console: callers (API keys, guest sessions), owned jobs, usage.
@@ -603,7 +672,8 @@ WHERE id = %(id)s;
 -- The items of one job as the API shows them.
 SELECT id, status, source_url, input_key, output_key, output_width, output_height,
        output_bytes, output_content_type, error_code, error_message, attempts,
-       created_at, updated_at, completed_at
+       created_at, updated_at, completed_at, input_deleted_at, output_deleted_at,
+       source_deleted_at
 FROM image_optimization_items
 WHERE job_id = %(job_id)s
 ORDER BY id;
@@ -622,7 +692,8 @@ LIMIT %(limit)s;
 -- name: api_get_item
 -- One item with its job's owner, for owner-gated file delivery.
 SELECT i.id, i.job_id, i.store_id, i.status, i.source_url, i.input_key, i.output_key,
-       i.output_content_type, j.owner_type, j.owner_id
+       i.output_content_type, i.input_deleted_at, i.output_deleted_at, i.source_deleted_at,
+       j.owner_type, j.owner_id
 FROM image_optimization_items i
 JOIN image_optimization_jobs j ON j.id = i.job_id
 WHERE i.id = %(id)s;

@@ -11,14 +11,22 @@ import os
 import re
 import shutil
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
+import psycopg
 import pytest
 from PIL import Image
 
 from devstack.emulator import run_emulator
 from devstack.processes import ProcessGroup, free_port, wait_http
 from emulator.config import EmulatorConfig
+from pipeline.db import create_pool
+from pipeline.repository import Repository
+from pipeline.storage import ObjectStorage
+from scheduler.retention import Retention, RetentionConfig
+from tests.conftest import DATABASE_URL, settings_from
+from tests.support.api import run_api
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -143,3 +151,65 @@ def test_console_enhances_two_photos_and_explains_a_bad_file(
         finally:
             browser.close()
     print(f"screenshots in {tmp_path}")
+
+
+def test_console_says_expired_once_retention_deleted_an_items_files(
+    pipeline_env: dict[str, str], images_dir: Path, tmp_path: Path
+) -> None:
+    """Only the api runs (no worker): the test finishes one of two items by SQL, as a worker
+    would, and runs retention; the page, still following the job, must say "expired"."""
+    from playwright.sync_api import expect, sync_playwright
+
+    photos = []
+    for name in PHOTOS:
+        photos.append(tmp_path / Path(name).name)
+        shutil.copy(images_dir / name, photos[-1])
+    settings = settings_from(pipeline_env)
+    storage = ObjectStorage.from_settings(settings)
+    pool = create_pool(DATABASE_URL, settings.db_schema, max_size=1, name="test")
+    repo = Repository(pool)
+    with run_api(settings) as base, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(base)
+            page.select_option("#model", "nightmareai/real-esrgan")
+            page.set_input_files("#file-input", [str(p) for p in photos])
+            page.click("#start")
+            items = page.locator("#items li.item")
+            expect(items).to_have_count(2, timeout=20_000)
+            item_id = int(items.first.get_attribute("data-id") or 0)
+            key = f"results/console/x/{item_id}.png"
+            storage.put_bytes(key, photos[0].read_bytes(), "image/png")
+            with psycopg.connect(
+                DATABASE_URL, options=f"-c search_path={settings.db_schema}"
+            ) as conn:  # the second item stays PENDING, so the page keeps following the job
+                conn.execute(
+                    "UPDATE image_optimization_items SET status = 'DONE', output_key = %s, "
+                    "output_width = 64, output_height = 64, output_bytes = 100, "
+                    "output_content_type = 'image/png', completed_at = now() - interval '1 minute' "
+                    "WHERE id = %s",
+                    (key, item_id),
+                )
+            first = items.first
+            retention = RetentionConfig(inputs_seconds=0, outputs_seconds=10**9)
+            Retention(repo=repo, storage=storage, config=retention).run_once(datetime.now(UTC))
+            expect(first.locator(".facts")).to_contain_text("original expired", timeout=10_000)
+            expect(first.locator(".compare img.before")).to_be_hidden()
+            expect(first.locator("a.download")).to_be_visible()
+
+            retention = RetentionConfig(inputs_seconds=0, outputs_seconds=0)
+            Retention(repo=repo, storage=storage, config=retention).run_once(datetime.now(UTC))
+            expect(first.locator(".facts")).to_have_text(
+                "expired: original and result deleted after the retention period", timeout=10_000
+            )
+            expect(first.locator(".compare")).to_be_hidden()
+            expect(first.locator("a.download")).to_be_hidden()
+            page.screenshot(path=str(tmp_path / "console-expired.png"), full_page=True)
+            assert errors == []
+        finally:
+            browser.close()
+            pool.close()
+            storage.close()

@@ -31,9 +31,7 @@ from tests.support.api import run_api
 
 pytestmark = pytest.mark.integration
 
-SPEC = yaml.safe_load(
-    (Path(__file__).resolve().parents[2] / "api" / "openapi.yaml").read_text()
-)
+SPEC = yaml.safe_load((Path(__file__).resolve().parents[2] / "api" / "openapi.yaml").read_text())
 EXAMPLES_PER_TARGET = 12
 PLACEHOLDER = "__HOSTILE__"
 LIMITS = {

@@ -145,7 +145,9 @@ def test_presets_preview_and_analysis_of_a_real_photo(
 def test_retention_dry_run_counts_and_deletes_nothing(pipeline_env: dict[str, str]) -> None:
     result = CliRunner().invoke(app, ["retention", "--dry-run"], env=pipeline_env)
     assert result.exit_code == 0, result.output
-    assert result.stdout.strip() == "due: inputs=0 outputs=0 jobs=0 items=0"
+    assert result.stdout.strip() == (
+        "due: inputs=0 outputs=0 originals=0 jobs=0 items=0 guest_sessions=0"
+    )
     assert '"event": "retention_run"' in result.stderr  # log lines never mix with the result
 
 

@@ -12,6 +12,7 @@ import os
 import socket
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
@@ -20,7 +21,7 @@ import pytest
 
 from pipeline.errors import StorageError
 from pipeline.keys import input_key, result_key
-from pipeline.storage import ObjectNotFound, ObjectStorage, ObjectTooLarge
+from pipeline.storage import DELETE_BATCH_KEYS, ObjectNotFound, ObjectStorage, ObjectTooLarge
 from tests.support.s3 import S3Endpoint, ensure_s3_server, temporary_bucket, unique_bucket_name
 
 pytestmark = pytest.mark.integration
@@ -97,6 +98,26 @@ def test_delete_removes_the_object_and_deleting_again_succeeds(storage: ObjectSt
     storage.delete("gone")
 
     assert storage.exists("gone") is False
+
+
+def test_delete_many_deletes_in_batches_and_reports_the_keys_the_store_refuses(
+    storage: ObjectStorage,
+) -> None:
+    # More keys than one DeleteObjects request takes (1,000), so the batches are split.
+    keys = [f"uploads/shop/b/{n:04d}.jpg" for n in range(DELETE_BATCH_KEYS + 5)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda key: storage.put_bytes(key, b"x", "image/jpeg"), keys))
+    storage.put_bytes("results/kept.jpg", b"x", "image/jpeg")
+    refused = "uploads/../results/kept.jpg"  # SeaweedFS refuses a ".." segment, key by key
+
+    outcome = storage.delete_many([*keys, "uploads/missing.jpg", refused, keys[0]])
+    again = storage.delete_many(keys)
+
+    assert outcome.failed == {refused: "InvalidRequest"}
+    assert outcome.deleted == {*keys, "uploads/missing.jpg"}  # missing: gone, as S3 says
+    assert list(storage.list_keys("")) == ["results/kept.jpg"]
+    assert (again.deleted, again.failed) == (set(keys), {})
+    assert storage.delete_many([]).deleted == frozenset()
 
 
 def test_list_keys_yields_every_key_under_the_prefix_and_nothing_else(
