@@ -437,11 +437,30 @@ def demo(
         "../shared/data/images"
     ),
     timeout: Annotated[float, typer.Option(help="give up after this many seconds")] = 600.0,
+    schema: Annotated[
+        str | None, typer.Option(help="the demo's own schema; its name must contain 'demo'")
+    ] = None,
+    namespace: Annotated[
+        str | None, typer.Option(help="the demo's own Redis namespace; must contain 'demo'")
+    ] = None,
+    bucket: Annotated[
+        str | None, typer.Option(help="the demo's own S3 bucket; must contain 'demo'")
+    ] = None,
 ) -> None:
-    """Run the whole pipeline on a folder of store folders and print a per-store summary."""
-    from pipeline.demo import run_demo
+    """Run the whole pipeline on a folder of store folders and print a per-store summary.
 
-    raise typer.Exit(run_demo(_settings(), images, timeout=timeout))
+    Only in a schema, Redis namespace and bucket of its own, marked as the demo's.
+    """
+    from pipeline.demo import run_demo
+    from pipeline.demo_targets import DemoTargetRefused, resolve_targets
+
+    settings = _settings()
+    try:
+        targets = resolve_targets(settings, schema=schema, namespace=namespace, bucket=bucket)
+        code = run_demo(settings, images, timeout=timeout, targets=targets)
+    except DemoTargetRefused as exc:
+        raise _fail(str(exc)) from None
+    raise typer.Exit(code)
 
 
 # --- issue 7: presets, size preview, analysis, quotas, retention -----------------------------
