@@ -8,8 +8,6 @@ BIN := $(VENV)/bin
 IMAGES ?= ../shared/data/images
 STAMP := $(VENV)/.installed
 
-DEMO_ENV := IMAGEOPT_DB_SCHEMA=$${IMAGEOPT_DB_SCHEMA:-imageopt_demo} \
-	IMAGEOPT_REDIS_NAMESPACE=$${IMAGEOPT_REDIS_NAMESPACE:-imageopt-demo}
 TEST_S3 := 127.0.0.1:18333
 
 .PHONY: help venv services demo test test-fast check fmt clean deploy-deps deploy-check prometheus prometheus-deps browser-deps
@@ -31,11 +29,12 @@ venv: $(STAMP)
 services: venv
 	@$(BIN)/python scripts/local_services.py check
 
+# The demo works only in a schema, Redis namespace and bucket of its own (see README).
 demo: services
 	@set -e; \
 	if scripts/s3-server.sh status >/dev/null 2>&1; then started=0; else scripts/s3-server.sh start; started=1; fi; \
 	trap '[ $$started = 1 ] && scripts/s3-server.sh stop >/dev/null' EXIT; \
-	$(DEMO_ENV) $(BIN)/imageopt demo --images "$(IMAGES)"
+	$(BIN)/imageopt demo --images "$(IMAGES)"
 
 test: services prometheus-deps browser-deps
 	@set -e; \

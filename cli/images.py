@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -15,9 +15,6 @@ from cli.base import (
     open_repository,
 )
 from pipeline.errors import PipelineError
-
-if TYPE_CHECKING:
-    pass
 
 
 def _read_image(path: Path) -> bytes:

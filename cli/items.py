@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
@@ -17,9 +17,6 @@ from cli.base import (
 )
 from pipeline.config import Settings
 from pipeline.errors import MalformedInput, NotJson
-
-if TYPE_CHECKING:
-    pass
 
 
 def _parse_params(values: list[str]) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -13,9 +13,6 @@ from cli.base import (
     fail,
     load_settings,
 )
-
-if TYPE_CHECKING:
-    pass
 
 
 @app.command()

