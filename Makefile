@@ -12,21 +12,37 @@ DEMO_ENV := IMAGEOPT_DB_SCHEMA=$${IMAGEOPT_DB_SCHEMA:-imageopt_demo} \
 	IMAGEOPT_REDIS_NAMESPACE=$${IMAGEOPT_REDIS_NAMESPACE:-imageopt-demo}
 TEST_S3 := 127.0.0.1:18333
 
-.PHONY: help venv services demo test test-fast check fmt clean deploy-deps deploy-check prometheus prometheus-deps browser-deps
+.PHONY: help venv lock services demo test test-fast check fmt clean deploy-deps deploy-check prometheus prometheus-deps browser-deps
 
 help:
 	@echo "make demo [IMAGES=DIR]   run the main job on DIR/<store>/<images> and print a summary"
 	@echo "make test                run the whole test suite (real Postgres, Redis, S3, emulator)"
 	@echo "make check               format check, lint and types"
+	@echo "make lock [UPGRADE=1]    rewrite the lock files from pyproject.toml"
 	@echo "make prometheus          local Prometheus (127.0.0.1:9090) scraping a running demo, with the alert rules"
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+# Pinned installs: requirements-dev.lock (runtime + dev + faces, with hashes) for the venv and
+# CI, requirements.lock (runtime) for the Dockerfile; `make lock` rewrites both from
+# pyproject.toml, keeping current pins (`make lock UPGRADE=1` takes the newest allowed,
+# `make lock UPGRADE_PACKAGE=NAME` just for NAME).
+$(STAMP): pyproject.toml requirements-dev.lock
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "make venv: imageopt needs Python 3.11 or newer; set PYTHON=python3.11")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) >/dev/null 2>&1 || { rm -rf $(VENV); \
+		echo "make venv: $(PYTHON) -m venv failed: install python3-venv (apt-get install python3-venv), or set PYTHON to a Python 3.11 that has venv and ensurepip" >&2; exit 1; }
 	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,faces]'
+	$(BIN)/pip install --quiet --disable-pip-version-check --requirement requirements-dev.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --editable .
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --quiet \
+	--custom-compile-command "make lock" $(if $(UPGRADE),--upgrade) \
+	$(if $(UPGRADE_PACKAGE),--upgrade-package $(UPGRADE_PACKAGE))
+lock: venv
+	UV_PYTHON_DOWNLOADS=never $(BIN)/uv pip compile pyproject.toml $(LOCK_FLAGS) -o requirements.lock
+	UV_PYTHON_DOWNLOADS=never $(BIN)/uv pip compile pyproject.toml --extra dev --extra faces \
+		--constraint requirements.lock $(LOCK_FLAGS) -o requirements-dev.lock
 
 services: venv
 	@$(BIN)/python scripts/local_services.py check
