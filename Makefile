@@ -1,5 +1,6 @@
 # imageopt — `make demo` runs the main job on real images; `make test` runs the suite.
-# Both set up everything first (venv, packages, a local S3 server) and stop what they started.
+# Both set up everything first (venv from the lock files, a local S3 server, and Postgres and
+# Redis where none answer) and stop what they started. Only Python 3.11 is needed.
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -12,19 +13,31 @@ DEMO_ENV := IMAGEOPT_DB_SCHEMA=$${IMAGEOPT_DB_SCHEMA:-imageopt_demo} \
 	IMAGEOPT_REDIS_NAMESPACE=$${IMAGEOPT_REDIS_NAMESPACE:-imageopt-demo}
 TEST_S3 := 127.0.0.1:18333
 
+# Postgres and Redis: DATABASE_URL/REDIS_URL, else the servers on the default ports, else
+# embedded ones from the venv on free loopback ports (docs/LOCAL_SERVICES.md). `start` prints
+# `export` lines for the embedded ones' URLs; the trap stops them (and the S3 server when it was
+# started here), whatever way the recipe ends, each stop whatever the other did. $$$$ (the
+# recipe shell's pid) names the run.
+SERVICES := $(BIN)/python scripts/local_services.py
+SERVICES_TRAP := trap 'status=$$?; set +e; $(SERVICES) stop --owner $$$$; \
+	[ "$$s3" != 1 ] || scripts/s3-server.sh stop >/dev/null; exit $$status' EXIT; \
+	s3=0; services=$$($(SERVICES) start --owner $$$$); eval "$$services"; \
+	if ! scripts/s3-server.sh status >/dev/null 2>&1; then s3=1; scripts/s3-server.sh start; fi
+
 .PHONY: help venv lock services demo test test-fast check fmt clean deploy-deps deploy-check prometheus prometheus-deps browser-deps
 
 help:
 	@echo "make demo [IMAGES=DIR]   run the main job on DIR/<store>/<images> and print a summary"
 	@echo "make test                run the whole test suite (real Postgres, Redis, S3, emulator)"
 	@echo "make check               format check, lint and types"
+	@echo "make services            which Postgres and Redis demo/test would use (docs/LOCAL_SERVICES.md)"
 	@echo "make lock [UPGRADE=1]    rewrite the lock files from pyproject.toml"
 	@echo "make prometheus          local Prometheus (127.0.0.1:9090) scraping a running demo, with the alert rules"
 
 # Pinned installs: requirements-dev.lock (runtime + dev + faces, with hashes) for the venv and
 # CI, requirements.lock (runtime) for the Dockerfile; `make lock` rewrites both from
 # pyproject.toml, keeping current pins (`make lock UPGRADE=1` takes the newest allowed,
-# `make lock UPGRADE_PACKAGE=NAME` just for NAME).
+# `make lock UPGRADE_PACKAGE=NAME` just for NAME). docs/LOCAL_SERVICES.md has the details.
 $(STAMP): pyproject.toml requirements-dev.lock
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "make venv: imageopt needs Python 3.11 or newer; set PYTHON=python3.11")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) >/dev/null 2>&1 || { rm -rf $(VENV); \
@@ -45,19 +58,16 @@ lock: venv
 		--constraint requirements.lock $(LOCK_FLAGS) -o requirements-dev.lock
 
 services: venv
-	@$(BIN)/python scripts/local_services.py check
+	@$(SERVICES) check
 
-demo: services
-	@set -e; \
-	if scripts/s3-server.sh status >/dev/null 2>&1; then started=0; else scripts/s3-server.sh start; started=1; fi; \
-	trap '[ $$started = 1 ] && scripts/s3-server.sh stop >/dev/null' EXIT; \
+demo: venv
+	@set -e; $(SERVICES_TRAP); \
 	$(DEMO_ENV) $(BIN)/imageopt demo --images "$(IMAGES)"
 
-test: services prometheus-deps browser-deps
+test: venv prometheus-deps browser-deps
 	@set -e; \
 	export S3_ENDPOINT=$(TEST_S3) IMAGEOPT_RUN_DIR=$(CURDIR)/.run/test; \
-	if scripts/s3-server.sh status >/dev/null 2>&1; then started=0; else scripts/s3-server.sh start; started=1; fi; \
-	trap '[ $$started = 1 ] && scripts/s3-server.sh stop >/dev/null' EXIT; \
+	$(SERVICES_TRAP); \
 	$(BIN)/pytest
 
 check: venv
