@@ -150,8 +150,11 @@ def _run(argv: list[str], log: Path, run_as: RunAs | None, cwd: Path) -> int:
 
     The launcher gets a session of its own, so the daemon it leaves never has our terminal
     and a Ctrl-C reaches only the Makefile's shell, whose trap stops the servers.
+
+    Returns:
+        The launcher's exit status; -1 when it ran longer than ``START_TIMEOUT_SECONDS``.
     """
-    with log.open("ab") as out:
+    with log.open("ab") as out, contextlib.suppress(subprocess.TimeoutExpired):
         return subprocess.run(
             argv,
             stdin=subprocess.DEVNULL,
@@ -165,6 +168,7 @@ def _run(argv: list[str], log: Path, run_as: RunAs | None, cwd: Path) -> int:
             check=False,
             **(run_as.popen_args() if run_as else {}),
         ).returncode
+    return -1
 
 
 def _pid(pidfile: Path) -> int | None:
