@@ -14,10 +14,11 @@ ENV PIP_NO_CACHE_DIR=1 \
 WORKDIR /src
 RUN python -m venv /opt/imageopt
 ENV PATH=/opt/imageopt/bin:$PATH
-# Dependencies first (their own layer: rebuilt only when pyproject.toml changes).
+# Dependencies first, pinned with hashes by requirements.lock (`make lock`; their own layer:
+# rebuilt only when the lock changes).
+COPY requirements.lock ./
+RUN pip install --require-hashes --requirement requirements.lock
 COPY pyproject.toml README.md ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
-    && pip install --requirement requirements.txt
 COPY pipeline ./pipeline
 COPY scheduler ./scheduler
 COPY workers ./workers

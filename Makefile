@@ -1,5 +1,6 @@
 # imageopt — `make demo` runs the main job on real images; `make test` runs the suite.
-# Both set up everything first (venv, packages, a local S3 server) and stop what they started.
+# Both set up everything first (venv from the lock files, a local S3 server, and Postgres and
+# Redis where none answer) and stop what they started. Only Python 3.11 is needed.
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -10,37 +11,62 @@ STAMP := $(VENV)/.installed
 
 TEST_S3 := 127.0.0.1:18333
 
-.PHONY: help venv services demo test test-fast check fmt clean deploy-deps deploy-check prometheus prometheus-deps browser-deps
+# Postgres and Redis: DATABASE_URL/REDIS_URL, else the servers on the default ports, else
+# embedded ones from the venv on free loopback ports (docs/LOCAL_SERVICES.md). `start` prints
+# `export` lines for the embedded ones' URLs; the trap stops them (and the S3 server when it was
+# started here), whatever way the recipe ends, each stop whatever the other did. $$$$ (the
+# recipe shell's pid) names the run.
+SERVICES := $(BIN)/python scripts/local_services.py
+SERVICES_TRAP := trap 'status=$$?; set +e; $(SERVICES) stop --owner $$$$; \
+	[ "$$s3" != 1 ] || scripts/s3-server.sh stop >/dev/null; exit $$status' EXIT; \
+	s3=0; services=$$($(SERVICES) start --owner $$$$); eval "$$services"; \
+	if ! scripts/s3-server.sh status >/dev/null 2>&1; then s3=1; scripts/s3-server.sh start; fi
+
+.PHONY: help venv lock services demo test test-fast check fmt clean deploy-deps deploy-check prometheus prometheus-deps browser-deps
 
 help:
 	@echo "make demo [IMAGES=DIR]   run the main job on DIR/<store>/<images> and print a summary"
 	@echo "make test                run the whole test suite (real Postgres, Redis, S3, emulator)"
 	@echo "make check               format check, lint, types and the import contracts"
+	@echo "make services            which Postgres and Redis demo/test would use (docs/LOCAL_SERVICES.md)"
+	@echo "make lock [UPGRADE=1]    rewrite the lock files from pyproject.toml"
 	@echo "make prometheus          local Prometheus (127.0.0.1:9090) scraping a running demo, with the alert rules"
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+# Pinned installs: requirements-dev.lock (runtime + dev + faces, with hashes) for the venv and
+# CI, requirements.lock (runtime) for the Dockerfile; `make lock` rewrites both from
+# pyproject.toml, keeping current pins (`make lock UPGRADE=1` takes the newest allowed,
+# `make lock UPGRADE_PACKAGE=NAME` just for NAME). docs/LOCAL_SERVICES.md has the details.
+$(STAMP): pyproject.toml requirements-dev.lock
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "make venv: imageopt needs Python 3.11 or newer; set PYTHON=python3.11")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) >/dev/null 2>&1 || { rm -rf $(VENV); \
+		echo "make venv: $(PYTHON) -m venv failed: install python3-venv (apt-get install python3-venv), or set PYTHON to a Python 3.11 that has venv and ensurepip" >&2; exit 1; }
 	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,faces]'
+	$(BIN)/pip install --quiet --disable-pip-version-check --requirement requirements-dev.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --editable .
 	touch $(STAMP)
 
 venv: $(STAMP)
 
+LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --quiet \
+	--custom-compile-command "make lock" $(if $(UPGRADE),--upgrade) \
+	$(if $(UPGRADE_PACKAGE),--upgrade-package $(UPGRADE_PACKAGE))
+lock: venv
+	UV_PYTHON_DOWNLOADS=never $(BIN)/uv pip compile pyproject.toml $(LOCK_FLAGS) -o requirements.lock
+	UV_PYTHON_DOWNLOADS=never $(BIN)/uv pip compile pyproject.toml --extra dev --extra faces \
+		--constraint requirements.lock $(LOCK_FLAGS) -o requirements-dev.lock
+
 services: venv
-	@$(BIN)/python scripts/local_services.py check
+	@$(SERVICES) check
 
 # The demo works only in a schema, Redis namespace and bucket of its own (see README).
-demo: services
-	@set -e; \
-	if scripts/s3-server.sh status >/dev/null 2>&1; then started=0; else scripts/s3-server.sh start; started=1; fi; \
-	trap '[ $$started = 1 ] && scripts/s3-server.sh stop >/dev/null' EXIT; \
+demo: venv
+	@set -e; $(SERVICES_TRAP); \
 	$(BIN)/imageopt demo --images "$(IMAGES)"
 
-test: services prometheus-deps browser-deps
+test: venv prometheus-deps browser-deps
 	@set -e; \
 	export S3_ENDPOINT=$(TEST_S3) IMAGEOPT_RUN_DIR=$(CURDIR)/.run/test; \
-	if scripts/s3-server.sh status >/dev/null 2>&1; then started=0; else scripts/s3-server.sh start; started=1; fi; \
-	trap '[ $$started = 1 ] && scripts/s3-server.sh stop >/dev/null' EXIT; \
+	$(SERVICES_TRAP); \
 	$(BIN)/pytest
 
 check: venv
