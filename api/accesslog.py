@@ -62,7 +62,10 @@ def route_template(routes: Sequence[BaseRoute], scope: Scope) -> str:
     parameter converters (``/api/jobs/{job_id}``); :data:`UNMATCHED_ROUTE` when none does."""
     partial: str | None = None
     for route in routes:
-        match, _ = route.matches(scope)
+        try:
+            match, _ = route.matches(scope)
+        except ValueError:  # a parameter its convertor cannot read (an int of > 4,300 digits)
+            continue
         template = getattr(route, "path_format", None)
         if match is Match.FULL:
             return template or UNMATCHED_ROUTE

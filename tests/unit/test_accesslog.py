@@ -84,6 +84,7 @@ def test_a_request_id_sent_twice_or_not_at_all_is_replaced_by_a_new_one() -> Non
         ("DELETE", "/api/jobs/42", "/api/jobs/{job_id}"),  # a 405 still names its route
         ("GET", "/static/app.js", "/static/{path}"),
         ("GET", "/api/jobs/not-a-number", UNMATCHED_ROUTE),
+        ("GET", "/api/jobs/" + "9" * 5000, UNMATCHED_ROUTE),  # int() refuses > 4,300 digits
         ("GET", "/wp-login.php", UNMATCHED_ROUTE),
     ],
 )
