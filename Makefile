@@ -27,6 +27,7 @@ SERVICES_TRAP := trap 'status=$$?; set +e; $(SERVICES) stop --owner $$$$; \
 help:
 	@echo "make demo [IMAGES=DIR]   run the main job on DIR/<store>/<images> and print a summary"
 	@echo "make test                run the whole test suite (real Postgres, Redis, S3, emulator)"
+	@echo "make test-fast           the quick loop: the unit tests"
 	@echo "make check               format check, lint, types and the import contracts"
 	@echo "make services            which Postgres and Redis demo/test would use (docs/LOCAL_SERVICES.md)"
 	@echo "make lock [UPGRADE=1]    rewrite the lock files from pyproject.toml"
@@ -68,6 +69,11 @@ test: venv prometheus-deps browser-deps
 	export S3_ENDPOINT=$(TEST_S3) IMAGEOPT_RUN_DIR=$(CURDIR)/.run/test; \
 	$(SERVICES_TRAP); \
 	$(BIN)/pytest
+
+# The quick loop: the unit tests (pure logic, no services; ~1 min on 2 cores). Pick single
+# integration modules with `.venv/bin/pytest tests/integration/test_x.py` once services run.
+test-fast: venv
+	$(BIN)/pytest -q -p no:cacheprovider tests/unit
 
 check: venv
 	$(BIN)/ruff format --check .
