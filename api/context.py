@@ -27,9 +27,9 @@ from api.auth import (
 )
 from api.envelope import ApiError
 from api.throttle import Throttle
+from pipeline.allowlist import ModelSpec
 from pipeline.config import Settings
 from pipeline.db import create_pool
-from pipeline.models import ModelSpec
 from pipeline.provider import ProviderClient
 from pipeline.ratelimit import RateLimiter
 from pipeline.repository import ApiQuotas, Repository

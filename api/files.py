@@ -21,13 +21,13 @@ from api.context import ApiContext, blocking
 from api.envelope import ApiError
 from api.jobs import path_id
 from api.views import input_state, result_state
+from pipeline.images import format_of_content_type
 from pipeline.storage import ObjectNotFound, ObjectStream
 from pipeline.uploads import upload_key_of
 
 CACHE_CONTROL = "private, max-age=3600"
 CHUNK_BYTES = 256 * 1024
 """Bytes read from storage and written to the client at a time (one thread hop per chunk)."""
-_EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
 
 
 async def _serve(request: Request, kind: str) -> Response:
@@ -60,7 +60,8 @@ async def _serve(request: Request, kind: str) -> Response:
         raise ApiError(
             404, "not_found", f"the {kind} of item {item_id} is no longer stored"
         ) from exc
-    ext = _EXTENSIONS.get(stream.content_type, "bin")
+    fmt = format_of_content_type(stream.content_type)
+    ext = fmt.extension if fmt is not None else "bin"
     disposition = "attachment" if request.query_params.get("download") == "1" else "inline"
     headers = {
         "Cache-Control": CACHE_CONTROL,

@@ -28,9 +28,10 @@ from api.envelope import ApiError, ok, validation_error
 from api.views import job_view
 from pipeline.cancellation import cancel_job as cancel_job_items
 from pipeline.errors import InvalidParams, InvalidSourceUrl, MissingPrompt, NotJson, PipelineError
+from pipeline.images import ALLOWED_CONTENT_TYPES
 from pipeline.presets import resolve_preset
 from pipeline.repository import ApiQuotas, ApiUsage, NewJob
-from pipeline.uploads import ALLOWED_CONTENT_TYPES, new_batch, sniff_content_type, store_upload
+from pipeline.uploads import new_batch, sniff_content_type, store_upload
 from pipeline.uploads import upload_key_of as _upload_key_of
 from pipeline.validation import check_source_url, check_text, parse_json
 

@@ -51,11 +51,11 @@ from pipeline.errors import (
     SourceUnreachable,
     UnsupportedMediaType,
 )
+from pipeline.images import ALLOWED_CONTENT_TYPES
 from pipeline.ssrf import AddressPolicy, PinnedTransport, PinningBackend, Resolver, system_resolver
 
 log = structlog.get_logger(__name__)
 
-ALLOWED_CONTENT_TYPES = frozenset({"image/jpeg", "image/png", "image/webp"})
 _CONTENT_TYPE_ALIASES = {"image/jpg": "image/jpeg", "image/pjpeg": "image/jpeg"}
 _GENERIC_CONTENT_TYPES = frozenset({"application/octet-stream", "binary/octet-stream"})
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -63,7 +63,7 @@ MAX_URL_LENGTH = 8192
 """Characters; longer source URLs are refused as malformed."""
 _HOST_CHARS = re.compile(r"[A-Za-z0-9._-]+")  # after IDNA encoding; no %, spaces or controls
 _HEADERS = {
-    "Accept": "image/jpeg, image/png, image/webp, */*;q=0.1",
+    "Accept": ", ".join([*sorted(ALLOWED_CONTENT_TYPES), "*/*;q=0.1"]),
     "Accept-Encoding": "identity",  # images are compressed already; no gzip bombs by consent
     "User-Agent": "imageopt-source-fetcher/0.1",
 }
@@ -127,7 +127,9 @@ def check_source_url(url: str | httpx.URL) -> httpx.URL:
         except httpx.InvalidURL as exc:
             raise InvalidSourceUrl(f"malformed source URL: {exc}") from exc
     if url.scheme not in ("http", "https"):
-        raise InvalidSourceUrl(f"source URL scheme {url.scheme!r} is not http or https")
+        raise InvalidSourceUrl(
+            f"source URL scheme {url.scheme!r} is not supported (use http, https or s3)"
+        )
     host = url.raw_host.decode("ascii", "replace")
     if not host:
         raise InvalidSourceUrl("source URL has no host")

@@ -47,8 +47,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from pipeline.allowlist import build_allowlist
 from pipeline.errors import PipelineError
-from pipeline.models import build_allowlist
 from pipeline.ratelimit import metrics as limiter_metrics
 
 log = structlog.get_logger(__name__)

@@ -31,6 +31,7 @@ import httpx
 import structlog
 
 from pipeline import metrics
+from pipeline.allowlist import ModelSpec
 from pipeline.errors import (
     OutputInvalid,
     ProviderProtocolError,
@@ -39,7 +40,6 @@ from pipeline.errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
-from pipeline.models import ModelSpec
 from pipeline.pollplan import runtime_seconds
 from pipeline.ratelimit.retry_after import parse_retry_after
 

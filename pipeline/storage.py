@@ -37,7 +37,7 @@ from minio.deleteobjects import DeleteObject
 from minio.error import InvalidResponseError, S3Error, ServerError
 
 from pipeline.errors import ConfigurationError, StorageError
-from pipeline.keys import input_key, result_key
+from pipeline.object_keys import input_key, result_key
 
 if TYPE_CHECKING:
     from pipeline.config import Settings
@@ -297,7 +297,7 @@ class ObjectStorage:
         """Store an object, replacing any object under the same key.
 
         Args:
-            key: object key (see :mod:`pipeline.keys`).
+            key: object key (see :mod:`pipeline.object_keys`).
             data: the content.
             content_type: MIME type stored with the object.
             metadata: user metadata, stored as ``x-amz-meta-<name>`` (ASCII values).

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.models import build_allowlist
+from pipeline.allowlist import build_allowlist
 from pipeline.queries import load_queries, parse_queries
 from pipeline.validation import validate_item
 
