@@ -17,9 +17,9 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from api.context import ApiContext, blocking
+from api.admission import ITEM, admit
+from api.context import blocking
 from api.envelope import ApiError
-from api.jobs import path_id
 from api.views import input_state, result_state
 from pipeline.images import format_of_content_type
 from pipeline.storage import ObjectNotFound, ObjectStream
@@ -31,16 +31,9 @@ CHUNK_BYTES = 256 * 1024
 
 
 async def _serve(request: Request, kind: str) -> Response:
-    ctx: ApiContext = request.app.state.ctx
-    caller = await ctx.caller(request)
-    assert caller is not None
-    await ctx.throttle(caller)
-    item_id = path_id(request, "item_id")
-    row = await blocking(ctx.repo.api_get_item, item_id)
-    if row is None:
-        raise ApiError(404, "not_found", f"item {item_id} not found")
-    if not caller.owns(row["owner_type"], row["owner_id"], row["store_id"]):
-        raise ApiError(403, "forbidden", f"item {item_id} belongs to another owner")
+    admission = await admit(request, owned=ITEM)
+    ctx, item_id, row = admission.ctx, admission.resource_id, admission.row
+    assert row is not None  # owned: the row was loaded
     upload = upload_key_of(str(row["source_url"]), ctx.storage.bucket)
     if kind == "result":
         available, expired = result_state(row)
