@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from api.admission import admit, admit_anyone
 from api.auth import Caller
 from api.context import SECONDS_PER_DAY, ApiContext, blocking
 from api.envelope import ok
@@ -37,17 +38,13 @@ def preset_views(ctx: ApiContext, store_id: str | None) -> list[dict[str, Any]]:
 
 async def models(request: Request) -> Response:
     """``GET /api/models``: the model allowlist (public)."""
-    ctx: ApiContext = request.app.state.ctx
-    caller = await ctx.caller(request, required=False)
-    await (ctx.throttle(caller) if caller else ctx.throttle_anonymous(request))
+    ctx, _caller = await admit_anyone(request)
     return ok({"models": model_views(ctx)})
 
 
 async def presets(request: Request) -> Response:
     """``GET /api/presets``: built-in presets, plus the caller store's custom ones."""
-    ctx: ApiContext = request.app.state.ctx
-    caller = await ctx.caller(request, required=False)
-    await (ctx.throttle(caller) if caller else ctx.throttle_anonymous(request))
+    ctx, caller = await admit_anyone(request)
     store = caller.store_id if caller is not None and caller.owner_type == "store" else None
     views = await blocking(preset_views, ctx, store)
     return ok({"presets": views})
@@ -82,9 +79,8 @@ async def usage_view(ctx: ApiContext, caller: Caller) -> dict[str, Any]:
 
 async def usage(request: Request) -> Response:
     """``GET /api/usage``: the caller's usage; seeds a guest session for a cookie-less browser."""
-    ctx: ApiContext = request.app.state.ctx
-    caller, token = await ctx.caller_or_new_guest(request)
-    await ctx.throttle(caller)
+    admission = await admit(request, guest="new")
+    ctx, caller, token = admission.ctx, admission.caller, admission.guest_token
     response = ok(await usage_view(ctx, caller))
     if token is not None:
         ctx.set_guest_cookie(request, response, token)

@@ -16,8 +16,9 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from api.admission import admit
 from api.catalog import model_views, preset_views
-from api.context import ApiContext, blocking
+from api.context import blocking
 from api.security import CSRF_COOKIE
 
 HERE = Path(__file__).resolve().parent
@@ -26,9 +27,8 @@ templates = Jinja2Templates(directory=str(HERE / "templates"))
 
 async def console(request: Request) -> Response:
     """``GET /``: the console page."""
-    ctx: ApiContext = request.app.state.ctx
-    caller, token = await ctx.caller_or_new_guest(request)
-    await ctx.throttle(caller)
+    admission = await admit(request, guest="new")
+    ctx, caller, token = admission.ctx, admission.caller, admission.guest_token
     presets = await blocking(
         preset_views, ctx, caller.store_id if caller.owner_type == "store" else None
     )

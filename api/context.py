@@ -1,7 +1,8 @@
 """The api process's collaborators, built once from Settings, and per-request guards.
 
-Routes call :meth:`ApiContext.caller` (who is asking), :meth:`ApiContext.throttle` (per-caller
-limits) and :func:`blocking` (run a synchronous repository or storage call in the thread pool).
+Routes reach :meth:`ApiContext.caller` (who is asking) and :meth:`ApiContext.throttle`
+(per-caller limits) through :mod:`api.admission` (one prelude for every guarded route), and call
+:func:`blocking` (run a synchronous repository or storage call in the thread pool).
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ from api.auth import (
 )
 from api.envelope import ApiError
 from api.throttle import Throttle
+from pipeline.allowlist import ModelSpec
 from pipeline.config import Settings
 from pipeline.db import create_pool
-from pipeline.models import ModelSpec
 from pipeline.provider import ProviderClient
 from pipeline.ratelimit import RateLimiter
 from pipeline.repository import ApiQuotas, Repository

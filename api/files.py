@@ -17,30 +17,23 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from api.context import ApiContext, blocking
+from api.admission import ITEM, admit
+from api.context import blocking
 from api.envelope import ApiError
-from api.jobs import path_id
 from api.views import input_state, result_state
+from pipeline.images import format_of_content_type
 from pipeline.storage import ObjectNotFound, ObjectStream
 from pipeline.uploads import upload_key_of
 
 CACHE_CONTROL = "private, max-age=3600"
 CHUNK_BYTES = 256 * 1024
 """Bytes read from storage and written to the client at a time (one thread hop per chunk)."""
-_EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
 
 
 async def _serve(request: Request, kind: str) -> Response:
-    ctx: ApiContext = request.app.state.ctx
-    caller = await ctx.caller(request)
-    assert caller is not None
-    await ctx.throttle(caller)
-    item_id = path_id(request, "item_id")
-    row = await blocking(ctx.repo.api_get_item, item_id)
-    if row is None:
-        raise ApiError(404, "not_found", f"item {item_id} not found")
-    if not caller.owns(row["owner_type"], row["owner_id"], row["store_id"]):
-        raise ApiError(403, "forbidden", f"item {item_id} belongs to another owner")
+    admission = await admit(request, owned=ITEM)
+    ctx, item_id, row = admission.ctx, admission.resource_id, admission.row
+    assert row is not None  # owned: the row was loaded
     upload = upload_key_of(str(row["source_url"]), ctx.storage.bucket)
     if kind == "result":
         available, expired = result_state(row)
@@ -60,7 +53,8 @@ async def _serve(request: Request, kind: str) -> Response:
         raise ApiError(
             404, "not_found", f"the {kind} of item {item_id} is no longer stored"
         ) from exc
-    ext = _EXTENSIONS.get(stream.content_type, "bin")
+    fmt = format_of_content_type(stream.content_type)
+    ext = fmt.extension if fmt is not None else "bin"
     disposition = "attachment" if request.query_params.get("download") == "1" else "inline"
     headers = {
         "Cache-Control": CACHE_CONTROL,

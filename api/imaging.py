@@ -31,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from api.auth import Caller
+from api.admission import admit
 from api.context import ApiContext, blocking
 from api.envelope import ApiError, ok, validation_error
 from api.jobs import read_image
@@ -77,14 +77,6 @@ def camel_keys(value: Any) -> Any:
 
 
 # --- request ---------------------------------------------------------------------------------
-async def _caller(request: Request) -> tuple[ApiContext, Caller]:
-    ctx: ApiContext = request.app.state.ctx
-    caller = await ctx.caller(request)
-    assert caller is not None
-    await ctx.throttle(caller)
-    return ctx, caller
-
-
 async def _form(request: Request) -> FormData:
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != "multipart/form-data":
@@ -136,7 +128,8 @@ def _image_error(name: str, exc: SourceError) -> ApiError:
 async def preview(request: Request) -> Response:
     """``POST /api/preview``: multipart ``image`` + ``preset`` -> the estimated output
     (bytes, exact width/height/content type) of that preset applied to that image."""
-    ctx, caller = await _caller(request)
+    admission = await admit(request)
+    ctx, caller = admission.ctx, admission.caller
     form = await _form(request)
     try:
         chosen = await blocking(_preset, ctx, caller.store_id, form)
@@ -156,7 +149,8 @@ async def preview(request: Request) -> Response:
 async def analyze(request: Request) -> Response:
     """``POST /api/analyze``: multipart ``image`` -> dimensions, format, transparency, photo or
     graphic, faces, and a recommended model and preset with the reasons."""
-    ctx, caller = await _caller(request)
+    admission = await admit(request)
+    ctx, caller = admission.ctx, admission.caller
     form = await _form(request)
     try:
         name, data = await _upload(ctx, form)

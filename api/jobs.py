@@ -22,15 +22,17 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from api.admission import JOB, admit
 from api.auth import Caller
 from api.context import SECONDS_PER_DAY, ApiContext, blocking
 from api.envelope import ApiError, ok, validation_error
 from api.views import job_view
 from pipeline.cancellation import cancel_job as cancel_job_items
 from pipeline.errors import InvalidParams, InvalidSourceUrl, MissingPrompt, NotJson, PipelineError
+from pipeline.images import ALLOWED_CONTENT_TYPES
 from pipeline.presets import resolve_preset
 from pipeline.repository import ApiQuotas, ApiUsage, NewJob
-from pipeline.uploads import ALLOWED_CONTENT_TYPES, new_batch, sniff_content_type, store_upload
+from pipeline.uploads import new_batch, sniff_content_type, store_upload
 from pipeline.uploads import upload_key_of as _upload_key_of
 from pipeline.validation import check_source_url, check_text, parse_json
 
@@ -65,28 +67,6 @@ class Submission:
     job: JobRequest
     items: list[dict[str, Any]]
     uploads: list[str]
-
-
-def _ctx(request: Request) -> ApiContext:
-    ctx: ApiContext = request.app.state.ctx
-    return ctx
-
-
-MAX_ID = 2**63 - 1
-"""Ids are Postgres ``bigint``: a larger number in a path is simply not found."""
-
-
-def path_id(request: Request, name: str) -> int:
-    """An integer path parameter that fits a ``bigint``.
-
-    Raises:
-        ApiError: 404 when it does not.
-    """
-    raw = request.path_params[name]
-    assert isinstance(raw, int)
-    if raw > MAX_ID:
-        raise ApiError(404, "not_found", f"{name.removesuffix('_id')} {raw} not found")
-    return raw
 
 
 # --- validation ----------------------------------------------------------------------------------
@@ -304,9 +284,8 @@ def _json_item(ctx: ApiContext, job: JobRequest, index: int, raw: Any) -> dict[s
 # --- routes ----------------------------------------------------------------------------------
 async def create_job(request: Request) -> Response:
     """``POST /api/jobs``: multipart (``image`` files) or JSON (``items[].sourceUrl``)."""
-    ctx = _ctx(request)
-    caller, token = await ctx.caller_or_new_guest(request)
-    await ctx.throttle(caller, create=True)
+    admission = await admit(request, guest="new", create=True)
+    ctx, caller, token = admission.ctx, admission.caller, admission.guest_token
     quotas = ctx.quotas(caller, request)
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type == "multipart/form-data":
@@ -366,33 +345,17 @@ def _job_view(ctx: ApiContext, job_id: int) -> dict[str, Any]:
     return job_view(job, items, lambda url: _upload_key_of(url, bucket))
 
 
-async def _owned_job(request: Request) -> tuple[ApiContext, Caller, int]:
-    """Authenticate, throttle, and check the caller owns the job (401, 404, 403)."""
-    ctx = _ctx(request)
-    caller = await ctx.caller(request)
-    assert caller is not None
-    await ctx.throttle(caller)
-    job_id = path_id(request, "job_id")
-    job = await blocking(ctx.repo.api_get_job, job_id)
-    if job is None:
-        raise ApiError(404, "not_found", f"job {job_id} not found")
-    if not caller.owns(job["owner_type"], job["owner_id"], job["store_id"]):
-        raise ApiError(403, "forbidden", f"job {job_id} belongs to another owner")
-    return ctx, caller, job_id
-
-
 async def get_job(request: Request) -> Response:
     """``GET /api/jobs/{id}``: the job, its counters and items with links (polling)."""
-    ctx, _, job_id = await _owned_job(request)
+    admission = await admit(request, owned=JOB)
+    ctx, job_id = admission.ctx, admission.resource_id
     return ok(await blocking(_job_view, ctx, job_id))
 
 
 async def list_jobs(request: Request) -> Response:
     """``GET /api/jobs``: the caller's newest jobs (at most 50)."""
-    ctx = _ctx(request)
-    caller = await ctx.caller(request)
-    assert caller is not None
-    await ctx.throttle(caller)
+    admission = await admit(request)
+    ctx, caller = admission.ctx, admission.caller
     rows = await blocking(
         ctx.repo.api_list_jobs, caller.owner_type, caller.owner_id, caller.store_id, LIST_LIMIT
     )
@@ -409,7 +372,8 @@ async def jobs_collection(request: Request) -> Response:
 async def job_events(request: Request) -> Response:
     """``GET /api/jobs/{id}/events``: server-sent events, one ``job`` event per change, then
     ``end`` when every item is final (one request for a whole job's progress)."""
-    ctx, _, job_id = await _owned_job(request)
+    admission = await admit(request, owned=JOB)
+    ctx, job_id = admission.ctx, admission.resource_id
     return StreamingResponse(
         _events(ctx, request, job_id),
         media_type="text/event-stream",
@@ -447,7 +411,8 @@ async def _events(ctx: ApiContext, request: Request, job_id: int) -> AsyncIterat
 async def cancel_job(request: Request) -> Response:
     """``POST /api/jobs/{id}/cancel``: unfinished items become CANCELED (running predictions
     are canceled at the provider, best effort)."""
-    ctx, _, job_id = await _owned_job(request)
+    admission = await admit(request, owned=JOB)
+    ctx, job_id = admission.ctx, admission.resource_id
     results = await blocking(cancel_job_items, ctx.repo, ctx.provider, job_id)
     failures = sum(1 for r in results if r.provider_canceled is False)
     if failures:
@@ -458,7 +423,8 @@ async def cancel_job(request: Request) -> Response:
 
 async def retry_job(request: Request) -> Response:
     """``POST /api/jobs/{id}/retry``: FAILED items back to PENDING (attempts start over)."""
-    ctx, _, job_id = await _owned_job(request)
+    admission = await admit(request, owned=JOB)
+    ctx, job_id = admission.ctx, admission.resource_id
     ids = await blocking(ctx.repo.retry_failed, job_id, None)
     log.info("api_job_retried", job_id=job_id, items=len(ids))
     view = await blocking(_job_view, ctx, job_id)

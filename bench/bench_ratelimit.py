@@ -271,9 +271,9 @@ def acquire_loop(
     coordinator to write the common start (unix seconds) to ``{barrier}:start``, so that a
     slow spawn on a busy host does not eat the warm-up.
     """
+    from pipeline.allowlist import build_allowlist
     from pipeline.errors import ProviderError, ProviderRateLimited, RateLimiterUnavailable
     from pipeline.logging import configure_logging
-    from pipeline.models import build_allowlist
     from pipeline.provider import ProviderClient
 
     configure_logging("ERROR")

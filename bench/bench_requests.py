@@ -49,8 +49,8 @@ from bench._harness import (
     pipeline_stack,
     shared_server_pids,
 )
+from pipeline.allowlist import build_allowlist, get_model
 from pipeline.db import create_pool
-from pipeline.models import build_allowlist, get_model
 from pipeline.provider import ProviderClient
 from pipeline.ratelimit import Budget, RateLimiter
 from pipeline.repository import Repository

@@ -2,19 +2,20 @@
 
 Parts (all against the real Postgres and Redis; figures go to docs/BENCHMARKS.md):
 
-1. **tick**: ``Meter.run_once`` at 1,000,000 finished / 100,000 PENDING / 5,000 stores
+1. **tick**: ``PendingDispatcher.run_once`` at 1,000,000 finished / 100,000 PENDING / 5,000 stores
    (``bench/scheduling_data.py`` builds it with ``generate_series`` in a throwaway schema).
 2. **scenario**, three variants in the same run: the real :class:`scheduler.loop.Scheduler`
    loop (leader lock, LISTEN/NOTIFY, metering on the leader's session) over a throwaway schema;
    the creation side is simulated in-process: threads pop creation messages in FIFO order (as
    the Redis queue does), claim the item, spend ``--work-ms`` (fetch + store), take a token from
    the real Redis rate limiter (create budget ``--rpm``) and mark the item PROCESSING.
-   ``fair`` is the shipped Meter; ``fifo`` a Meter that takes the globally oldest PENDING items
-   (no round-robin); ``seed`` is FIFO woken only every 5 s (no NOTIFY) with 5 s of budget in
-   flight, as seed 003's "create predictions every 5 s". Measured, from the rows' own
-   ``created_at``/``submitted_at`` (database clock): Jain's index of submissions per store in
-   each 10 s window while every store still had PENDING items; time to first submission of a
-   store inserting 1 item behind 50,000 pending; insert -> submitted p50/p99 when idle.
+   ``fair`` is the shipped PendingDispatcher; ``fifo`` a PendingDispatcher that takes the
+   globally oldest PENDING items (no round-robin); ``seed`` is FIFO woken only every 5 s (no
+   NOTIFY) with 5 s of budget in flight, as seed 003's "create predictions every 5 s". Measured,
+   from the rows' own ``created_at``/``submitted_at`` (database clock): Jain's index of
+   submissions per store in each 10 s window while every store still had PENDING items; time to
+   first submission of a store inserting 1 item behind 50,000 pending; insert -> submitted
+   p50/p99 when idle.
 3. **polling**: the delay from a prediction finishing (latency uniform 1-3 s) to the poll that
    sees it, our backoff (1 s, x1.5) vs the seed's fixed 3 s, computed from the two schedules.
 
@@ -43,15 +44,15 @@ import redis
 import structlog
 
 from bench.scheduling_data import Scale, build
+from pipeline.allowlist import build_allowlist
 from pipeline.db import connect, create_pool
 from pipeline.migrate import drop_schema, migrate
-from pipeline.models import build_allowlist
 from pipeline.provider import ProviderClient
 from pipeline.ratelimit import Budget, RateLimiter
 from pipeline.repository import Repository, Row
-from scheduler.leader import SessionPool
+from scheduler.leader import SingleConnectionPool
 from scheduler.loop import Scheduler, SchedulerConfig
-from scheduler.metering import Meter, MeterResult, in_flight_limit
+from scheduler.metering import DispatchResult, PendingDispatcher, in_flight_limit
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -81,12 +82,13 @@ def bench_tick(ticks: int) -> None:
         f"{scale.stores:,} stores in {time.monotonic() - started:.0f} s"
     )
     pool = create_pool(DATABASE_URL, schema, max_size=2, name="bench-tick")
-    # The leader meters on its own session (scheduler.leader.SessionPool), one transaction a pass.
+    # The leader meters on its own session (scheduler.leader.SingleConnectionPool), one
+    # transaction a pass.
     session = connect(DATABASE_URL, schema)
     try:
-        repo = Repository(SessionPool(session))  # type: ignore[arg-type]
+        repo = Repository(SingleConnectionPool(session))  # type: ignore[arg-type]
         capacity = 100  # 1 s of a 6,000/min budget
-        meter = Meter(
+        meter = PendingDispatcher(
             repo=repo,
             allowlist=build_allowlist("1:1"),
             limit=scale.in_flight + capacity,
@@ -124,25 +126,25 @@ def bench_tick(ticks: int) -> None:
 
 
 # --- 2. the scenario ---------------------------------------------------------------------
-class FifoMeter(Meter):
+class FifoDispatcher(PendingDispatcher):
     """Plain FIFO: the globally oldest PENDING items, whatever their store (comparison only)."""
 
-    def run_once(self, now: datetime) -> MeterResult:
+    def run_once(self, now: datetime) -> DispatchResult:
         in_flight = self._repo.count_in_flight()
         capacity = self._limit - in_flight
         if capacity <= 0:
-            return MeterResult(0, 0, in_flight, self._limit)
+            return DispatchResult(0, 0, in_flight, self._limit)
         stores = [s for s, _ in self._repo.pending_stores()]
         rows: list[Row] = self._repo.pending_heads(stores, capacity, now)
         rows.sort(key=lambda r: (r["created_at"], r["id"]))
         valid = [int(r["id"]) for r in rows[:capacity]]
         moved = set(self._repo.mark_queued(valid))
         sent = self._enqueue([i for i in valid if i in moved])
-        return MeterResult(sent, 0, in_flight, self._limit)
+        return DispatchResult(sent, 0, in_flight, self._limit)
 
 
 class VariantScheduler(Scheduler):
-    """The real loop with a swappable Meter and, for the seed, no NOTIFY wake-up."""
+    """The real loop with a swappable PendingDispatcher and, for the seed, no NOTIFY wake-up."""
 
     def __init__(self, *, fifo: bool, notify: bool, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -251,11 +253,11 @@ def run_variant(  # noqa: PLR0912, PLR0915 - one scenario, read top to bottom
         storage=None,
         allowlist=build_allowlist("1:1"),
     )
-    if fifo:  # swap the Meter class the loop builds
+    if fifo:  # swap the PendingDispatcher class the loop builds
         import scheduler.loop as scheduling_module
 
-        original = scheduling_module.Meter
-        scheduling_module.Meter = FifoMeter  # type: ignore[misc]
+        original = scheduling_module.PendingDispatcher
+        scheduling_module.PendingDispatcher = FifoDispatcher  # type: ignore[misc]
     pool = create_pool(DATABASE_URL, schema, max_size=args.threads + 2, name="bench-sim")
     repo = Repository(pool)
     stop = threading.Event()
@@ -356,7 +358,7 @@ def run_variant(  # noqa: PLR0912, PLR0915 - one scenario, read top to bottom
         for w in workers:
             w.join(timeout=5)
         if fifo:
-            scheduling_module.Meter = original  # type: ignore[misc]
+            scheduling_module.PendingDispatcher = original  # type: ignore[misc]
         conn.close()
         pool.close()
         try:

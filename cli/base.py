@@ -25,7 +25,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 CLI_DATABASE_TIMEOUT_SECONDS = 5.0
 """How long a command waits for Postgres before it gives up (exit code 1), seconds."""
 

@@ -77,7 +77,7 @@ def _read_csv(path: Path) -> list[dict[str, Any]]:
 def _items_from_folder(path: Path, store: str, settings: Settings) -> list[dict[str, Any]]:
     """Upload each file to object storage and use its ``s3://`` URL as the source."""
     from pipeline.storage import ObjectStorage
-    from pipeline.uploads import CONTENT_TYPES, new_batch, store_upload
+    from pipeline.uploads import content_type_of_file, new_batch, store_upload
 
     storage = ObjectStorage.from_settings(settings)
     storage.ensure_bucket()
@@ -85,7 +85,7 @@ def _items_from_folder(path: Path, store: str, settings: Settings) -> list[dict[
     items = []
     files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
     for index, file in enumerate(files):
-        content_type = CONTENT_TYPES.get(file.suffix.lower(), "application/octet-stream")
+        content_type = content_type_of_file(file.name)
         url = store_upload(
             storage, store_id=store, batch=batch, index=index, name=file.name,
             data=file.read_bytes(), content_type=content_type,

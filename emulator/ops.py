@@ -1,6 +1,6 @@
 """Classical image operations that stand in for the AI models (pure Pillow, no I/O).
 
-Each allowlisted model has a ``kind`` (see :mod:`pipeline.models`); :func:`run_model_op`
+Each allowlisted model has a ``kind`` (see :mod:`pipeline.allowlist`); :func:`run_model_op`
 applies the matching operation so that outputs have the geometry the real model would give:
 
 - ``upscale`` (Real-ESRGAN): Lanczos resize by ``scale`` plus an unsharp mask.

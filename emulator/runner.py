@@ -24,6 +24,7 @@ from PIL import Image, UnidentifiedImageError
 from emulator import ops
 from emulator.config import EmulatorConfig
 from emulator.store import OutputFile, PredictionRecord, Store
+from pipeline.capped_read import read_capped
 
 log = structlog.get_logger(__name__)
 
@@ -165,18 +166,17 @@ class Runner:
                     raise InputError(
                         f"input image could not be fetched: HTTP {response.status_code}"
                     )
-                chunks: list[bytes] = []
-                size = 0
-                for chunk in response.iter_bytes():
-                    size += len(chunk)
-                    if size > config.max_input_bytes:
-                        raise InputError("input image is larger than the emulator accepts")
-                    chunks.append(chunk)
+                body = read_capped(
+                    response.iter_bytes(),
+                    max_bytes=config.max_input_bytes,
+                    content_length=response.headers.get("Content-Length"),
+                    too_large=_input_too_large,
+                )
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise InputError(f"input image could not be fetched: {type(exc).__name__}") from exc
-        if not chunks:
+        if not body:
             raise InputError("input image is empty")
-        return b"".join(chunks)
+        return body
 
     def close(self) -> None:
         """Stop the pool without waiting (queued work is dropped) and the HTTP client.
@@ -185,3 +185,7 @@ class Runner:
         """
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._http.close()
+
+
+def _input_too_large(_declared: int | None) -> InputError:
+    return InputError("input image is larger than the emulator accepts")

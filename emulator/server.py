@@ -40,7 +40,7 @@ from emulator.config import EmulatorConfig, advertised_base_url
 from emulator.limits import SlidingWindowLimiter, retry_after_header
 from emulator.runner import Runner
 from emulator.store import TERMINAL, Store, utc_now_iso
-from pipeline.models import ModelSpec, build_allowlist
+from pipeline.allowlist import ModelSpec, build_allowlist
 
 log = structlog.get_logger(__name__)
 

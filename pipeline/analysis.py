@@ -36,8 +36,8 @@ from typing import Any
 
 from PIL import Image
 
+from pipeline.allowlist import build_allowlist
 from pipeline.images import decode_srgb
-from pipeline.models import build_allowlist
 
 PHOTO_UNIQUE_RATIO = 0.04
 """Distinct colours / opaque pixels on a 128 px thumbnail at or above which an image is a photo."""

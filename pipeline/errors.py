@@ -18,7 +18,7 @@ at the module that calls the library, with ``raise ... from exc``::
     │   ├── NotAnImage                 not_an_image           permanent
     │   ├── ImageTruncated             image_truncated        permanent
     │   └── ImageTooLarge              image_too_large        permanent (pixel cap / bomb)
-    ├── ValidationError                (the row itself)
+    ├── InvalidInput                   validation_error       (the row itself, or a request's input)
     │   ├── UnknownModel               unknown_model          permanent
     │   ├── InvalidParams              invalid_params         permanent
     │   │   └── MissingPrompt          missing_prompt         permanent
@@ -124,15 +124,18 @@ class ImageTooLarge(SourceError):
     code = "image_too_large"
 
 
-class ValidationError(PipelineError):
+class InvalidInput(PipelineError):
+    """The row (or a request's input) itself is wrong; named apart from pydantic's
+    ``ValidationError``, its ``error_code`` stays ``validation_error`` (a public contract)."""
+
     code = "validation_error"
 
 
-class UnknownModel(ValidationError):
+class UnknownModel(InvalidInput):
     code = "unknown_model"
 
 
-class InvalidParams(ValidationError):
+class InvalidParams(InvalidInput):
     code = "invalid_params"
 
 
@@ -140,11 +143,11 @@ class MissingPrompt(InvalidParams):
     code = "missing_prompt"
 
 
-class InvalidStoreId(ValidationError):
+class InvalidStoreId(InvalidInput):
     code = "invalid_store_id"
 
 
-class InvalidPriority(ValidationError):
+class InvalidPriority(InvalidInput):
     code = "invalid_priority"
 
 
@@ -244,19 +247,19 @@ class RateLimiterUnavailable(PipelineError):
     transient = True
 
 
-class UnknownPreset(ValidationError):
+class UnknownPreset(InvalidInput):
     """The job or item names a preset that is neither built in nor defined for its store."""
 
     code = "unknown_preset"
 
 
-class InvalidPreset(ValidationError):
+class InvalidPreset(InvalidInput):
     """A preset spec breaks the rules of :mod:`pipeline.presets` (the message says which)."""
 
     code = "invalid_preset"
 
 
-class MalformedInput(ValidationError):
+class MalformedInput(InvalidInput):
     """A value refused before anything is stored: a NUL or a lone surrogate (Postgres cannot
     store either), a number out of range, JSON nested too deep, a string too long.
 

@@ -35,6 +35,7 @@ import ipaddress
 import re
 import ssl
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
@@ -43,6 +44,7 @@ import httpcore
 import httpx
 import structlog
 
+from pipeline.capped_read import read_capped
 from pipeline.errors import (
     EmptySource,
     InvalidSourceUrl,
@@ -51,11 +53,11 @@ from pipeline.errors import (
     SourceUnreachable,
     UnsupportedMediaType,
 )
+from pipeline.images import ALLOWED_CONTENT_TYPES
 from pipeline.ssrf import AddressPolicy, PinnedTransport, PinningBackend, Resolver, system_resolver
 
 log = structlog.get_logger(__name__)
 
-ALLOWED_CONTENT_TYPES = frozenset({"image/jpeg", "image/png", "image/webp"})
 _CONTENT_TYPE_ALIASES = {"image/jpg": "image/jpeg", "image/pjpeg": "image/jpeg"}
 _GENERIC_CONTENT_TYPES = frozenset({"application/octet-stream", "binary/octet-stream"})
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -63,7 +65,7 @@ MAX_URL_LENGTH = 8192
 """Characters; longer source URLs are refused as malformed."""
 _HOST_CHARS = re.compile(r"[A-Za-z0-9._-]+")  # after IDNA encoding; no %, spaces or controls
 _HEADERS = {
-    "Accept": "image/jpeg, image/png, image/webp, */*;q=0.1",
+    "Accept": ", ".join([*sorted(ALLOWED_CONTENT_TYPES), "*/*;q=0.1"]),
     "Accept-Encoding": "identity",  # images are compressed already; no gzip bombs by consent
     "User-Agent": "imageopt-source-fetcher/0.1",
 }
@@ -127,7 +129,9 @@ def check_source_url(url: str | httpx.URL) -> httpx.URL:
         except httpx.InvalidURL as exc:
             raise InvalidSourceUrl(f"malformed source URL: {exc}") from exc
     if url.scheme not in ("http", "https"):
-        raise InvalidSourceUrl(f"source URL scheme {url.scheme!r} is not http or https")
+        raise InvalidSourceUrl(
+            f"source URL scheme {url.scheme!r} is not supported (use http, https or s3)"
+        )
     host = url.raw_host.decode("ascii", "replace")
     if not host:
         raise InvalidSourceUrl("source URL has no host")
@@ -270,22 +274,16 @@ class SourceFetcher:
             and content_type not in _GENERIC_CONTENT_TYPES
         ):
             raise UnsupportedMediaType(f"source content type {content_type!r} is not allowed")
-        declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self._max_bytes:
-            raise SourceTooLarge(
-                f"source declares {declared} bytes, over the {self._max_bytes} byte cap"
-            )
         return None if content_type in _GENERIC_CONTENT_TYPES else content_type
 
     def _read_body(self, response: httpx.Response, deadline: float) -> bytes:
-        body = bytearray()
         try:
-            for chunk in response.iter_bytes():  # as they arrive: a chunk size would buffer
-                body += chunk
-                if len(body) > self._max_bytes:
-                    raise SourceTooLarge(f"source is over the {self._max_bytes} byte cap")
-                if time.monotonic() > deadline:
-                    raise SourceUnreachable(f"source fetch exceeded {self._timeout} s")
+            body = read_capped(
+                self._until(response.iter_bytes(), deadline),
+                max_bytes=self._max_bytes,
+                content_length=response.headers.get("content-length"),
+                too_large=self._too_large,
+            )
         except httpx.DecodingError as exc:
             raise UnsupportedMediaType(f"source content encoding is broken: {exc}") from exc
         except httpx.TimeoutException as exc:
@@ -294,7 +292,21 @@ class SourceFetcher:
             raise SourceUnreachable(f"source body incomplete: {exc}") from exc
         if not body:
             raise EmptySource("source body is empty")
-        return bytes(body)
+        return body
+
+    def _until(self, chunks: Iterator[bytes], deadline: float) -> Iterator[bytes]:
+        """The chunks as they arrive (a chunk size would buffer), until the deadline passes."""
+        for chunk in chunks:
+            yield chunk
+            if time.monotonic() > deadline:
+                raise SourceUnreachable(f"source fetch exceeded {self._timeout} s")
+
+    def _too_large(self, declared: int | None) -> SourceTooLarge:
+        if declared is not None:
+            return SourceTooLarge(
+                f"source declares {declared} bytes, over the {self._max_bytes} byte cap"
+            )
+        return SourceTooLarge(f"source is over the {self._max_bytes} byte cap")
 
     def close(self) -> None:
         """Close pooled connections."""

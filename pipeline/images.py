@@ -64,17 +64,67 @@ from pipeline.errors import (
 JPEG_QUALITY = 92
 """libjpeg quality (0-100) for opaque outputs."""
 
-ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP")
+
+@dataclass(frozen=True)
+class ImageFormat:
+    """One image format the pipeline accepts and writes: every name it goes by.
+
+    Attributes:
+        name: the preset's ``format`` value (``jpeg``, ``png``, ``webp``).
+        pillow: Pillow's format name (``JPEG``, ``PNG``, ``WEBP``).
+        content_type: the media type (IANA), e.g. ``image/jpeg``.
+        extension: the extension of the objects we write, without a dot (``jpg``).
+        suffixes: local file suffixes read as this format (``imageopt submit DIR``).
+    """
+
+    name: str
+    pillow: str
+    content_type: str
+    extension: str
+    suffixes: tuple[str, ...]
+
+
+JPEG = ImageFormat("jpeg", "JPEG", "image/jpeg", "jpg", (".jpg", ".jpeg"))
+PNG = ImageFormat("png", "PNG", "image/png", "png", (".png",))
+WEBP = ImageFormat("webp", "WEBP", "image/webp", "webp", (".webp",))
+IMAGE_FORMATS: tuple[ImageFormat, ...] = (JPEG, WEBP, PNG)
+"""The formats accepted as sources, uploads and outputs and written by presets: JPEG, PNG and
+WebP (the seed's allowlist). Every other table of formats is derived from this one."""
+
+ALLOWED_FORMATS = tuple(fmt.pillow for fmt in IMAGE_FORMATS)
 """Pillow format names accepted. A JPEG with extra pictures (cameras' MPO) opens through the
 JPEG plugin and reports format ``MPO``; it is treated as JPEG."""
+ALLOWED_CONTENT_TYPES = frozenset(fmt.content_type for fmt in IMAGE_FORMATS)
+"""Media types accepted for sources and uploads."""
+IMAGE_SUFFIXES = frozenset(suffix for fmt in IMAGE_FORMATS for suffix in fmt.suffixes)
+"""Lower-case local file suffixes taken as images."""
 
-_CONTENT_TYPES = {
-    "JPEG": "image/jpeg",
-    "MPO": "image/jpeg",
-    "PNG": "image/png",
-    "WEBP": "image/webp",
-}
-_CANONICAL_FORMAT = {"MPO": "JPEG"}
+_BY_PILLOW = {fmt.pillow: fmt for fmt in IMAGE_FORMATS} | {"MPO": JPEG}
+_BY_NAME = {fmt.name: fmt for fmt in IMAGE_FORMATS}
+_BY_CONTENT_TYPE = {fmt.content_type: fmt for fmt in IMAGE_FORMATS}
+_BY_SUFFIX = {suffix: fmt for fmt in IMAGE_FORMATS for suffix in fmt.suffixes}
+
+
+def format_of_pillow(pillow_name: str | None) -> ImageFormat | None:
+    """The format Pillow reports as ``pillow_name`` (``MPO`` is JPEG); None if not allowed."""
+    return _BY_PILLOW.get(str(pillow_name))
+
+
+def format_named(name: str) -> ImageFormat | None:
+    """The format a preset names (``jpeg``, ``png``, ``webp``); None for any other name."""
+    return _BY_NAME.get(name)
+
+
+def format_of_content_type(content_type: str) -> ImageFormat | None:
+    """The format of a media type (exact, lower case, no parameters); None if not allowed."""
+    return _BY_CONTENT_TYPE.get(content_type)
+
+
+def format_of_suffix(suffix: str) -> ImageFormat | None:
+    """The format of a file suffix such as ``.JPG`` (case-insensitive); None if not an image."""
+    return _BY_SUFFIX.get(suffix.lower())
+
+
 # What Pillow raises on corrupt data: decoders raise OSError/ValueError, parsers SyntaxError,
 # struct.error, IndexError, EOFError.
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, IndexError, struct.error)
@@ -245,14 +295,20 @@ def _drop_opaque_alpha(image: Image.Image) -> Image.Image:
     return image
 
 
+def _canonical(pillow_name: str | None) -> str:
+    """Pillow's format name with ``MPO`` read as ``JPEG`` (other names unchanged)."""
+    fmt = format_of_pillow(pillow_name)
+    return fmt.pillow if fmt is not None else str(pillow_name)
+
+
 def _encode(image: Image.Image) -> tuple[bytes, str, str]:
     out = io.BytesIO()
     image.info = {}  # strip metadata: PNG would otherwise copy the old ICC profile
     if image.mode == "RGBA":
-        image.save(out, format="PNG", compress_level=6)
-        return out.getvalue(), "image/png", "png"
-    image.save(out, format="JPEG", quality=JPEG_QUALITY, optimize=True)
-    return out.getvalue(), "image/jpeg", "jpg"
+        image.save(out, format=PNG.pillow, compress_level=6)
+        return out.getvalue(), PNG.content_type, PNG.extension
+    image.save(out, format=JPEG.pillow, quality=JPEG_QUALITY, optimize=True)
+    return out.getvalue(), JPEG.content_type, JPEG.extension
 
 
 def normalize_input(data: bytes, *, max_pixels: int, target_max_pixels: int) -> NormalizedImage:
@@ -274,7 +330,7 @@ def normalize_input(data: bytes, *, max_pixels: int, target_max_pixels: int) -> 
     if max_pixels < 1 or target_max_pixels < 1:
         raise ValueError("pixel limits must be positive")
     with _open(data, max_pixels) as image:
-        source_format = _CANONICAL_FORMAT.get(str(image.format), str(image.format))
+        source_format = _canonical(image.format)
         stored_w, stored_h = image.size
         icc = image.info.get("icc_profile")
         goal_w, goal_h = _fit(stored_w, stored_h, target_max_pixels)
@@ -323,13 +379,14 @@ def inspect_output(data: bytes, *, max_pixels: int) -> ImageInfo:
     try:
         with _open(data, max_pixels) as image:
             width, height = image.size
-            fmt = _CANONICAL_FORMAT.get(str(image.format), str(image.format))
-            if fmt == "JPEG":
+            fmt = _canonical(image.format)
+            if fmt == JPEG.pillow:
                 image.draft(None, (max(1, width // 8), max(1, height // 8)))
             _decode(image)
     except SourceError as exc:
         raise OutputInvalid(f"provider output rejected ({exc.code}): {exc.message}") from exc
-    return ImageInfo(width=width, height=height, format=fmt, content_type=_CONTENT_TYPES[fmt])
+    content_type = _BY_PILLOW[fmt].content_type
+    return ImageInfo(width=width, height=height, format=fmt, content_type=content_type)
 
 
 def decode_srgb(data: bytes, *, max_pixels: int, draft_scale: float = 1.0) -> Image.Image:

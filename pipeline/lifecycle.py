@@ -61,8 +61,8 @@ def poll_delay(poll_count: int, *, initial: float, maximum: float) -> float:
 
 
 @dataclass(frozen=True)
-class Retry:
-    """Try again after ``delay`` seconds."""
+class RetryLater:
+    """Try again after ``delay`` seconds (our decision, not :class:`dramatiq.Retry`)."""
 
     delay: float
     code: str
@@ -85,14 +85,14 @@ def decide(
     base: float,
     cap: float,
     rand: Callable[[], float] = random.random,
-) -> Retry | Fail:
+) -> RetryLater | Fail:
     """What to do with an item whose attempt number ``attempts`` raised ``error``.
 
     Transient errors retry with backoff until ``max_attempts`` attempts were made; permanent
     errors fail at once. The last transient error's code stays on the FAILED row.
     """
     if error.transient and attempts < max_attempts:
-        return Retry(
+        return RetryLater(
             backoff_delay(attempts, base=base, cap=cap, rand=rand), error.code, error.message
         )
     if error.transient:

@@ -22,7 +22,6 @@ Processes and how their metrics are served (see ``docs/OBSERVABILITY.md``):
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata
 import os
 import platform
 import re
@@ -47,9 +46,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from pipeline.allowlist import build_allowlist
 from pipeline.errors import PipelineError
-from pipeline.models import build_allowlist
 from pipeline.ratelimit import metrics as limiter_metrics
+from pipeline.version import package_version
 
 log = structlog.get_logger(__name__)
 
@@ -199,14 +199,7 @@ BUILD_INFO = Gauge(
 )
 
 
-def _package_version() -> str:
-    try:
-        return importlib.metadata.version("imageopt")
-    except importlib.metadata.PackageNotFoundError:
-        return "0.0.0"
-
-
-BUILD_INFO.labels(version=_package_version(), python_version=platform.python_version()).set(1)
+BUILD_INFO.labels(version=package_version(), python_version=platform.python_version()).set(1)
 
 # --- recording helpers (called by the services) ---------------------------------------------
 
@@ -238,30 +231,17 @@ def seconds_since(then: object, now: datetime | None = None) -> float | None:
     return max(0.0, ((now or datetime.now(UTC)) - when).total_seconds())
 
 
-def _parse_time(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 class _PredictionTimes(Protocol):
     @property
-    def created_at(self) -> str | None: ...
-    @property
-    def completed_at(self) -> str | None: ...
+    def runtime_seconds(self) -> float | None: ...
 
 
 def provider_run_seconds(prediction: _PredictionTimes, submitted_at: object) -> float | None:
     """How long the provider took: its own ``completed_at - created_at`` when it reports both
-    (Replicate does), else the time since we submitted (``submitted_at``, Postgres' clock)."""
-    created, completed = _parse_time(prediction.created_at), _parse_time(prediction.completed_at)
-    if created is not None and completed is not None:
-        return max(0.0, (completed - created).total_seconds())
-    return seconds_since(submitted_at)
+    (Replicate does) and they are in order (:attr:`pipeline.provider.Prediction.runtime_seconds`),
+    else the time since we submitted (``submitted_at``, Postgres' clock)."""
+    run = prediction.runtime_seconds
+    return run if run is not None else seconds_since(submitted_at)
 
 
 def item_done(

@@ -24,7 +24,15 @@ MIN_SAMPLES = 20
 
 def runtime_seconds(created_at: datetime | None, completed_at: datetime | None) -> float | None:
     """A prediction's runtime on the provider's clock (``completed_at - created_at``), seconds;
-    None when a stamp is missing or the difference is negative."""
+    None when a stamp is missing or the difference is negative.
+
+    This is the one runtime rule: the poll plan's median and the ``provider_run`` stage metric
+    both read it. A negative difference is None, not 0: both stamps come from the provider's
+    one clock, so ``completed_at`` before ``created_at`` means the stamps are wrong, not that
+    the run took no time; a 0 would pull the median first-poll delay down and put a false
+    instant run in the latency histogram, while None leaves the median alone and lets the
+    metric fall back to our own measurement (the time since submission).
+    """
     if created_at is None or completed_at is None:
         return None
     seconds = (completed_at - created_at).total_seconds()

@@ -46,17 +46,13 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from pipeline.errors import InvalidPreset, UnknownPreset
-from pipeline.images import decode_srgb
+from pipeline.images import IMAGE_FORMATS, ImageFormat, decode_srgb, format_named
 
 if TYPE_CHECKING:
     from pipeline.repository import Repository
 
-FORMATS: dict[str, tuple[str, str, str]] = {
-    "jpeg": ("JPEG", "image/jpeg", "jpg"),
-    "webp": ("WEBP", "image/webp", "webp"),
-    "png": ("PNG", "image/png", "png"),
-}
-"""Preset format -> (Pillow format, content type, file extension)."""
+FORMATS = tuple(fmt.name for fmt in IMAGE_FORMATS)
+"""Preset ``format`` values (:data:`pipeline.images.IMAGE_FORMATS`)."""
 
 FITS = ("contain", "cover", "pad")
 MIN_SIDE, MAX_SIDE = 16, 8192
@@ -97,12 +93,20 @@ class Preset:
     builtin: bool = False
 
     @property
+    def image_format(self) -> ImageFormat:
+        """The output format (names, media type, extension); ``format`` was checked on parse."""
+        fmt = format_named(self.format)
+        if fmt is None:
+            raise InvalidPreset(f"preset {self.name} has no known format {self.format!r}")
+        return fmt
+
+    @property
     def content_type(self) -> str:
-        return FORMATS[self.format][1]
+        return self.image_format.content_type
 
     @property
     def extension(self) -> str:
-        return FORMATS[self.format][2]
+        return self.image_format.extension
 
     def to_spec(self) -> dict[str, Any]:
         """The JSON spec of this preset (what :func:`parse_preset` reads back)."""

@@ -19,7 +19,7 @@ redacted from every message this module builds, even when the provider echoes it
 
 from __future__ import annotations
 
-import importlib.metadata
+import functools
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -31,6 +31,8 @@ import httpx
 import structlog
 
 from pipeline import metrics
+from pipeline.allowlist import ModelSpec
+from pipeline.capped_read import read_capped
 from pipeline.errors import (
     OutputInvalid,
     ProviderProtocolError,
@@ -39,9 +41,9 @@ from pipeline.errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
-from pipeline.models import ModelSpec
 from pipeline.pollplan import runtime_seconds
 from pipeline.ratelimit.retry_after import parse_retry_after
+from pipeline.version import package_version
 
 log = structlog.get_logger(__name__)
 
@@ -55,14 +57,7 @@ DEFAULT_OUTPUT_HOSTS = ("replicate.delivery",)
 """Hosts (and their subdomains) that serve Replicate's output files, over https only."""
 
 
-def _package_version() -> str:
-    try:
-        return importlib.metadata.version("imageopt")
-    except importlib.metadata.PackageNotFoundError:
-        return "0.0.0"
-
-
-USER_AGENT = f"imageopt/{_package_version()}"
+USER_AGENT = f"imageopt/{package_version()}"
 
 
 @dataclass(frozen=True)
@@ -98,13 +93,16 @@ class Prediction:
     def created(self) -> datetime | None:
         """``created_at`` as an aware datetime (the provider's arrival stamp); None when missing
         or unreadable."""
-        return _parse_created(self.created_at)
+        return parse_provider_time(self.created_at)
 
     @property
     def runtime_seconds(self) -> float | None:
         """``completed_at - created_at`` on the provider's clock, seconds; None when either
-        stamp is missing or unreadable."""
-        return runtime_seconds(_parse_created(self.created_at), _parse_created(self.completed_at))
+        stamp is missing or unreadable, or the difference is negative
+        (:func:`pipeline.pollplan.runtime_seconds`, the one runtime rule)."""
+        return runtime_seconds(
+            parse_provider_time(self.created_at), parse_provider_time(self.completed_at)
+        )
 
     @classmethod
     def from_json(cls, data: Any) -> Prediction:
@@ -150,7 +148,10 @@ def _output_urls(output: Any) -> tuple[str, ...]:
     )
 
 
-def _parse_created(value: str | None) -> datetime | None:
+def parse_provider_time(value: str | None) -> datetime | None:
+    """A provider timestamp (ISO 8601, e.g. Replicate's ``2026-11-22T03:00:05.500000Z``) as an
+    aware datetime; a stamp without an offset is read as UTC; None when missing or unreadable.
+    """
     if value is None:
         return None
     try:
@@ -158,6 +159,12 @@ def _parse_created(value: str | None) -> datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _output_too_large(max_bytes: int, declared: int | None) -> OutputInvalid:
+    if declared is not None:
+        return OutputInvalid(f"output is {declared} bytes, more than {max_bytes}")
+    return OutputInvalid(f"output is more than {max_bytes} bytes")
 
 
 def _matches_prefix(input_: Mapping[str, Any], prefix: str) -> bool:
@@ -330,7 +337,12 @@ class ProviderClient:
             status = str(response.status_code)
             try:
                 self._raise_for_download_status(response)
-                return self._read_capped(response, max_bytes)
+                return read_capped(
+                    response.iter_bytes(),
+                    max_bytes=max_bytes,
+                    content_length=response.headers.get("Content-Length"),
+                    too_large=functools.partial(_output_too_large, max_bytes),
+                )
             finally:
                 response.close()
         except httpx.TimeoutException as exc:
@@ -416,20 +428,6 @@ class ProviderClient:
         if status >= 500:
             raise ProviderUnavailable(f"output download answered {status}")
         raise OutputInvalid(f"output download answered {status}")
-
-    @staticmethod
-    def _read_capped(response: httpx.Response, max_bytes: int) -> bytes:
-        declared = response.headers.get("Content-Length")
-        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-            raise OutputInvalid(f"output is {declared} bytes, more than {max_bytes}")
-        chunks: list[bytes] = []
-        size = 0
-        for chunk in response.iter_bytes():
-            size += len(chunk)
-            if size > max_bytes:
-                raise OutputInvalid(f"output is more than {max_bytes} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
 
     def _same_origin(self, url: str) -> bool:
         try:

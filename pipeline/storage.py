@@ -36,8 +36,9 @@ from minio import Minio
 from minio.deleteobjects import DeleteObject
 from minio.error import InvalidResponseError, S3Error, ServerError
 
+from pipeline.capped_read import read_capped
 from pipeline.errors import ConfigurationError, StorageError
-from pipeline.keys import input_key, result_key
+from pipeline.object_keys import input_key, result_key
 
 if TYPE_CHECKING:
     from pipeline.config import Settings
@@ -297,7 +298,7 @@ class ObjectStorage:
         """Store an object, replacing any object under the same key.
 
         Args:
-            key: object key (see :mod:`pipeline.keys`).
+            key: object key (see :mod:`pipeline.object_keys`).
             data: the content.
             content_type: MIME type stored with the object.
             metadata: user metadata, stored as ``x-amz-meta-<name>`` (ASCII values).
@@ -368,15 +369,12 @@ class ObjectStorage:
             "get_object", target, lambda: self._client.get_object(self._bucket, key)
         )
         try:
-            declared = response.headers.get("Content-Length")
-            if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-                raise _too_large(target, max_bytes)
-            buffer = bytearray()
-            for chunk in response.stream(READ_CHUNK_BYTES):
-                buffer += chunk
-                if len(buffer) > max_bytes:
-                    raise _too_large(target, max_bytes)
-            return bytes(buffer)
+            return read_capped(
+                response.stream(READ_CHUNK_BYTES),
+                max_bytes=max_bytes,
+                content_length=response.headers.get("Content-Length"),
+                too_large=lambda _declared: _too_large(target, max_bytes),
+            )
         except _NETWORK_ERRORS as exc:
             raise _translate(exc, "get_object", target) from exc
         finally:

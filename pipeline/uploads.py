@@ -14,19 +14,10 @@ when none of them needs it any more.
 from __future__ import annotations
 
 import uuid
+from pathlib import PurePath
 
+from pipeline.images import JPEG, PNG, WEBP, format_of_suffix
 from pipeline.storage import ObjectStorage
-
-CONTENT_TYPES = {
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-    ".png": "image/png",
-    ".webp": "image/webp",
-}
-"""Content type by file suffix (what ``submit`` trusts for local files)."""
-
-ALLOWED_CONTENT_TYPES = frozenset(CONTENT_TYPES.values())
-"""The seed's upload allowlist (002 §4): JPEG, PNG, WebP."""
 
 UPLOAD_PREFIX = "uploads/"
 
@@ -41,6 +32,13 @@ def safe_name(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name).lstrip(".") or "_"
 
 
+def content_type_of_file(name: str) -> str:
+    """The content type ``submit`` trusts for a local file, by its suffix
+    (:data:`pipeline.images.IMAGE_FORMATS`); ``application/octet-stream`` for anything else."""
+    fmt = format_of_suffix(PurePath(name).suffix)
+    return fmt.content_type if fmt is not None else "application/octet-stream"
+
+
 def sniff_content_type(data: bytes) -> str | None:
     """The image type named by the first bytes (magic numbers), whatever the file is called.
 
@@ -51,11 +49,11 @@ def sniff_content_type(data: bytes) -> str | None:
         ``image/jpeg``, ``image/png`` or ``image/webp``, or None for anything else.
     """
     if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
+        return JPEG.content_type
     if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
+        return PNG.content_type
     if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
+        return WEBP.content_type
     return None
 
 

@@ -18,8 +18,8 @@ import math
 import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
+from pipeline.allowlist import ModelSpec, get_model
 from pipeline.errors import (
     InvalidParams,
     InvalidPriority,
@@ -29,10 +29,12 @@ from pipeline.errors import (
     NotJson,
     PipelineError,
 )
-from pipeline.models import ModelSpec, get_model
+from pipeline.fetch import check_source_url as check_fetchable_url
+from pipeline.fetch import parse_s3_url
 
-ALLOWED_SCHEMES = ("http", "https", "s3")
 MAX_URL_LENGTH = 4096
+"""Longest ``source_url`` accepted on a row, characters (redirects may be longer: the
+fetcher's own cap is :data:`pipeline.fetch.MAX_URL_LENGTH`)."""
 MAX_TEXT_CHARS = 8192
 """Longest string accepted anywhere in input, characters: twice the longest field we keep
 (a 4096-character URL), so no legitimate value is near it."""
@@ -189,24 +191,18 @@ def parse_json(data: str | bytes, field: str = "") -> Any:
 
 
 def check_source_url(url: str) -> None:
-    """Reject URLs the workers will never fetch (scheme, host, length).
+    """Reject source URLs the workers will never read: at most 4096 characters, and either an
+    upload (``s3://bucket/key``, :func:`pipeline.fetch.parse_s3_url`) or a URL the fetcher
+    accepts (:func:`pipeline.fetch.check_source_url`, the one rule for http(s) sources).
 
     Raises:
-        InvalidSourceUrl: empty, too long, no host, or a scheme other than http, https, s3.
+        InvalidSourceUrl: empty, too long, a malformed ``s3://`` URL, or anything the
+            fetcher's check refuses (scheme, host, port).
     """
     if not url or len(url) > MAX_URL_LENGTH:
         raise InvalidSourceUrl("source_url is empty or longer than 4096 characters")
-    try:
-        parts = urlsplit(url)
-    except ValueError as exc:
-        raise InvalidSourceUrl(f"source_url is malformed: {exc}") from exc
-    if parts.scheme.lower() not in ALLOWED_SCHEMES:
-        raise InvalidSourceUrl(
-            f"source_url scheme {parts.scheme or '(none)'!r} is not supported "
-            "(use http, https or s3)"
-        )
-    if not parts.netloc or (parts.scheme == "s3" and not parts.path.strip("/")):
-        raise InvalidSourceUrl("source_url has no host (or no key for s3://bucket/key)")
+    if parse_s3_url(url) is None:
+        check_fetchable_url(url)
 
 
 def validate_item(

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import redis
 
+from pipeline.allowlist import ModelSpec, build_allowlist
 from pipeline.config import Settings
-from pipeline.models import ModelSpec, build_allowlist
 from pipeline.provider import ProviderClient
 from pipeline.ratelimit import Budget, RateLimiter
 from pipeline.ratelimit.arrivals import ArrivalGuard

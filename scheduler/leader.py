@@ -24,7 +24,7 @@ from pipeline.db import connect
 log = structlog.get_logger(__name__)
 
 
-class SessionPool:
+class SingleConnectionPool:
     """A pool-shaped wrapper around one connection, for :class:`pipeline.repository.Repository`.
 
     Each ``connection()`` block is one transaction: committed on success, rolled back on error.

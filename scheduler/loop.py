@@ -18,18 +18,18 @@ import redis
 import structlog
 
 from pipeline import metrics
+from pipeline.allowlist import ModelSpec
 from pipeline.controls import CONTROL_INTERVAL_SECONDS, SubmissionsSwitch
 from pipeline.db import connect
 from pipeline.errors import DatabaseUnavailable, PipelineError, SchemaNotMigrated
 from pipeline.migrate import require_migrated
-from pipeline.models import ModelSpec
 from pipeline.provider import ProviderClient
 from pipeline.quotas import QuotaConfig, QuotaGate
 from pipeline.repository import Repository
 from pipeline.storage import ObjectStorage
 from pipeline.taskqueue import TaskQueue
-from scheduler.leader import LeaderLock, SessionPool
-from scheduler.metering import Meter, MeterResult
+from scheduler.leader import LeaderLock, SingleConnectionPool
+from scheduler.metering import DispatchResult, PendingDispatcher
 from scheduler.rescuer import Rescuer, RescuerConfig, RescueResult
 from scheduler.retention import RetentionConfig, RetentionThread
 
@@ -114,7 +114,7 @@ class Scheduler:
                 if lock.try_acquire():
                     # Before leading: a schema without this release's migrations is no leader's.
                     require_migrated(
-                        Repository(SessionPool(lock.connection)),  # type: ignore[arg-type]
+                        Repository(SingleConnectionPool(lock.connection)),  # type: ignore[arg-type]
                         self._config.schema,
                     )
                     self.is_leader = True
@@ -141,11 +141,11 @@ class Scheduler:
 
     def _lead(self, lock: LeaderLock, stop: threading.Event) -> None:
         cfg = self._config
-        repo = Repository(SessionPool(lock.connection))  # type: ignore[arg-type]
+        repo = Repository(SingleConnectionPool(lock.connection))  # type: ignore[arg-type]
         switch = SubmissionsSwitch(
             repo, setting=cfg.submissions_paused, interval=cfg.control_interval
         )
-        meter = Meter(
+        meter = PendingDispatcher(
             repo=repo,
             allowlist=self._allowlist,
             limit=cfg.in_flight_limit,
@@ -236,7 +236,7 @@ class Scheduler:
             broker=self._queue.queue_lengths(),
         ))  # fmt: skip
 
-    def _heartbeat(self, repo: Repository, result: MeterResult) -> None:
+    def _heartbeat(self, repo: Repository, result: DispatchResult) -> None:
         """The seed's ``Heartbeat - cycle N | Queue: Q | RPM: used/max (p%)`` as one event."""
         depths = repo.queue_depths()
         log.info(

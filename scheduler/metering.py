@@ -16,7 +16,7 @@ from datetime import datetime
 import structlog
 
 from pipeline import metrics
-from pipeline.models import ModelSpec
+from pipeline.allowlist import ModelSpec
 from pipeline.quotas import QuotaGate
 from pipeline.repository import Repository, Row
 from pipeline.validation import validate_item
@@ -42,7 +42,7 @@ def in_flight_limit(create_rpm: int, budget_seconds: float, minimum: int) -> int
 
 
 @dataclass(frozen=True)
-class MeterResult:
+class DispatchResult:
     """One metering pass: items queued, items failed by validation, in flight before."""
 
     queued: int
@@ -58,8 +58,9 @@ class MeterResult:
         return self.in_flight >= self.limit
 
 
-class Meter:
-    """The scheduler's metering duty (``run_once`` per tick).
+class PendingDispatcher:
+    """The scheduler's metering duty: PENDING items to QUEUED and their creation messages sent,
+    fairly across stores (``run_once`` per tick).
 
     Args:
         repo: repository on the leader's session (its writes are fenced by the leader lock).
@@ -119,17 +120,17 @@ class Meter:
                 invalid.append((int(row["id"]), error.code, error.message))
         return valid, invalid
 
-    def _plan(self, now: datetime) -> MeterResult | _Plan:
-        """Select, validate and mark QUEUED (no messages yet); a MeterResult when idle."""
+    def _plan(self, now: datetime) -> DispatchResult | _Plan:
+        """Select, validate and mark QUEUED (no messages yet); a DispatchResult when idle."""
         in_flight = self._repo.count_in_flight()
         if self._paused():
-            return MeterResult(0, 0, in_flight, self._limit, paused=True)
+            return DispatchResult(0, 0, in_flight, self._limit, paused=True)
         capacity = self._limit - in_flight
         if capacity <= 0:
-            return MeterResult(0, 0, in_flight, self._limit)
+            return DispatchResult(0, 0, in_flight, self._limit)
         stores = dict(self.next_stores(capacity))
         if not stores:
-            return MeterResult(0, 0, in_flight, self._limit)
+            return DispatchResult(0, 0, in_flight, self._limit)
         visit = list(stores)
         per_store = max(stores[s] for s in visit) * math.ceil(capacity / len(visit))
         rows = self._repo.pending_heads(visit, per_store, now)
@@ -152,7 +153,7 @@ class Meter:
         moved = set(self._repo.mark_queued(valid))
         return in_flight, selection, valid, invalid, failed, moved, visit
 
-    def run_once(self, now: datetime) -> MeterResult:
+    def run_once(self, now: datetime) -> DispatchResult:
         """Queue up to the free in-flight capacity; commit before sending each message.
 
         Args:
@@ -162,7 +163,7 @@ class Meter:
         # QUEUED rows are committed when it ends, before any message is sent.
         with self._repo.transaction():
             planned = self._plan(now)
-        if isinstance(planned, MeterResult):
+        if isinstance(planned, DispatchResult):
             return planned
         in_flight, selection, valid, invalid, failed, moved, visit = planned
         metrics.metered(selection.items, moved, [(i, code) for i, code, _ in invalid], failed)
@@ -173,4 +174,4 @@ class Meter:
             self.cursor = visit[-1]
         if sent:
             log.debug("items_queued", count=sent, in_flight=in_flight, limit=self._limit)
-        return MeterResult(sent, len(failed), in_flight, self._limit)
+        return DispatchResult(sent, len(failed), in_flight, self._limit)

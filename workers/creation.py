@@ -15,6 +15,7 @@ from datetime import datetime
 import structlog
 
 from pipeline import metrics
+from pipeline.allowlist import ModelSpec, get_model
 from pipeline.errors import (
     DatabaseUnavailable,
     InvalidSourceUrl,
@@ -27,9 +28,8 @@ from pipeline.errors import (
 )
 from pipeline.fetch import SourceFetcher, parse_s3_url
 from pipeline.images import normalize_input
-from pipeline.keys import input_key
-from pipeline.lifecycle import Fail, Retry, decide
-from pipeline.models import ModelSpec, get_model
+from pipeline.lifecycle import Fail, RetryLater, decide
+from pipeline.object_keys import input_key
 from pipeline.presets import resolve_preset
 from pipeline.provider import Prediction, ProviderClient
 from pipeline.ratelimit import Grant, RateLimiter
@@ -236,7 +236,7 @@ class CreationService:
         decision = decide(
             exc, attempt, max_attempts=p.max_attempts, base=p.backoff_base, cap=p.backoff_cap
         )
-        if isinstance(decision, Retry):
+        if isinstance(decision, RetryLater):
             self._repo.retry_later(
                 item_id, ("SUBMITTING",), decision.delay, decision.code, decision.message
             )

@@ -30,9 +30,9 @@ from pipeline.errors import (
     RateLimitTimeout,
     SourceError,
 )
-from pipeline.images import ImageInfo, inspect_output
-from pipeline.keys import result_key
+from pipeline.images import ImageInfo, format_of_pillow, inspect_output
 from pipeline.lifecycle import backoff_delay, poll_delay
+from pipeline.object_keys import result_key
 from pipeline.presets import apply_preset, resolve_preset
 from pipeline.provider import Prediction, ProviderClient
 from pipeline.ratelimit import RateLimiter
@@ -40,8 +40,6 @@ from pipeline.repository import Repository, Row
 from pipeline.storage import ObjectStorage
 
 log = structlog.get_logger(__name__)
-
-_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
 
 
 @dataclass(frozen=True)
@@ -191,7 +189,8 @@ class PollingService:
         )
         metrics.FETCHED_BYTES.labels("provider_output").inc(len(data))
         info = inspect_output(data, max_pixels=self._policy.max_output_pixels)
-        ext = _EXTENSIONS.get(info.format, "bin")
+        fmt = format_of_pillow(info.format)
+        ext = fmt.extension if fmt is not None else "bin"
         if row.get("preset"):  # the job's (or item's) output preset, then store that
             data, info, ext = self._apply_preset(row, data)
         key = result_key(row["store_id"], row["job_id"], row["id"], ext)
@@ -237,7 +236,7 @@ class PollingService:
             out = apply_preset(data, preset, max_pixels=self._policy.max_output_pixels)
         except SourceError as exc:
             raise OutputInvalid(f"preset {preset.name} failed ({exc.code}): {exc.message}") from exc
-        fmt = {"jpeg": "JPEG", "webp": "WEBP", "png": "PNG"}[preset.format]
+        fmt = preset.image_format.pillow
         info = ImageInfo(
             width=out.width, height=out.height, format=fmt, content_type=out.content_type
         )

@@ -48,11 +48,10 @@ WHERE s.store_id IS NOT NULL
 ORDER BY s.store_id;
 
 -- name: pending_heads
--- The first %(per_store)s due PENDING items of each given store: priority first, then age.
+-- The first %(per_store)s due PENDING items of each given store: priority first, then age;
+-- model, prompt and params as the item overrides its job (image_optimization_item_settings).
 SELECT h.id, h.job_id, h.store_id, h.source_url, h.priority, h.created_at,
-       coalesce(h.model, j.model) AS model,
-       coalesce(h.prompt, j.prompt) AS prompt,
-       j.params || h.params AS params
+       e.model, e.prompt, e.params
 FROM unnest(%(store_ids)s::text[]) AS s(store_id)
 CROSS JOIN LATERAL (
     SELECT i.* FROM image_optimization_items i
@@ -61,7 +60,7 @@ CROSS JOIN LATERAL (
     ORDER BY i.priority DESC, i.created_at, i.id
     LIMIT %(per_store)s
 ) h
-JOIN image_optimization_jobs j ON j.id = h.job_id;
+JOIN image_optimization_item_settings e ON e.item_id = h.id;
 
 -- name: mark_queued
 -- PENDING -> QUEUED for the selected items; returns the ones this call moved.
@@ -80,15 +79,13 @@ WHERE i.id = f.id AND i.status = 'PENDING'
 RETURNING i.id;
 
 -- name: get_work_item
--- One item with the job's defaults folded in (model, prompt, params, preset).
+-- One item with the job's defaults folded in (model, prompt, params, preset: the item
+-- overrides its job, image_optimization_item_settings).
 SELECT i.id, i.job_id, i.store_id, i.source_url, i.status, i.attempts, i.priority,
        i.prediction_id, i.input_key, i.poll_count, i.created_at, i.submitted_at,
-       coalesce(i.model, j.model) AS model,
-       coalesce(i.prompt, j.prompt) AS prompt,
-       j.params || i.params AS params,
-       coalesce(i.preset, j.preset) AS preset
+       e.model, e.prompt, e.params, e.preset
 FROM image_optimization_items i
-JOIN image_optimization_jobs j ON j.id = i.job_id
+JOIN image_optimization_item_settings e ON e.item_id = i.id
 WHERE i.id = %(id)s;
 
 -- name: record_input
@@ -108,14 +105,13 @@ WITH claimed AS (
     WHERE id = %(id)s AND status = 'QUEUED'
     RETURNING *
 )
+-- The settings come from the view, which sees the row as it was before this UPDATE: the
+-- claim changes status and attempts only, which are read from ``claimed``.
 SELECT i.id, i.job_id, i.store_id, i.source_url, i.status, i.attempts, i.priority,
        i.prediction_id, i.input_key, i.poll_count, i.created_at, i.submitted_at,
-       coalesce(i.model, j.model) AS model,
-       coalesce(i.prompt, j.prompt) AS prompt,
-       j.params || i.params AS params,
-       coalesce(i.preset, j.preset) AS preset
+       e.model, e.prompt, e.params, e.preset
 FROM claimed i
-JOIN image_optimization_jobs j ON j.id = i.job_id;
+JOIN image_optimization_item_settings e ON e.item_id = i.id;
 
 -- name: mark_processing
 -- SUBMITTING -> PROCESSING with the provider's prediction id, in one step.

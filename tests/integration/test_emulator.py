@@ -15,7 +15,7 @@ from replicate.exceptions import ReplicateError
 
 from devstack.emulator import run_emulator, serve_directory
 from emulator.config import EmulatorConfig
-from pipeline.models import build_allowlist
+from pipeline.allowlist import build_allowlist
 
 pytestmark = pytest.mark.integration
 

@@ -13,17 +13,17 @@ from psycopg_pool import ConnectionPool
 
 from devstack.emulator import run_emulator
 from emulator.config import EmulatorConfig
+from pipeline.allowlist import build_allowlist
 from pipeline.cancellation import cancel_item, retry_item
 from pipeline.db import create_pool
 from pipeline.errors import InvalidPreset, UnknownPreset
-from pipeline.models import build_allowlist
 from pipeline.presets import add_custom_preset, list_presets, resolve_preset
 from pipeline.provider import ProviderClient
 from pipeline.quotas import QuotaConfig, QuotaGate
 from pipeline.reporting import status_report
 from pipeline.repository import Repository
 from pipeline.storage import ObjectStorage
-from scheduler.metering import Meter
+from scheduler.metering import PendingDispatcher
 from scheduler.retention import Retention, RetentionConfig
 from tests.conftest import DATABASE_URL
 
@@ -124,7 +124,7 @@ def test_quota_keeps_items_pending_then_releases_them(repo: Repository, db_schem
     limited = _job(repo, "limited", 5)
     free = _job(repo, "free", 5)
     quota = QuotaConfig(default_quota=0, window_seconds=3600)
-    meter = Meter(
+    meter = PendingDispatcher(
         repo=repo,
         allowlist=build_allowlist(),
         limit=100,
@@ -151,7 +151,7 @@ def test_default_quota_applies_to_stores_without_their_own(
     repo: Repository, db_schema: str
 ) -> None:
     job = _job(repo, "any", 4)
-    meter = Meter(
+    meter = PendingDispatcher(
         repo=repo,
         allowlist=build_allowlist(),
         limit=100,

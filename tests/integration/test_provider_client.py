@@ -14,6 +14,7 @@ import structlog
 
 from devstack.emulator import run_emulator, serve_directory
 from emulator.config import EmulatorConfig
+from pipeline.allowlist import build_allowlist
 from pipeline.errors import (
     OutputInvalid,
     ProviderError,
@@ -23,7 +24,6 @@ from pipeline.errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
-from pipeline.models import build_allowlist
 from pipeline.provider import Prediction, ProviderClient
 from pipeline.ratelimit.retry_after import parse_retry_after
 

@@ -15,8 +15,8 @@ from psycopg_pool import ConnectionPool
 
 from devstack.emulator import run_emulator
 from emulator.config import EmulatorConfig
+from pipeline.allowlist import build_allowlist
 from pipeline.db import create_pool
-from pipeline.models import build_allowlist
 from pipeline.provider import ProviderClient
 from pipeline.repository import Repository
 from pipeline.storage import ObjectStorage

@@ -11,10 +11,10 @@ import psycopg
 import pytest
 from psycopg_pool import ConnectionPool
 
+from pipeline.allowlist import build_allowlist
 from pipeline.db import create_pool
-from pipeline.models import build_allowlist
 from pipeline.repository import Repository
-from scheduler.metering import Meter
+from scheduler.metering import PendingDispatcher
 from tests.conftest import DATABASE_URL
 
 pytestmark = pytest.mark.integration
@@ -79,8 +79,8 @@ class Sent:
         return len(batch)
 
 
-def meter(repo: Repository, limit: int, sent: Sent, *, paused: bool = False) -> Meter:
-    return Meter(
+def meter(repo: Repository, limit: int, sent: Sent, *, paused: bool = False) -> PendingDispatcher:
+    return PendingDispatcher(
         repo=repo, allowlist=build_allowlist("1:1"), limit=limit, enqueue=sent, paused=paused
     )
 

@@ -14,8 +14,8 @@ import psycopg
 import pytest
 import structlog
 
+from pipeline.allowlist import build_allowlist
 from pipeline.migrate import migrate
-from pipeline.models import build_allowlist
 from pipeline.provider import ProviderClient
 from pipeline.taskqueue import TaskQueue, build_broker
 from scheduler.loop import Scheduler, SchedulerConfig

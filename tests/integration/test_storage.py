@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from pipeline.errors import StorageError
-from pipeline.keys import input_key, result_key
+from pipeline.object_keys import input_key, result_key
 from pipeline.storage import DELETE_BATCH_KEYS, ObjectNotFound, ObjectStorage, ObjectTooLarge
 from tests.support.s3 import S3Endpoint, ensure_s3_server, temporary_bucket, unique_bucket_name
 

@@ -21,7 +21,22 @@ from pipeline.errors import (
     OutputInvalid,
     UnsupportedMediaType,
 )
-from pipeline.images import JPEG_QUALITY, _fit, inspect_output, normalize_input
+from pipeline.images import (
+    ALLOWED_CONTENT_TYPES,
+    IMAGE_FORMATS,
+    IMAGE_SUFFIXES,
+    JPEG,
+    JPEG_QUALITY,
+    _fit,
+    format_named,
+    format_of_content_type,
+    format_of_pillow,
+    format_of_suffix,
+    inspect_output,
+    normalize_input,
+)
+from pipeline.presets import parse_preset
+from pipeline.uploads import content_type_of_file
 
 CORPUS = Path("/work/shared/data/images")
 BIG = 50_000_000
@@ -473,3 +488,35 @@ def test_inspect_output_catches_a_truncated_download(relative: str) -> None:
         inspect_output(data[: len(data) * 2 // 3], max_pixels=150_000_000)
 
     assert isinstance(caught.value.__cause__, ImageTruncated)
+
+
+def test_every_name_of_each_image_format_leads_back_to_it() -> None:
+    for fmt in IMAGE_FORMATS:
+        assert format_of_pillow(fmt.pillow) is fmt
+        assert format_named(fmt.name) is fmt
+        assert format_of_content_type(fmt.content_type) is fmt
+        for suffix in fmt.suffixes:
+            assert format_of_suffix(suffix.upper()) is fmt
+    assert {"image/jpeg", "image/png", "image/webp"} == ALLOWED_CONTENT_TYPES
+    assert {".jpg", ".jpeg", ".png", ".webp"} == IMAGE_SUFFIXES
+
+
+def test_a_camera_mpo_is_a_jpeg_and_other_formats_are_none() -> None:
+    assert format_of_pillow("MPO") is JPEG
+    assert format_of_pillow("GIF") is None
+    assert format_of_content_type("image/gif") is None
+    assert format_of_suffix(".tiff") is None
+    assert format_named("JPEG") is None  # preset names are lower case
+
+
+def test_presets_uploads_and_normalized_inputs_use_the_one_table() -> None:
+    for fmt in IMAGE_FORMATS:
+        preset = parse_preset("p", {"format": fmt.name})
+        assert (preset.content_type, preset.extension) == (fmt.content_type, fmt.extension)
+        for suffix in fmt.suffixes:
+            assert content_type_of_file(f"photo{suffix.upper()}") == fmt.content_type
+    assert content_type_of_file("notes.txt") == "application/octet-stream"
+    opaque = normalize_input(
+        encode(Image.new("RGB", (8, 8)), "PNG"), max_pixels=BIG, target_max_pixels=TWO_MP
+    )
+    assert (opaque.content_type, opaque.extension) == (JPEG.content_type, JPEG.extension)

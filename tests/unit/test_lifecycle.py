@@ -9,7 +9,7 @@ from pipeline.lifecycle import (
     FINAL,
     TRANSITIONS,
     Fail,
-    Retry,
+    RetryLater,
     backoff_delay,
     can_transition,
     decide,
@@ -20,7 +20,7 @@ from pipeline.lifecycle import (
 def test_transient_errors_retry_until_the_last_attempt_then_fail_with_their_code() -> None:
     error = ProviderUnavailable("503 from provider")
     first = decide(error, 1, max_attempts=3, base=2, cap=60, rand=lambda: 0.0)
-    assert first == Retry(1.0, "provider_unavailable", "503 from provider")
+    assert first == RetryLater(1.0, "provider_unavailable", "503 from provider")
     last = decide(error, 3, max_attempts=3, base=2, cap=60)
     assert isinstance(last, Fail)
     assert last.code == "provider_unavailable"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,6 +15,8 @@ from pipeline import metrics
 from pipeline.config import Settings
 from pipeline.errors import RateLimiterUnavailable
 from pipeline.metrics_server import worker_metrics_env
+from pipeline.provider import USER_AGENT, Prediction
+from pipeline.version import package_version
 from tests.support.observability import load_rules, runbook_anchors
 
 MODEL = "tencentarc/gfpgan"
@@ -57,17 +60,15 @@ def test_a_creation_error_counts_its_code_and_where_the_item_went(action: str, t
                  to_status=target) == moved + 1  # fmt: skip
 
 
-@dataclass(frozen=True)
-class _Prediction:
-    created_at: str | None
-    completed_at: str | None
+def _prediction(created_at: str | None, completed_at: str | None) -> Prediction:
+    return Prediction("p1", "succeeded", created_at=created_at, completed_at=completed_at)
 
 
 def test_a_done_item_records_end_to_end_and_the_provider_reported_run_time() -> None:
     created = datetime.now(UTC) - timedelta(seconds=20)
     count = value("imageopt_item_end_to_end_seconds_count", model=MODEL)
     run_sum = value("imageopt_item_stage_seconds_sum", stage="provider_run", model=MODEL)
-    prediction = _Prediction("2025-01-01T00:00:00.000Z", "2025-01-01T00:00:07.500Z")
+    prediction = _prediction("2025-01-01T00:00:00.000Z", "2025-01-01T00:00:07.500Z")
     metrics.item_done(MODEL, created, created + timedelta(seconds=1), prediction, 0.25)
     assert value("imageopt_item_end_to_end_seconds_count", model=MODEL) == count + 1
     assert value("imageopt_item_end_to_end_seconds_sum", model=MODEL) >= 20
@@ -77,8 +78,23 @@ def test_a_done_item_records_end_to_end_and_the_provider_reported_run_time() -> 
 
 def test_provider_run_falls_back_to_the_time_since_submission() -> None:
     submitted = datetime.now(UTC) - timedelta(seconds=4)
-    seconds = metrics.provider_run_seconds(_Prediction(None, None), submitted)
+    seconds = metrics.provider_run_seconds(_prediction(None, None), submitted)
     assert seconds == pytest.approx(4, abs=1)
+
+
+def test_provider_stamps_out_of_order_are_no_runtime_so_the_metric_falls_back() -> None:
+    # The same rule as the poll plan's median: completed before created is not a 0 s run.
+    submitted = datetime.now(UTC) - timedelta(seconds=4)
+    backwards = _prediction("2025-01-01T00:00:07Z", "2025-01-01T00:00:00Z")
+    assert backwards.runtime_seconds is None
+    assert metrics.provider_run_seconds(backwards, submitted) == pytest.approx(4, abs=1)
+
+
+def test_build_info_and_the_user_agent_name_the_same_version() -> None:
+    version = package_version()
+    assert f"imageopt/{version}" == USER_AGENT
+    assert REGISTRY.get_sample_value("imageopt_build_info", {"version": version,
+        "python_version": platform.python_version()}) == 1  # fmt: skip
 
 
 def test_metering_counts_queued_and_validation_failures_by_model() -> None:

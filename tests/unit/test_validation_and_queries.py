@@ -6,9 +6,11 @@ from typing import Any
 
 import pytest
 
-from pipeline.models import build_allowlist
+from pipeline.allowlist import build_allowlist
+from pipeline.errors import InvalidSourceUrl
+from pipeline.fetch import check_source_url as check_fetchable_url
 from pipeline.queries import load_queries, parse_queries
-from pipeline.validation import validate_item
+from pipeline.validation import check_source_url, validate_item
 
 ALLOWLIST = build_allowlist("1:1")
 
@@ -61,6 +63,40 @@ def test_a_good_row_passes_and_s3_sources_are_accepted() -> None:
         validate_item(_row(model="google/nano-banana", prompt="white background"), ALLOWLIST)
         is None
     )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://exa mple.com/a.jpg",  # a space: no host has one
+        "http://example.com:0/a.jpg",  # port out of range
+        "http://exa%41mple.com/a.jpg",  # percent in the host
+        "https:///a.jpg",
+    ],
+)
+def test_a_row_is_refused_whatever_the_fetcher_would_refuse(url: str) -> None:
+    with pytest.raises(InvalidSourceUrl):
+        check_fetchable_url(url)
+    with pytest.raises(InvalidSourceUrl):
+        check_source_url(url)
+
+
+@pytest.mark.parametrize(
+    "url", ["https://example.com/a.jpg", "HTTP://Example.com:8080/a b.jpg", "http://[::1]/x.png"]
+)
+def test_a_row_is_accepted_whenever_the_fetcher_accepts_its_url(url: str) -> None:
+    check_fetchable_url(url)
+    check_source_url(url)
+
+
+def test_uploads_pass_as_s3_urls_and_rows_keep_their_own_length_cap() -> None:
+    check_source_url("s3://bucket/uploads/s1/abc/000-a.jpg")
+    with pytest.raises(InvalidSourceUrl):
+        check_source_url("s3://bucket/")
+    long_url = "https://example.com/" + "a" * 5000
+    check_fetchable_url(long_url)  # a redirect may be this long
+    with pytest.raises(InvalidSourceUrl):
+        check_source_url(long_url)
 
 
 def test_prompt_edit_model_gets_the_default_aspect_ratio_and_image_list() -> None:
