@@ -41,7 +41,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from PIL import Image
 
@@ -50,6 +50,13 @@ from pipeline.images import decode_srgb
 
 if TYPE_CHECKING:
     from pipeline.repository import Repository
+
+
+class PresetSource(Protocol):
+    """Where custom presets are read (:class:`pipeline.repository.Repository`)."""
+
+    def get_preset(self, store_id: str, name: str) -> Mapping[str, Any] | None: ...
+
 
 FORMATS: dict[str, tuple[str, str, str]] = {
     "jpeg": ("JPEG", "image/jpeg", "jpg"),
@@ -292,7 +299,7 @@ def parse_preset(name: str, spec: Any, *, builtin: bool = False) -> Preset:
 
 
 # --- lookup ------------------------------------------------------------------------------
-def resolve_preset(repo: Repository, store_id: str, name: str) -> Preset:
+def resolve_preset(repo: PresetSource, store_id: str, name: str) -> Preset:
     """Find a preset by name: built-in first, then the store's custom presets.
 
     Raises:

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from pipeline.models import build_allowlist
 from pipeline.queries import load_queries, parse_queries
+from pipeline.rows import PendingItem
 from pipeline.validation import validate_item
 
 ALLOWLIST = build_allowlist("1:1")
 
 
-def _row(**overrides: Any) -> dict[str, Any]:
+def _row(**overrides: Any) -> PendingItem:
     row: dict[str, Any] = {
+        "id": 1,
+        "job_id": 1,
+        "created_at": datetime(2026, 1, 1, tzinfo=UTC),
         "store_id": "s1",
         "priority": 0,
         "source_url": "https://example.com/a.jpg",
@@ -23,7 +28,7 @@ def _row(**overrides: Any) -> dict[str, Any]:
         "params": {},
     }
     row.update(overrides)
-    return row
+    return PendingItem.from_row(row)
 
 
 @pytest.mark.parametrize(
