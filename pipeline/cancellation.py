@@ -82,9 +82,9 @@ def cancel_item(repo: Repository, provider: ProviderClient, item_id: int) -> Can
 def cancel_job(repo: Repository, provider: ProviderClient, job_id: int) -> list[CancelResult]:
     """Cancel every unfinished item of a job; PROCESSING ones are canceled at the provider."""
     results = []
-    for row in repo.cancel_job(job_id):
-        provider_ok, error_code = _cancel_at_provider(provider, row["prediction_id"])
-        results.append(CancelResult(int(row["id"]), None, True, provider_ok, error_code))
+    for item in repo.cancel_job(job_id):
+        provider_ok, error_code = _cancel_at_provider(provider, item.prediction_id)
+        results.append(CancelResult(item.id, None, True, provider_ok, error_code))
     log.info("job_canceled", job_id=job_id, items=len(results))
     return results
 

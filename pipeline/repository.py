@@ -19,10 +19,13 @@ from psycopg_pool import ConnectionPool
 from pipeline.errors import DatabaseUnavailable
 from pipeline.queries import load_queries
 from pipeline.rows import (
+    CanceledItem,
     ExpiredItem,
+    JobChange,
     JobObjects,
     JobOriginal,
     PendingItem,
+    QuotaUsage,
     Row,
     StaleSubmission,
     StoredObject,
@@ -282,19 +285,21 @@ class Repository:
         )
 
     # --- jobs ----------------------------------------------------------------------------
-    def refresh_active_jobs(self) -> list[Row]:
+    def refresh_active_jobs(self) -> list[JobChange]:
         """Recompute counters and status of active jobs; returns the jobs that changed."""
         return self._refresh_jobs([r["id"] for r in self._all("active_job_ids")])
 
-    def refresh_recent_jobs(self, since: datetime) -> list[Row]:
+    def refresh_recent_jobs(self, since: datetime) -> list[JobChange]:
         """Like :meth:`refresh_active_jobs`, for active jobs with an item changed at or after
         ``since``; returns the jobs that changed."""
         return self._refresh_jobs(
             [r["id"] for r in self._all("recent_active_job_ids", since=since)]
         )
 
-    def _refresh_jobs(self, job_ids: Sequence[int]) -> list[Row]:
-        return self._all("refresh_jobs", ids=list(job_ids)) if job_ids else []
+    def _refresh_jobs(self, job_ids: Sequence[int]) -> list[JobChange]:
+        if not job_ids:
+            return []
+        return [JobChange.from_row(r) for r in self._all("refresh_jobs", ids=list(job_ids))]
 
     def insert_job(
         self,
@@ -372,11 +377,11 @@ class Repository:
         )
         return job_id
 
-    def cancel_job(self, job_id: int) -> list[Row]:
-        """Cancel every non-final item of a job; returns ``id, prediction_id`` of each."""
+    def cancel_job(self, job_id: int) -> list[CanceledItem]:
+        """Cancel every non-final item of a job; returns each item this call canceled."""
         rows = self._all("cancel_job_items", job_id=job_id)
         self.refresh_active_jobs()
-        return rows
+        return [CanceledItem.from_row(r) for r in rows]
 
     def retry_failed(self, job_id: int | None, error_code: str | None) -> list[int]:
         """FAILED -> PENDING (dead letters retried by ops); returns the item ids."""
@@ -485,17 +490,18 @@ class Repository:
 
     def quota_usage(
         self, store_ids: Sequence[str], now: datetime, window_seconds: float, default_quota: int
-    ) -> list[Row]:
+    ) -> list[QuotaUsage]:
         """Per store: ``quota`` (None = unlimited), ``used`` in the window, ``frees_at``."""
         if not store_ids:
             return []
-        return self._all(
+        rows = self._all(
             "quota_usage",
             store_ids=list(store_ids),
             now=now,
             window_seconds=window_seconds,
             default_quota=default_quota,
         )
+        return [QuotaUsage.from_row(r) for r in rows]
 
     def pending_counts(self, store_ids: Sequence[str]) -> dict[str, int]:
         """PENDING items per store (0 when none)."""

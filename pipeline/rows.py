@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pipeline.statuses import ItemStatus
+from pipeline.statuses import ItemStatus, JobStatus
 
 Row = dict[str, Any]
 """An untyped row (the API's view rows and the reporting queries still read these)."""
@@ -171,3 +171,55 @@ class JobOriginal:
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> JobOriginal:
         return cls(int(row["job_id"]), str(row["source_url"]))
+
+
+@dataclass(frozen=True)
+class JobChange:
+    """A job whose counters or status a refresh changed (``refresh_jobs``)."""
+
+    id: int
+    status: JobStatus
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> JobChange:
+        return cls(int(row["id"]), JobStatus(row["status"]))
+
+
+@dataclass(frozen=True)
+class CanceledItem:
+    """An item a job's cancel moved to CANCELED (``cancel_job_items``), with the prediction to
+    cancel at the provider, if any."""
+
+    id: int
+    prediction_id: str | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> CanceledItem:
+        return cls(int(row["id"]), row["prediction_id"])
+
+
+@dataclass(frozen=True)
+class QuotaUsage:
+    """One store's quota over the rolling window (``quota_usage``).
+
+    Attributes:
+        quota: items per window (None: unlimited).
+        used: items started (queued) within the window; 0 when unlimited.
+        frees_at: when the oldest counted item leaves the window (None: nothing counted, or
+            unlimited).
+    """
+
+    store_id: str
+    quota: int | None
+    used: int
+    frees_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> QuotaUsage:
+        quota = row["quota"]
+        return cls(
+            str(row["store_id"]),
+            None if quota is None else int(quota),
+            int(row["used"]),
+            row["frees_at"],
+        )
