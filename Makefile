@@ -22,7 +22,7 @@ SERVICES_TRAP := trap 'status=$$?; set +e; $(SERVICES) stop --owner $$$$; \
 	s3=0; services=$$($(SERVICES) start --owner $$$$); eval "$$services"; \
 	if ! scripts/s3-server.sh status >/dev/null 2>&1; then s3=1; scripts/s3-server.sh start; fi
 
-.PHONY: help venv lock services demo test test-fast check fmt clean deploy-deps deploy-check prometheus prometheus-deps browser-deps
+.PHONY: help venv lock services demo test test-fast check fmt schema clean deploy-deps deploy-check prometheus prometheus-deps browser-deps
 
 help:
 	@echo "make demo [IMAGES=DIR]   run the main job on DIR/<store>/<images> and print a summary"
@@ -31,6 +31,7 @@ help:
 	@echo "make check               format check, lint, types and the import contracts"
 	@echo "make services            which Postgres and Redis demo/test would use (docs/LOCAL_SERVICES.md)"
 	@echo "make lock [UPGRADE=1]    rewrite the lock files from pyproject.toml"
+	@echo "make schema              rewrite pipeline/sql/schema.sql from the migrations (docs/UPSTREAM.md)"
 	@echo "make prometheus          local Prometheus (127.0.0.1:9090) scraping a running demo, with the alert rules"
 
 # Pinned installs: requirements-dev.lock (runtime + dev + faces, with hashes) for the venv and
@@ -74,6 +75,12 @@ test: venv prometheus-deps browser-deps
 # integration modules with `.venv/bin/pytest tests/integration/test_x.py` once services run.
 test-fast: venv
 	$(BIN)/pytest -q -p no:cacheprovider tests/unit
+
+# The schema snapshot: migrate a scratch schema, dump it from the catalog, drop it.
+schema: venv
+	@set -e; trap '$(SERVICES) stop --owner $$$$' EXIT; \
+	services=$$($(SERVICES) start --owner $$$$); eval "$$services"; \
+	$(BIN)/python -m pipeline.schemadump --output pipeline/sql/schema.sql
 
 check: venv
 	$(BIN)/ruff format --check .

@@ -20,6 +20,7 @@ from pipeline.controls import SUBMISSIONS_PAUSED, PauseState, pause_state
 from pipeline.errors import PipelineError
 from pipeline.migrate import require_migrated
 from pipeline.ratelimit import LimiterStats
+from pipeline.statuses import ItemStatus
 
 log = structlog.get_logger(__name__)
 
@@ -103,7 +104,7 @@ def stats_payload(
     credentials.
     """
     pause = pause or PauseState(False)
-    queue_length = depths.get("PENDING", 0) + depths.get("QUEUED", 0)
+    queue_length = depths.get(ItemStatus.PENDING, 0) + depths.get(ItemStatus.QUEUED, 0)
     rate = {"queueLength": queue_length, **limiter_view(create)}
     return {
         "status": "ok",

@@ -8,8 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from pipeline.errors import public_message
-
-FINAL_STATUSES = frozenset({"DONE", "FAILED", "CANCELED"})
+from pipeline.statuses import FINAL_ITEM_STATUSES, ItemStatus, JobStatus
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -46,7 +45,7 @@ def input_state(row: Mapping[str, Any], *, has_upload: bool) -> tuple[bool, bool
 def result_state(row: Mapping[str, Any]) -> tuple[bool, bool]:
     """Whether an item's result can be opened, and whether retention deleted it:
     ``(available, expired)``, both False until the item is DONE."""
-    done = row["status"] == "DONE" and bool(row.get("output_key"))
+    done = row["status"] == ItemStatus.DONE and bool(row.get("output_key"))
     expired = done and row.get("output_deleted_at") is not None
     return done and not expired, expired
 
@@ -88,13 +87,13 @@ def counts(items: Sequence[Mapping[str, Any]]) -> dict[str, int]:
            "canceled": 0}  # fmt: skip
     for item in items:
         status = item["status"]
-        if status == "DONE":
+        if status == ItemStatus.DONE:
             out["done"] += 1
-        elif status == "FAILED":
+        elif status == ItemStatus.FAILED:
             out["failed"] += 1
-        elif status == "CANCELED":
+        elif status == ItemStatus.CANCELED:
             out["canceled"] += 1
-        elif status in ("SUBMITTING", "PROCESSING"):
+        elif status in (ItemStatus.SUBMITTING, ItemStatus.PROCESSING):
             out["processing"] += 1
         else:
             out["pending"] += 1
@@ -106,13 +105,14 @@ def job_status(items: Sequence[Mapping[str, Any]], stored: str) -> str:
     if not items:
         return stored
     statuses = {item["status"] for item in items}
-    if not statuses <= FINAL_STATUSES:
-        return "PROCESSING" if statuses - {"PENDING", "QUEUED"} or "DONE" in statuses else "PENDING"
-    if "DONE" in statuses:
-        return "DONE"
-    if "FAILED" in statuses:
-        return "FAILED"
-    return "CANCELED"
+    if not statuses <= FINAL_ITEM_STATUSES:
+        started = statuses - {ItemStatus.PENDING, ItemStatus.QUEUED} or ItemStatus.DONE in statuses
+        return JobStatus.PROCESSING if started else JobStatus.PENDING
+    if ItemStatus.DONE in statuses:
+        return JobStatus.DONE
+    if ItemStatus.FAILED in statuses:
+        return JobStatus.FAILED
+    return JobStatus.CANCELED
 
 
 def job_view(
@@ -146,7 +146,7 @@ def job_view(
         }
         return view
     view["status"] = job_status(items, str(job["status"]))
-    view["final"] = all(item["status"] in FINAL_STATUSES for item in items)
+    view["final"] = all(item["status"] in FINAL_ITEM_STATUSES for item in items)
     view["counts"] = counts(items)
     view["items"] = [
         item_view(item, has_upload=upload_of(str(item["source_url"])) is not None) for item in items

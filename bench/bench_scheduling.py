@@ -49,7 +49,8 @@ from pipeline.db import connect, create_pool
 from pipeline.migrate import drop_schema, migrate
 from pipeline.provider import ProviderClient
 from pipeline.ratelimit import Budget, RateLimiter
-from pipeline.repository import Repository, Row
+from pipeline.repository import Repository
+from pipeline.rows import PendingItem
 from scheduler.leader import SingleConnectionPool
 from scheduler.loop import Scheduler, SchedulerConfig
 from scheduler.metering import DispatchResult, PendingDispatcher, in_flight_limit
@@ -135,9 +136,9 @@ class FifoDispatcher(PendingDispatcher):
         if capacity <= 0:
             return DispatchResult(0, 0, in_flight, self._limit)
         stores = [s for s, _ in self._repo.pending_stores()]
-        rows: list[Row] = self._repo.pending_heads(stores, capacity, now)
-        rows.sort(key=lambda r: (r["created_at"], r["id"]))
-        valid = [int(r["id"]) for r in rows[:capacity]]
+        rows: list[PendingItem] = self._repo.pending_heads(stores, capacity, now)
+        rows.sort(key=lambda r: (r.created_at, r.id))
+        valid = [r.id for r in rows[:capacity]]
         moved = set(self._repo.mark_queued(valid))
         sent = self._enqueue([i for i in valid if i in moved])
         return DispatchResult(sent, 0, in_flight, self._limit)

@@ -22,6 +22,7 @@ from devstack.targets import DemoTargets, claim_targets, resolve_targets
 from pipeline.config import Settings
 from pipeline.db import create_pool
 from pipeline.repository import Repository
+from pipeline.statuses import ItemStatus
 from pipeline.storage import ObjectStorage
 
 
@@ -229,7 +230,7 @@ def _summary(
         items = repo.job_items(int(row["id"]))
         codes: dict[str, int] = {}
         for item in items:
-            if item["status"] == "FAILED":
+            if item["status"] == ItemStatus.FAILED:
                 codes[item["error_code"]] = codes.get(item["error_code"], 0) + 1
         errors = ", ".join(f"{k}={v}" for k, v in sorted(codes.items()))
         print(
@@ -249,7 +250,9 @@ def _summary(
             }
             for i in items
         ]
-    total_done = sum(1 for items in results.values() for i in items if i["status"] == "DONE")
+    total_done = sum(
+        1 for items in results.values() for i in items if i["status"] == ItemStatus.DONE
+    )
     total = sum(len(items) for items in results.values())
     print(
         f"\nall stores: {total} items, {total_done} done, wall {wall:.1f} s, "
@@ -260,7 +263,7 @@ def _summary(
         "keys results/<store>/<job>/<item>.<ext>:"
     )
     for store, items in results.items():
-        done = [i for i in items if i["status"] == "DONE"]
+        done = [i for i in items if i["status"] == ItemStatus.DONE]
         if done:
             sample = done[0]
             url = storage.presigned_get_url(sample["key"])

@@ -22,10 +22,11 @@ import structlog
 from pipeline.errors import PipelineError
 from pipeline.provider import ProviderClient
 from pipeline.repository import Repository
+from pipeline.statuses import ItemStatus
 
 log = structlog.get_logger(__name__)
 
-_AT_ONCE = ("PENDING", "QUEUED", "SUBMITTING")
+_AT_ONCE = (ItemStatus.PENDING, ItemStatus.QUEUED, ItemStatus.SUBMITTING)
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class CancelResult:
     """
 
     item_id: int
-    previous_status: str | None
+    previous_status: ItemStatus | None
     canceled: bool
     provider_canceled: bool | None = None
     error_code: str | None = None
@@ -49,30 +50,30 @@ class CancelResult:
 
 def cancel_item(repo: Repository, provider: ProviderClient, item_id: int) -> CancelResult:
     """Cancel one item by the rules of the module docstring."""
-    row = repo.get_work_item(item_id)
-    if row is None:
+    item = repo.get_work_item(item_id)
+    if item is None:
         return CancelResult(item_id, None, canceled=False)
-    status = str(row["status"])
-    bound = log.bind(item_id=item_id, job_id=row["job_id"], store_id=row["store_id"])
+    status = item.status
+    bound = log.bind(item_id=item_id, job_id=item.job_id, store_id=item.store_id)
     if status in _AT_ONCE:
         done = repo.cancel_item(item_id, (status,)) is not None
         if done:
-            bound.info("item_canceled", previous_status=status)
+            bound.info("item_canceled", previous_status=str(status))
             return CancelResult(item_id, status, canceled=True)
         return cancel_item(repo, provider, item_id)  # it moved on meanwhile: look again
-    if status != "PROCESSING":
+    if status != ItemStatus.PROCESSING:
         return CancelResult(item_id, status, canceled=False)
-    provider_ok, error_code = _cancel_at_provider(provider, row["prediction_id"])
+    provider_ok, error_code = _cancel_at_provider(provider, item.prediction_id)
     if provider_ok is False:
         bound.warning(
-            "provider_cancel_failed", prediction_id=row["prediction_id"], error_code=error_code
+            "provider_cancel_failed", prediction_id=item.prediction_id, error_code=error_code
         )
-    done = repo.cancel_item(item_id, ("PROCESSING",)) is not None
+    done = repo.cancel_item(item_id, (ItemStatus.PROCESSING,)) is not None
     if done:
         bound.info(
             "item_canceled",
-            previous_status=status,
-            prediction_id=row["prediction_id"],
+            previous_status=str(status),
+            prediction_id=item.prediction_id,
             provider_canceled=provider_ok,
         )
     return CancelResult(item_id, status, done, provider_ok, error_code)
@@ -81,9 +82,9 @@ def cancel_item(repo: Repository, provider: ProviderClient, item_id: int) -> Can
 def cancel_job(repo: Repository, provider: ProviderClient, job_id: int) -> list[CancelResult]:
     """Cancel every unfinished item of a job; PROCESSING ones are canceled at the provider."""
     results = []
-    for row in repo.cancel_job(job_id):
-        provider_ok, error_code = _cancel_at_provider(provider, row["prediction_id"])
-        results.append(CancelResult(int(row["id"]), None, True, provider_ok, error_code))
+    for item in repo.cancel_job(job_id):
+        provider_ok, error_code = _cancel_at_provider(provider, item.prediction_id)
+        results.append(CancelResult(item.id, None, True, provider_ok, error_code))
     log.info("job_canceled", job_id=job_id, items=len(results))
     return results
 

@@ -15,22 +15,29 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pipeline.errors import PipelineError
+from pipeline.statuses import FINAL_ITEM_STATUSES, ItemStatus
 
-TRANSITIONS: dict[str, frozenset[str]] = {
-    "PENDING": frozenset({"QUEUED", "FAILED", "CANCELED"}),
-    "QUEUED": frozenset({"SUBMITTING", "FAILED", "PENDING", "CANCELED"}),
-    "SUBMITTING": frozenset({"PROCESSING", "PENDING", "QUEUED", "FAILED", "CANCELED"}),
-    "PROCESSING": frozenset({"DONE", "FAILED", "PENDING", "CANCELED"}),
-    "DONE": frozenset(),
-    "FAILED": frozenset({"PENDING"}),  # ops' retry of a dead letter
-    "CANCELED": frozenset(),
+_S = ItemStatus
+TRANSITIONS: dict[ItemStatus, frozenset[ItemStatus]] = {
+    _S.PENDING: frozenset({_S.QUEUED, _S.FAILED, _S.CANCELED}),
+    _S.QUEUED: frozenset({_S.SUBMITTING, _S.FAILED, _S.PENDING, _S.CANCELED}),
+    _S.SUBMITTING: frozenset({_S.PROCESSING, _S.PENDING, _S.QUEUED, _S.FAILED, _S.CANCELED}),
+    _S.PROCESSING: frozenset({_S.DONE, _S.FAILED, _S.PENDING, _S.CANCELED}),
+    _S.DONE: frozenset(),
+    _S.FAILED: frozenset({_S.PENDING}),  # ops' retry of a dead letter
+    _S.CANCELED: frozenset(),
 }
-FINAL = frozenset({"DONE", "FAILED", "CANCELED"})
+"""Every allowed ``from → to`` move of an item; the status-changing UPDATEs of
+``sql/queries.sql`` are checked against it (tests/unit/test_sql_transitions.py)."""
+FINAL = FINAL_ITEM_STATUSES
 
 
 def can_transition(current: str, target: str) -> bool:
-    """Whether ``current → target`` is a transition of the lifecycle."""
-    return target in TRANSITIONS.get(current, frozenset())
+    """Whether ``current → target`` is a transition of the lifecycle (strings or members)."""
+    try:
+        return ItemStatus(target) in TRANSITIONS.get(ItemStatus(current), frozenset())
+    except ValueError:  # not a status at all
+        return False
 
 
 def backoff_delay(

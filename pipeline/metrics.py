@@ -49,6 +49,7 @@ from prometheus_client.registry import Collector
 from pipeline.allowlist import build_allowlist
 from pipeline.errors import PipelineError
 from pipeline.ratelimit import metrics as limiter_metrics
+from pipeline.statuses import ItemStatus
 from pipeline.version import package_version
 
 log = structlog.get_logger(__name__)
@@ -260,7 +261,7 @@ def item_done(
         prediction: the succeeded prediction (its provider timestamps).
         store_seconds: download, check and upload of the output up to DONE, seconds.
     """
-    transition(model, "PROCESSING", "DONE")
+    transition(model, ItemStatus.PROCESSING, ItemStatus.DONE)
     elapsed = seconds_since(created_at)
     if elapsed is not None:
         END_TO_END_SECONDS.labels(model_label(model)).observe(elapsed)
@@ -271,7 +272,7 @@ def item_done(
 
 
 def metered(
-    rows: Iterable[Mapping[str, Any]],
+    models: Mapping[int, str],
     queued: Iterable[int],
     invalid: Iterable[tuple[int, str]],
     failed: Iterable[int],
@@ -279,32 +280,31 @@ def metered(
     """Record a metering pass: PENDING -> QUEUED, and PENDING -> FAILED by validation.
 
     Args:
-        rows: the selected items (with ``id`` and ``model``).
+        models: the model of each selected item, by item id.
         queued: ids this pass moved to QUEUED.
         invalid: ``(id, error_code)`` of items that failed validation.
         failed: ids this pass moved to FAILED.
     """
-    models = {int(row["id"]): row.get("model") for row in rows}
     for item_id in queued:
-        transition(models.get(int(item_id)), "PENDING", "QUEUED")
+        transition(models.get(int(item_id)), ItemStatus.PENDING, ItemStatus.QUEUED)
     for item_id in failed:
-        transition(models.get(int(item_id)), "PENDING", "FAILED")
+        transition(models.get(int(item_id)), ItemStatus.PENDING, ItemStatus.FAILED)
     for _, code in invalid:
         item_error("validation", code, "failed")
 
 
 _CREATION_TARGETS = {
-    "submitted": "PROCESSING",
-    "released": "PENDING",
-    "retry": "PENDING",
-    "failed": "FAILED",
+    "submitted": ItemStatus.PROCESSING,
+    "released": ItemStatus.PENDING,
+    "retry": ItemStatus.PENDING,
+    "failed": ItemStatus.FAILED,
 }
 """Where a creation outcome leaves the item (``unknown`` stays SUBMITTING for the rescuer)."""
 
 
 def creation_started(model: object, attempt: int, created_at: object) -> None:
     """A worker claimed an item (QUEUED -> SUBMITTING); the first claim ends its queue wait."""
-    transition(model, "QUEUED", "SUBMITTING")
+    transition(model, ItemStatus.QUEUED, ItemStatus.SUBMITTING)
     if attempt == 1:
         waited = seconds_since(created_at)
         if waited is not None:
@@ -322,7 +322,7 @@ def creation_finished(model: object, action: str, error_code: str | None, second
     """
     target = _CREATION_TARGETS.get(action)
     if target is not None:
-        transition(model, "SUBMITTING", target)
+        transition(model, ItemStatus.SUBMITTING, target)
     if action == "submitted":
         observe_stage("submission", model, seconds)
     elif error_code is not None:

@@ -41,7 +41,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from PIL import Image
 
@@ -50,6 +50,13 @@ from pipeline.images import IMAGE_FORMATS, ImageFormat, decode_srgb, format_name
 
 if TYPE_CHECKING:
     from pipeline.repository import Repository
+
+
+class PresetSource(Protocol):
+    """Where custom presets are read (:class:`pipeline.repository.Repository`)."""
+
+    def get_preset(self, store_id: str, name: str) -> Mapping[str, Any] | None: ...
+
 
 FORMATS = tuple(fmt.name for fmt in IMAGE_FORMATS)
 """Preset ``format`` values (:data:`pipeline.images.IMAGE_FORMATS`)."""
@@ -296,7 +303,7 @@ def parse_preset(name: str, spec: Any, *, builtin: bool = False) -> Preset:
 
 
 # --- lookup ------------------------------------------------------------------------------
-def resolve_preset(repo: Repository, store_id: str, name: str) -> Preset:
+def resolve_preset(repo: PresetSource, store_id: str, name: str) -> Preset:
     """Find a preset by name: built-in first, then the store's custom presets.
 
     Raises:

@@ -65,11 +65,10 @@ def store_quotas(
 ) -> dict[str, StoreQuota]:
     """Quota state of each given store at ``now`` (one query)."""
     out: dict[str, StoreQuota] = {}
-    for row in repo.quota_usage(store_ids, now, config.window_seconds, config.default_quota):
-        quota = None if row["quota"] is None else int(row["quota"])
-        used = int(row["used"])
+    for usage in repo.quota_usage(store_ids, now, config.window_seconds, config.default_quota):
+        quota, used = usage.quota, usage.used
         remaining = None if quota is None else max(0, quota - used)
-        out[row["store_id"]] = StoreQuota(row["store_id"], quota, used, remaining, row["frees_at"])
+        out[usage.store_id] = StoreQuota(usage.store_id, quota, used, remaining, usage.frees_at)
     return out
 
 

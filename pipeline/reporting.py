@@ -6,7 +6,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pipeline.quotas import QuotaConfig, quota_report
-from pipeline.repository import STATUSES, Repository
+from pipeline.repository import Repository
+from pipeline.statuses import ItemStatus
+
+_STATUSES = [str(s) for s in ItemStatus]  # plain strings: the report is JSON for the CLI
 
 
 def status_report(
@@ -31,15 +34,15 @@ def status_report(
         ``{"items": {status: n}, "stores": {store: {status: n}}, "jobs": {job: {status: n}},
         "errors": {store: {error_code: n}}}``; every status appears in ``items`` (0 if none).
     """
-    items = dict.fromkeys(STATUSES, 0)
+    items = dict.fromkeys(_STATUSES, 0)
     stores: dict[str, dict[str, int]] = {}
     jobs: dict[str, dict[str, int]] = {}
     for row in repo.status_counts(job_id=job_id, store_id=store_id):
         n = int(row["n"])
         items[row["status"]] += n
-        per_store = stores.setdefault(row["store_id"], dict.fromkeys(STATUSES, 0))
+        per_store = stores.setdefault(row["store_id"], dict.fromkeys(_STATUSES, 0))
         per_store[row["status"]] += n
-        per_job = jobs.setdefault(str(row["job_id"]), dict.fromkeys(STATUSES, 0))
+        per_job = jobs.setdefault(str(row["job_id"]), dict.fromkeys(_STATUSES, 0))
         per_job[row["status"]] += n
     errors: dict[str, dict[str, int]] = {}
     for row in repo.error_counts(job_id=job_id):

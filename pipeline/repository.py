@@ -18,10 +18,22 @@ from psycopg_pool import ConnectionPool
 
 from pipeline.errors import DatabaseUnavailable
 from pipeline.queries import load_queries
+from pipeline.rows import (
+    CanceledItem,
+    ExpiredItem,
+    JobChange,
+    JobObjects,
+    JobOriginal,
+    PendingItem,
+    QuotaUsage,
+    Row,
+    StaleSubmission,
+    StoredObject,
+    WorkItem,
+)
+from pipeline.statuses import NON_FINAL_ITEM_STATUSES, ItemStatus
 
-Row = dict[str, Any]
-NON_FINAL = ("PENDING", "QUEUED", "SUBMITTING", "PROCESSING")
-STATUSES = ("PENDING", "QUEUED", "SUBMITTING", "PROCESSING", "DONE", "FAILED", "CANCELED")
+__all__ = ["ApiQuotas", "ApiUsage", "NewJob", "Repository", "Row"]
 
 
 @dataclass(frozen=True)
@@ -148,11 +160,14 @@ class Repository:
         rows = self._all("pending_stores_after", cursor=cursor, limit=limit)
         return [(r["store_id"], int(r["weight"])) for r in rows]
 
-    def pending_heads(self, store_ids: Sequence[str], per_store: int, now: datetime) -> list[Row]:
+    def pending_heads(
+        self, store_ids: Sequence[str], per_store: int, now: datetime
+    ) -> list[PendingItem]:
         """Up to ``per_store`` due PENDING items per store (priority, then age)."""
         if not store_ids:
             return []
-        return self._all("pending_heads", store_ids=list(store_ids), per_store=per_store, now=now)
+        rows = self._all("pending_heads", store_ids=list(store_ids), per_store=per_store, now=now)
+        return [PendingItem.from_row(r) for r in rows]
 
     def mark_queued(self, ids: Sequence[int]) -> list[int]:
         """PENDING -> QUEUED; returns the ids this call moved."""
@@ -173,16 +188,19 @@ class Repository:
         ]
 
     # --- workers -------------------------------------------------------------------------
-    def get_work_item(self, item_id: int) -> Row | None:
-        return self._one("get_work_item", id=item_id)
+    def get_work_item(self, item_id: int) -> WorkItem | None:
+        """The item with its job's defaults folded in, or None when there is no such item."""
+        row = self._one("get_work_item", id=item_id)
+        return None if row is None else WorkItem.from_row(row)
 
     def record_input(self, item_id: int, input_key: str) -> bool:
         return self._one("record_input", id=item_id, input_key=input_key) is not None
 
-    def claim_work_item(self, item_id: int) -> Row | None:
+    def claim_work_item(self, item_id: int) -> WorkItem | None:
         """QUEUED -> SUBMITTING, returning the work row (as :meth:`get_work_item`, with the
         new ``attempts``), or None if the item was not QUEUED. One statement."""
-        return self._one("claim_work_item", id=item_id)
+        row = self._one("claim_work_item", id=item_id)
+        return None if row is None else WorkItem.from_row(row)
 
     def mark_processing(self, item_id: int, prediction_id: str) -> bool:
         return self._one("mark_processing", id=item_id, prediction_id=prediction_id) is not None
@@ -204,7 +222,7 @@ class Repository:
     def retry_later(
         self,
         item_id: int,
-        from_statuses: Sequence[str],
+        from_statuses: Sequence[ItemStatus],
         delay_seconds: float,
         code: str,
         message: str,
@@ -213,7 +231,7 @@ class Repository:
             self._one(
                 "retry_later",
                 id=item_id,
-                from_statuses=list(from_statuses),
+                from_statuses=[str(s) for s in from_statuses],
                 delay_seconds=delay_seconds,
                 code=code,
                 message=message,
@@ -222,13 +240,13 @@ class Repository:
         )
 
     def fail_item(
-        self, item_id: int, from_statuses: Sequence[str], code: str, message: str
+        self, item_id: int, from_statuses: Sequence[ItemStatus], code: str, message: str
     ) -> bool:
         return (
             self._one(
                 "fail_item",
                 id=item_id,
-                from_statuses=list(from_statuses),
+                from_statuses=[str(s) for s in from_statuses],
                 code=code,
                 message=message,
             )
@@ -267,19 +285,21 @@ class Repository:
         )
 
     # --- jobs ----------------------------------------------------------------------------
-    def refresh_active_jobs(self) -> list[Row]:
+    def refresh_active_jobs(self) -> list[JobChange]:
         """Recompute counters and status of active jobs; returns the jobs that changed."""
         return self._refresh_jobs([r["id"] for r in self._all("active_job_ids")])
 
-    def refresh_recent_jobs(self, since: datetime) -> list[Row]:
+    def refresh_recent_jobs(self, since: datetime) -> list[JobChange]:
         """Like :meth:`refresh_active_jobs`, for active jobs with an item changed at or after
         ``since``; returns the jobs that changed."""
         return self._refresh_jobs(
             [r["id"] for r in self._all("recent_active_job_ids", since=since)]
         )
 
-    def _refresh_jobs(self, job_ids: Sequence[int]) -> list[Row]:
-        return self._all("refresh_jobs", ids=list(job_ids)) if job_ids else []
+    def _refresh_jobs(self, job_ids: Sequence[int]) -> list[JobChange]:
+        if not job_ids:
+            return []
+        return [JobChange.from_row(r) for r in self._all("refresh_jobs", ids=list(job_ids))]
 
     def insert_job(
         self,
@@ -357,11 +377,11 @@ class Repository:
         )
         return job_id
 
-    def cancel_job(self, job_id: int) -> list[Row]:
-        """Cancel every non-final item of a job; returns ``id, prediction_id`` of each."""
+    def cancel_job(self, job_id: int) -> list[CanceledItem]:
+        """Cancel every non-final item of a job; returns each item this call canceled."""
         rows = self._all("cancel_job_items", job_id=job_id)
         self.refresh_active_jobs()
-        return rows
+        return [CanceledItem.from_row(r) for r in rows]
 
     def retry_failed(self, job_id: int | None, error_code: str | None) -> list[int]:
         """FAILED -> PENDING (dead letters retried by ops); returns the item ids."""
@@ -386,9 +406,9 @@ class Repository:
 
     def queue_depths(self) -> dict[str, int]:
         """Non-final items by status (every non-final status present, 0 when none)."""
-        counts = dict.fromkeys(NON_FINAL, 0)
+        counts = {str(status): 0 for status in NON_FINAL_ITEM_STATUSES}
         for row in self._all("queue_depths"):
-            counts[row["status"]] = int(row["n"])
+            counts[str(ItemStatus(row["status"]))] = int(row["n"])
         return counts
 
     # --- rescuer -------------------------------------------------------------------------
@@ -400,8 +420,11 @@ class Repository:
     def touch_queued(self, ids: Sequence[int]) -> list[int]:
         return [r["id"] for r in self._all("touch_queued", ids=list(ids))] if ids else []
 
-    def stale_submitting(self, now: datetime, older_than: float, limit: int) -> list[Row]:
-        return self._all("stale_submitting", now=now, older_than=older_than, limit=limit)
+    def stale_submitting(
+        self, now: datetime, older_than: float, limit: int
+    ) -> list[StaleSubmission]:
+        rows = self._all("stale_submitting", now=now, older_than=older_than, limit=limit)
+        return [StaleSubmission.from_row(r) for r in rows]
 
     def adopt_prediction(self, item_id: int, prediction_id: str) -> bool:
         return self._one("adopt_prediction", id=item_id, prediction_id=prediction_id) is not None
@@ -419,8 +442,9 @@ class Repository:
         """Restart the staleness clock of PROCESSING items just re-polled; returns those ids."""
         return [r["id"] for r in self._all("touch_repolled", ids=list(ids))] if ids else []
 
-    def expired_items(self, now: datetime, max_age: float, limit: int) -> list[Row]:
-        return self._all("expired_items", now=now, max_age=max_age, limit=limit)
+    def expired_items(self, now: datetime, max_age: float, limit: int) -> list[ExpiredItem]:
+        rows = self._all("expired_items", now=now, max_age=max_age, limit=limit)
+        return [ExpiredItem.from_row(r) for r in rows]
 
     # --- image features: presets, quotas, item cancel/retry, retention --------------------------
     def get_preset(self, store_id: str, name: str) -> Row | None:
@@ -466,17 +490,18 @@ class Repository:
 
     def quota_usage(
         self, store_ids: Sequence[str], now: datetime, window_seconds: float, default_quota: int
-    ) -> list[Row]:
+    ) -> list[QuotaUsage]:
         """Per store: ``quota`` (None = unlimited), ``used`` in the window, ``frees_at``."""
         if not store_ids:
             return []
-        return self._all(
+        rows = self._all(
             "quota_usage",
             store_ids=list(store_ids),
             now=now,
             window_seconds=window_seconds,
             default_quota=default_quota,
         )
+        return [QuotaUsage.from_row(r) for r in rows]
 
     def pending_counts(self, store_ids: Sequence[str]) -> dict[str, int]:
         """PENDING items per store (0 when none)."""
@@ -485,9 +510,9 @@ class Repository:
             counts[row["store_id"]] = int(row["n"])
         return counts
 
-    def cancel_item(self, item_id: int, from_statuses: Sequence[str]) -> Row | None:
+    def cancel_item(self, item_id: int, from_statuses: Sequence[ItemStatus]) -> Row | None:
         """Cancel one item if its status is in ``from_statuses``; refreshes its job."""
-        row = self._one("cancel_item", id=item_id, from_statuses=list(from_statuses))
+        row = self._one("cancel_item", id=item_id, from_statuses=[str(s) for s in from_statuses])
         if row is not None:
             self.refresh_active_jobs()
         return row
@@ -500,10 +525,11 @@ class Repository:
         self._all("reopen_jobs", ids=[int(row["job_id"])])
         return True
 
-    def retention_due_inputs(self, cutoff: datetime, limit: int, bucket: str) -> list[Row]:
-        """Finished items completed before ``cutoff`` whose inputs are still stored: ``id``,
-        ``input_key`` (None when only an upload of ``bucket`` is to be released)."""
-        return self._all("retention_due_inputs", cutoff=cutoff, limit=limit, bucket=bucket)
+    def retention_due_inputs(self, cutoff: datetime, limit: int, bucket: str) -> list[StoredObject]:
+        """Finished items completed before ``cutoff`` whose inputs are still stored: the id
+        and the ``input_key`` (None when only an upload of ``bucket`` is to be released)."""
+        rows = self._all("retention_due_inputs", cutoff=cutoff, limit=limit, bucket=bucket)
+        return [StoredObject.from_row(r, "input_key") for r in rows]
 
     def mark_inputs_deleted(self, ids: Sequence[int], now: datetime) -> int:
         return len(self._all("mark_inputs_deleted", ids=list(ids), now=now)) if ids else 0
@@ -521,19 +547,22 @@ class Repository:
         rows = self._all("mark_originals_deleted", urls=list(urls), now=now)
         return [str(r["source_url"]) for r in rows]
 
-    def retention_job_originals(self, job_ids: Sequence[int], bucket: str) -> list[Row]:
+    def retention_job_originals(self, job_ids: Sequence[int], bucket: str) -> list[JobOriginal]:
         """``job_id, source_url`` of uploads of ``bucket`` named by these jobs' items, still
         stored and needed by no item of another job (to delete with the rows)."""
         if not job_ids:
             return []
-        return self._all("retention_job_originals", job_ids=list(job_ids), bucket=bucket)
+        rows = self._all("retention_job_originals", job_ids=list(job_ids), bucket=bucket)
+        return [JobOriginal.from_row(r) for r in rows]
 
     def prune_guest_sessions(self, now: datetime, limit: int) -> int:
         """Delete up to ``limit`` guest sessions expired before ``now``; returns how many."""
         return len(self._all("prune_guest_sessions", now=now, limit=limit))
 
-    def retention_due_outputs(self, cutoff: datetime, limit: int) -> list[Row]:
-        return self._all("retention_due_outputs", cutoff=cutoff, limit=limit)
+    def retention_due_outputs(self, cutoff: datetime, limit: int) -> list[StoredObject]:
+        """DONE items completed before ``cutoff`` whose result is still stored."""
+        rows = self._all("retention_due_outputs", cutoff=cutoff, limit=limit)
+        return [StoredObject.from_row(r, "output_key") for r in rows]
 
     def mark_outputs_deleted(self, ids: Sequence[int], now: datetime) -> int:
         return len(self._all("mark_outputs_deleted", ids=list(ids), now=now)) if ids else 0
@@ -541,8 +570,12 @@ class Repository:
     def retention_due_jobs(self, cutoff: datetime, limit: int) -> list[int]:
         return [int(r["id"]) for r in self._all("retention_due_jobs", cutoff=cutoff, limit=limit)]
 
-    def retention_job_objects(self, job_ids: Sequence[int]) -> list[Row]:
-        return self._all("retention_job_objects", job_ids=list(job_ids)) if job_ids else []
+    def retention_job_objects(self, job_ids: Sequence[int]) -> list[JobObjects]:
+        """The stored keys of these jobs' items."""
+        if not job_ids:
+            return []
+        rows = self._all("retention_job_objects", job_ids=list(job_ids))
+        return [JobObjects.from_row(r) for r in rows]
 
     def delete_jobs(self, job_ids: Sequence[int]) -> tuple[int, int]:
         """Delete finished jobs and their items; returns ``(jobs, items)`` deleted."""

@@ -31,6 +31,7 @@ from pipeline.errors import (
 )
 from pipeline.fetch import check_source_url as check_fetchable_url
 from pipeline.fetch import parse_s3_url
+from pipeline.rows import PendingItem
 
 MAX_URL_LENGTH = 4096
 """Longest ``source_url`` accepted on a row, characters (redirects may be longer: the
@@ -205,27 +206,24 @@ def check_source_url(url: str) -> None:
         check_fetchable_url(url)
 
 
-def validate_item(
-    row: Mapping[str, Any], allowlist: Mapping[str, ModelSpec]
-) -> PipelineError | None:
+def validate_item(item: PendingItem, allowlist: Mapping[str, ModelSpec]) -> PipelineError | None:
     """Return the error that dooms this item, or None when it may be queued.
 
     Args:
-        row: an item with the job's defaults folded in (``store_id``, ``source_url``,
-            ``priority``, ``model``, ``prompt``, ``params``).
+        item: a PENDING item with the job's defaults folded in (``pending_heads``).
         allowlist: the model allowlist.
     """
     try:
-        if not str(row.get("store_id") or "").strip():
+        if not item.store_id.strip():
             raise InvalidStoreId("store_id is empty")
-        if int(row.get("priority") or 0) < 0:
-            raise InvalidPriority(f"priority {row.get('priority')} is negative; use 0 or more")
-        check_source_url(str(row.get("source_url") or ""))
-        spec = get_model(str(row.get("model") or ""), allowlist)
-        params = row.get("params") or {}
+        if item.priority < 0:
+            raise InvalidPriority(f"priority {item.priority} is negative; use 0 or more")
+        check_source_url(item.source_url)
+        spec = get_model(item.model, allowlist)
+        params = item.params or {}
         if not isinstance(params, Mapping):
             raise InvalidParams("params must be a JSON object")
-        spec.validate(row.get("prompt"), params)
+        spec.validate(item.prompt, params)
     except PipelineError as exc:
         return exc
     return None

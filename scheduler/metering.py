@@ -18,7 +18,8 @@ import structlog
 from pipeline import metrics
 from pipeline.allowlist import ModelSpec
 from pipeline.quotas import QuotaGate
-from pipeline.repository import Repository, Row
+from pipeline.repository import Repository
+from pipeline.rows import PendingItem
 from pipeline.validation import validate_item
 from scheduler.fairness import Selection, round_robin
 
@@ -26,7 +27,13 @@ log = structlog.get_logger(__name__)
 
 # in flight, selection, valid ids, invalid (id, code, message), failed ids, moved ids, stores seen
 _Plan = tuple[
-    int, Selection[Row], list[int], list[tuple[int, str, str]], list[int], set[int], list[str]
+    int,
+    Selection[PendingItem],
+    list[int],
+    list[tuple[int, str, str]],
+    list[int],
+    set[int],
+    list[str],
 ]
 
 
@@ -108,16 +115,16 @@ class PendingDispatcher:
             stores += [(store, weight) for store, weight in wrapped if store <= cursor]
         return stores
 
-    def _validate(self, rows: list[Row]) -> tuple[list[int], list[tuple[int, str, str]]]:
-        """Split rows into valid ids and ``(id, error_code, message)`` of the invalid ones."""
+    def _validate(self, items: list[PendingItem]) -> tuple[list[int], list[tuple[int, str, str]]]:
+        """Split items into valid ids and ``(id, error_code, message)`` of the invalid ones."""
         valid: list[int] = []
         invalid: list[tuple[int, str, str]] = []
-        for row in rows:
-            error = validate_item(row, self._allowlist)
+        for item in items:
+            error = validate_item(item, self._allowlist)
             if error is None:
-                valid.append(int(row["id"]))
+                valid.append(item.id)
             else:
-                invalid.append((int(row["id"]), error.code, error.message))
+                invalid.append((item.id, error.code, error.message))
         return valid, invalid
 
     def _plan(self, now: datetime) -> DispatchResult | _Plan:
@@ -133,12 +140,12 @@ class PendingDispatcher:
             return DispatchResult(0, 0, in_flight, self._limit)
         visit = list(stores)
         per_store = max(stores[s] for s in visit) * math.ceil(capacity / len(visit))
-        rows = self._repo.pending_heads(visit, per_store, now)
-        heads: dict[str, list[Row]] = {store: [] for store in visit}
-        for row in rows:
-            heads[row["store_id"]].append(row)
-        for store_rows in heads.values():
-            store_rows.sort(key=lambda r: (-int(r["priority"]), r["created_at"], r["id"]))
+        items = self._repo.pending_heads(visit, per_store, now)
+        heads: dict[str, list[PendingItem]] = {store: [] for store in visit}
+        for item in items:
+            heads[item.store_id].append(item)
+        for store_items in heads.values():
+            store_items.sort(key=lambda i: (-i.priority, i.created_at, i.id))
         if self._quota is not None:  # a store at its quota keeps its items PENDING
             for store, left in self._quota.remaining(visit, now).items():
                 if left is not None:
@@ -166,7 +173,12 @@ class PendingDispatcher:
         if isinstance(planned, DispatchResult):
             return planned
         in_flight, selection, valid, invalid, failed, moved, visit = planned
-        metrics.metered(selection.items, moved, [(i, code) for i, code, _ in invalid], failed)
+        metrics.metered(
+            {i.id: i.model for i in selection.items},
+            moved,
+            [(i, code) for i, code, _ in invalid],
+            failed,
+        )
         sent = self._enqueue([item_id for item_id in valid if item_id in moved])  # service order
         if selection.items:
             self.cursor = selection.cursor

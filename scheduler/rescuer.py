@@ -143,12 +143,12 @@ class Rescuer:
         """
         adopted = resubmitted = 0
         rows = self._repo.stale_submitting(now, self._config.submitting_timeout, self._config.batch)
-        for row in rows:
-            item_id = int(row["id"])
+        for stale in rows:
+            item_id = stale.id
             prediction_id = None
-            if row["input_key"]:
-                prefix = self._storage.presigned_get_url(str(row["input_key"])).split("?", 1)[0]
-                since = row["updated_at"] - timedelta(seconds=self._config.submitting_timeout)
+            if stale.input_key:
+                prefix = self._storage.presigned_get_url(stale.input_key).split("?", 1)[0]
+                since = stale.updated_at - timedelta(seconds=self._config.submitting_timeout)
                 try:
                     found = self._provider.find_predictions_by_image(prefix, created_after=since)
                 except PipelineError as exc:
@@ -172,13 +172,13 @@ class Rescuer:
         """
         expired = 0
         message = f"not finished within {self._config.max_age:.0f} s"
-        for row in self._repo.expired_items(now, self._config.max_age, self._config.batch):
-            if not self._repo.fail_item(int(row["id"]), (str(row["status"]),), "timeout", message):
+        for item in self._repo.expired_items(now, self._config.max_age, self._config.batch):
+            if not self._repo.fail_item(item.id, (item.status,), "timeout", message):
                 continue  # it moved on meanwhile; the next pass looks again if still due
             expired += 1
-            if row["prediction_id"]:
+            if item.prediction_id:
                 try:
-                    self._provider.cancel_prediction(str(row["prediction_id"]))
+                    self._provider.cancel_prediction(item.prediction_id)
                 except PipelineError as exc:
-                    log.warning("cancel_failed", item_id=row["id"], error_code=exc.code)
+                    log.warning("cancel_failed", item_id=item.id, error_code=exc.code)
         return expired

@@ -44,7 +44,8 @@ import structlog
 from pipeline import metrics
 from pipeline.config import Settings
 from pipeline.errors import PipelineError, StorageError
-from pipeline.repository import Repository, Row
+from pipeline.repository import Repository
+from pipeline.rows import StoredObject
 from pipeline.storage import ObjectStorage
 from pipeline.uploads import upload_key_of
 
@@ -136,14 +137,12 @@ class Retention:
         else:
             inputs, e_inputs = self._expire(
                 lambda limit: self._repo.retention_due_inputs(input_cutoff, limit, self._bucket),
-                "input_key",
                 self._repo.mark_inputs_deleted,
                 now,
             )
             originals, e_originals = self._delete_originals(now)
             outputs, e_outputs = self._expire(
                 lambda limit: self._repo.retention_due_outputs(output_cutoff, limit),
-                "output_key",
                 self._repo.mark_outputs_deleted,
                 now,
             )
@@ -189,8 +188,7 @@ class Retention:
 
     def _expire(
         self,
-        due: Callable[[int], list[Row]],
-        key_column: str,
+        due: Callable[[int], list[StoredObject]],
         mark: Callable[[list[int], datetime], int],
         now: datetime,
     ) -> tuple[int, int]:
@@ -201,9 +199,9 @@ class Retention:
             rows = due(self._config.batch)
             if not rows:
                 break
-            gone, failed = self._delete_objects(str(r[key_column]) for r in rows if r[key_column])
+            gone, failed = self._delete_objects(r.key for r in rows if r.key)
             errors += failed
-            ids = [int(r["id"]) for r in rows if not r[key_column] or str(r[key_column]) in gone]
+            ids = [r.id for r in rows if not r.key or r.key in gone]
             total += mark(ids, now)
             # A refused key is due again next round: stop when a round gets nowhere.
             if not ids or len(rows) < self._config.batch:
@@ -235,15 +233,15 @@ class Retention:
             if not job_ids:
                 break
             owners: dict[str, set[int]] = defaultdict(set)
-            for row in self._repo.retention_job_objects(job_ids):
-                for column in ("input_key", "output_key"):
-                    if row[column]:
-                        owners[str(row[column])].add(int(row["job_id"]))
+            for objects in self._repo.retention_job_objects(job_ids):
+                for stored in (objects.input_key, objects.output_key):
+                    if stored:
+                        owners[stored].add(objects.job_id)
             upload_keys: set[str] = set()
-            for row in self._repo.retention_job_originals(job_ids, self._bucket):
-                key = upload_key_of(str(row["source_url"]), self._bucket)
+            for original in self._repo.retention_job_originals(job_ids, self._bucket):
+                key = upload_key_of(original.source_url, self._bucket)
                 if key is not None:
-                    owners[key].add(int(row["job_id"]))
+                    owners[key].add(original.job_id)
                     upload_keys.add(key)
             gone, failed = self._delete_objects(owners)
             errors += failed

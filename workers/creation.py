@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 import structlog
 
@@ -26,15 +27,17 @@ from pipeline.errors import (
     RateLimitTimeout,
     SourceTooLarge,
 )
-from pipeline.fetch import SourceFetcher, parse_s3_url
+from pipeline.fetch import parse_s3_url
 from pipeline.images import normalize_input
 from pipeline.lifecycle import Fail, RetryLater, decide
 from pipeline.object_keys import input_key
 from pipeline.presets import resolve_preset
-from pipeline.provider import Prediction, ProviderClient
-from pipeline.ratelimit import Grant, RateLimiter
-from pipeline.repository import Repository, Row
-from pipeline.storage import ObjectStorage, ObjectTooLarge
+from pipeline.provider import Prediction
+from pipeline.ratelimit import Grant
+from pipeline.rows import WorkItem
+from pipeline.statuses import ItemStatus
+from pipeline.storage import ObjectTooLarge
+from workers.seams import CreateBudget, CreationRepository, Fetcher, InputStorage, PredictionCreator
 
 log = structlog.get_logger(__name__)
 
@@ -65,12 +68,18 @@ class CreationPolicy:
     sync_wait_seconds: int = 0
 
 
+CreationAction = Literal["submitted", "skipped", "retry", "failed", "released", "unknown"]
+"""How a creation run ended: ``submitted`` (PROCESSING), ``skipped`` (not QUEUED, or the claim
+was lost after the create), ``retry`` (PENDING with backoff), ``failed`` (FAILED), ``released``
+(PENDING, the rate limit's fault: the attempt is not counted) or ``unknown`` (the create's
+answer was lost; the item stays SUBMITTING and the rescuer resolves it)."""
+
+
 @dataclass(frozen=True)
 class CreationOutcome:
-    """What one run did: ``submitted``, ``skipped``, ``retry``, ``failed``, ``released`` or
-    ``unknown`` (the create answer was lost; the rescuer resolves the item)."""
+    """What one run did (:data:`CreationAction`), with the prediction or the error code."""
 
-    action: str
+    action: CreationAction
     prediction_id: str | None = None
     error_code: str | None = None
 
@@ -87,11 +96,11 @@ class CreationService:
     def __init__(
         self,
         *,
-        repo: Repository,
-        storage: ObjectStorage,
-        fetcher: SourceFetcher,
-        provider: ProviderClient,
-        create_limiter: RateLimiter,
+        repo: CreationRepository,
+        storage: InputStorage,
+        fetcher: Fetcher,
+        provider: PredictionCreator,
+        create_limiter: CreateBudget,
         allowlist: dict[str, ModelSpec],
         policy: CreationPolicy,
         on_submitted: Callable[[int, str, Prediction], None],
@@ -114,25 +123,29 @@ class CreationService:
         Raises :class:`pipeline.errors.DatabaseUnavailable` when Postgres is gone (the message
         is retried by the broker; the rescuer covers the rest).
         """
-        row = self._repo.claim_work_item(item_id)  # claim and read in one statement
-        if row is None:
+        item = self._repo.claim_work_item(item_id)  # claim and read in one statement
+        if item is None:
             log.info("creation_skipped", item_id=item_id, reason="not_queued")
             return CreationOutcome("skipped")
-        attempt = int(row["attempts"])
-        bound = log.bind(item_id=item_id, job_id=row["job_id"], store_id=row["store_id"])
-        metrics.creation_started(row["model"], attempt, row["created_at"])
+        attempt = item.attempts
+        bound = log.bind(item_id=item_id, job_id=item.job_id, store_id=item.store_id)
+        metrics.creation_started(item.model, attempt, item.created_at)
         started = time.monotonic()
-        outcome = self._run_claimed(item_id, attempt, row, bound)
+        outcome = self._run_claimed(item_id, attempt, item, bound)
         metrics.creation_finished(
-            row["model"], outcome.action, outcome.error_code, time.monotonic() - started
+            item.model, outcome.action, outcome.error_code, time.monotonic() - started
         )
         return outcome
 
     def _run_claimed(  # noqa: PLR0911 - one return per lifecycle outcome
-        self, item_id: int, attempt: int, row: Row, bound: structlog.typing.FilteringBoundLogger
+        self,
+        item_id: int,
+        attempt: int,
+        item: WorkItem,
+        bound: structlog.typing.FilteringBoundLogger,
     ) -> CreationOutcome:
         try:
-            prediction = self._submit(row, bound)
+            prediction = self._submit(item, bound)
         except ProviderRateLimited as exc:
             self._limiter.pause(exc.retry_after, reason="provider_429")
             self._repo.release_submission(item_id, exc.retry_after, exc.code, exc.message)
@@ -171,18 +184,18 @@ class CreationService:
             attempt=attempt,
             prediction_status=prediction.status,
         )
-        self._on_submitted(item_id, str(row["model"]), prediction)
+        self._on_submitted(item_id, item.model, prediction)
         return CreationOutcome("submitted", prediction_id=prediction_id)
 
-    def _submit(self, row: Row, bound: structlog.typing.FilteringBoundLogger) -> Prediction:
-        spec = get_model(str(row["model"]), self._allowlist)
-        params = dict(row["params"] or {})
-        spec.validate(row["prompt"], params)
-        if row.get("preset"):  # an unknown preset fails before anything is paid
-            resolve_preset(self._repo, str(row["store_id"]), str(row["preset"]))
-        key = self._store_input(row, spec)
+    def _submit(self, item: WorkItem, bound: structlog.typing.FilteringBoundLogger) -> Prediction:
+        spec = get_model(item.model, self._allowlist)
+        params = dict(item.params)
+        spec.validate(item.prompt, params)
+        if item.preset:  # an unknown preset fails before anything is paid
+            resolve_preset(self._repo, item.store_id, item.preset)
+        key = self._store_input(item, spec)
         image_url = self._storage.presigned_get_url(key)
-        payload = spec.build_input(image_url, row["prompt"], params)
+        payload = spec.build_input(image_url, item.prompt, params)
         grant = self._limiter.acquire_grant(self._policy.acquire_timeout)
         bound.debug("create_token_granted", waited_seconds=round(grant.waited, 3))
         prediction = self._provider.create_prediction(
@@ -192,18 +205,18 @@ class CreationService:
             self._on_created(grant, prediction.created)
         return prediction
 
-    def _store_input(self, row: Row, spec: ModelSpec) -> str:
-        existing = row["input_key"]
+    def _store_input(self, item: WorkItem, spec: ModelSpec) -> str:
+        existing = item.input_key
         if existing and self._storage.exists(existing):
-            return str(existing)
-        data = self._read_source(str(row["source_url"]))
+            return existing
+        data = self._read_source(item.source_url)
         image = normalize_input(
             data, max_pixels=self._policy.max_input_pixels, target_max_pixels=spec.max_input_pixels
         )
-        key = input_key(row["store_id"], row["job_id"], row["id"], image.extension)
+        key = input_key(item.store_id, item.job_id, item.id, image.extension)
         self._storage.put_bytes(key, image.data, image.content_type)
         metrics.STORED_BYTES.labels("input").inc(len(image.data))
-        self._repo.record_input(int(row["id"]), key)
+        self._repo.record_input(item.id, key)
         return key
 
     def _read_source(self, url: str) -> bytes:
@@ -238,7 +251,7 @@ class CreationService:
         )
         if isinstance(decision, RetryLater):
             self._repo.retry_later(
-                item_id, ("SUBMITTING",), decision.delay, decision.code, decision.message
+                item_id, (ItemStatus.SUBMITTING,), decision.delay, decision.code, decision.message
             )
             bound.warning(
                 "creation_retry",
@@ -249,6 +262,6 @@ class CreationService:
             )
             return CreationOutcome("retry", error_code=exc.code)
         assert isinstance(decision, Fail)
-        self._repo.fail_item(item_id, ("SUBMITTING",), decision.code, decision.message)
+        self._repo.fail_item(item_id, (ItemStatus.SUBMITTING,), decision.code, decision.message)
         bound.warning("item_failed", error_code=decision.code, error_message=decision.message)
         return CreationOutcome("failed", error_code=decision.code)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import structlog
 
@@ -34,10 +35,10 @@ from pipeline.images import ImageInfo, format_of_pillow, inspect_output
 from pipeline.lifecycle import backoff_delay, poll_delay
 from pipeline.object_keys import result_key
 from pipeline.presets import apply_preset, resolve_preset
-from pipeline.provider import Prediction, ProviderClient
-from pipeline.ratelimit import RateLimiter
-from pipeline.repository import Repository, Row
-from pipeline.storage import ObjectStorage
+from pipeline.provider import Prediction
+from pipeline.rows import WorkItem
+from pipeline.statuses import ItemStatus
+from workers.seams import PollingRepository, PredictionReader, ReadBudget, ResultStorage
 
 log = structlog.get_logger(__name__)
 
@@ -53,11 +54,17 @@ class PollingPolicy:
     max_output_pixels: int
 
 
+PollAction = Literal["done", "failed", "again", "skipped"]
+"""How a poll ended: ``done`` (DONE, or someone else finished it first), ``failed`` (FAILED),
+``again`` (poll after the outcome's ``delay``) or ``skipped`` (not PROCESSING with this
+prediction)."""
+
+
 @dataclass(frozen=True)
 class PollOutcome:
-    """``done``, ``failed``, ``again`` (poll after ``delay`` seconds) or ``skipped``."""
+    """What one poll did (:data:`PollAction`); ``delay`` in seconds for ``again``."""
 
-    action: str
+    action: PollAction
     delay: float = 0.0
     error_code: str | None = None
 
@@ -68,10 +75,10 @@ class PollingService:
     def __init__(
         self,
         *,
-        repo: Repository,
-        storage: ObjectStorage,
-        provider: ProviderClient,
-        read_limiter: RateLimiter,
+        repo: PollingRepository,
+        storage: ResultStorage,
+        provider: PredictionReader,
+        read_limiter: ReadBudget,
         policy: PollingPolicy,
         on_runtime: Callable[[str, float], None] | None = None,
         first_delay: Callable[[str], float] | None = None,
@@ -124,22 +131,22 @@ class PollingService:
             ``done``, ``failed``, ``again`` (with the delay, seconds) or ``skipped`` (the row
             is not PROCESSING with a prediction id, or ``known`` is another prediction).
         """
-        row = self._repo.get_work_item(item_id)
-        if row is None or row["status"] != "PROCESSING" or not row["prediction_id"]:
+        item = self._repo.get_work_item(item_id)
+        if item is None or item.status != ItemStatus.PROCESSING or not item.prediction_id:
             return PollOutcome("skipped")
-        if known is not None and known.id != row["prediction_id"]:
+        if known is not None and known.id != item.prediction_id:
             return PollOutcome("skipped")
         bound = log.bind(
             item_id=item_id,
-            job_id=row["job_id"],
-            store_id=row["store_id"],
-            prediction_id=row["prediction_id"],
+            job_id=item.job_id,
+            store_id=item.store_id,
+            prediction_id=item.prediction_id,
         )
-        polls = int(row["poll_count"])
+        polls = item.poll_count
         try:
-            prediction = known or self._get(str(row["prediction_id"]))
+            prediction = known or self._get(item.prediction_id)
             if prediction.status == "succeeded":
-                return self._finish(row, prediction, bound, polled=known is None)
+                return self._finish(item, prediction, bound, polled=known is None)
             if known is None:
                 polls = self._repo.record_poll(item_id) or polls + 1
             if prediction.status == "failed":
@@ -159,8 +166,8 @@ class PollingService:
                 bound.warning("poll_retry", error_code=exc.code, delay_seconds=round(delay, 2))
                 metrics.item_error("polling", exc.code, "retry")
                 return PollOutcome("again", delay=delay, error_code=exc.code)
-            if self._repo.fail_item(item_id, ("PROCESSING",), exc.code, exc.message):
-                metrics.transition(row["model"], "PROCESSING", "FAILED")
+            if self._repo.fail_item(item_id, (ItemStatus.PROCESSING,), exc.code, exc.message):
+                metrics.transition(item.model, ItemStatus.PROCESSING, ItemStatus.FAILED)
             metrics.item_error("polling", exc.code, "failed")
             bound.warning("item_failed", error_code=exc.code, error_message=exc.message)
             return PollOutcome("failed", error_code=exc.code)
@@ -175,7 +182,7 @@ class PollingService:
 
     def _finish(
         self,
-        row: Row,
+        item: WorkItem,
         prediction: Prediction,
         bound: structlog.typing.FilteringBoundLogger,
         *,
@@ -191,13 +198,13 @@ class PollingService:
         info = inspect_output(data, max_pixels=self._policy.max_output_pixels)
         fmt = format_of_pillow(info.format)
         ext = fmt.extension if fmt is not None else "bin"
-        if row.get("preset"):  # the job's (or item's) output preset, then store that
-            data, info, ext = self._apply_preset(row, data)
-        key = result_key(row["store_id"], row["job_id"], row["id"], ext)
+        if item.preset:  # the job's (or item's) output preset, then store that
+            data, info, ext = self._apply_preset(item.store_id, item.preset, data)
+        key = result_key(item.store_id, item.job_id, item.id, ext)
         self._storage.put_bytes(key, data, info.content_type)
         metrics.STORED_BYTES.labels("result").inc(len(data))
         if self._repo.mark_done(
-            int(row["id"]),
+            item.id,
             output_key=key,
             width=info.width,
             height=info.height,
@@ -206,15 +213,15 @@ class PollingService:
             polled=polled,  # mark_done counts the poll that saw the success
         ):
             metrics.item_done(
-                row["model"],
-                row["created_at"],
-                row["submitted_at"],
+                item.model,
+                item.created_at,
+                item.submitted_at,
                 prediction,
                 time.monotonic() - started,
             )
             runtime = prediction.runtime_seconds
             if self._on_runtime is not None and runtime is not None:
-                self._on_runtime(str(row["model"]), runtime)
+                self._on_runtime(item.model, runtime)
             bound.info(
                 "item_done",
                 output_key=key,
@@ -224,14 +231,16 @@ class PollingService:
             )
         return PollOutcome("done")
 
-    def _apply_preset(self, row: Row, data: bytes) -> tuple[bytes, ImageInfo, str]:
+    def _apply_preset(
+        self, store_id: str, preset_name: str, data: bytes
+    ) -> tuple[bytes, ImageInfo, str]:
         """Apply the item's preset (item overrides job) to a validated output.
 
         Raises:
             UnknownPreset, InvalidPreset: the preset does not exist or its spec is bad.
             OutputInvalid: Pillow could not render the output.
         """
-        preset = resolve_preset(self._repo, str(row["store_id"]), str(row["preset"]))
+        preset = resolve_preset(self._repo, store_id, preset_name)
         try:
             out = apply_preset(data, preset, max_pixels=self._policy.max_output_pixels)
         except SourceError as exc:

@@ -102,13 +102,17 @@ def test_a_hand_written_bad_preset_row_fails_with_invalid_preset(
 def test_item_preset_overrides_the_jobs(repo: Repository, db_schema: str) -> None:
     job = _job(repo, "s", 1, preset="web-2048")
     item = _sql(db_schema, "SELECT id FROM image_optimization_items WHERE job_id = %s", (job,))
-    assert repo.get_work_item(item[0][0])["preset"] == "web-2048"  # type: ignore[index]
+    work = repo.get_work_item(item[0][0])
+    assert work is not None
+    assert work.preset == "web-2048"
     _sql(
         db_schema,
         "UPDATE image_optimization_items SET preset = 'thumb-400' WHERE job_id = %s",
         (job,),
     )
-    assert repo.get_work_item(item[0][0])["preset"] == "thumb-400"  # type: ignore[index]
+    work = repo.get_work_item(item[0][0])
+    assert work is not None
+    assert work.preset == "thumb-400"
 
 
 # --- quotas -------------------------------------------------------------------------------

@@ -62,9 +62,9 @@ INHERITED = {"model": JOB_MODEL, "prompt": "job prompt", "params": {"scale": 2,
              "face_enhance": False}, "preset": "thumb"}  # fmt: skip
 
 
-def _settings(row: dict[str, Any] | None, keys: tuple[str, ...]) -> dict[str, Any]:
+def _settings(row: object | None, keys: tuple[str, ...]) -> dict[str, Any]:
     assert row is not None
-    return {key: row[key] for key in keys}
+    return {key: getattr(row, key) for key in keys}
 
 
 def test_an_items_own_settings_win_and_its_jobs_fill_the_rest(
@@ -82,13 +82,13 @@ def test_the_claim_returns_the_same_settings_with_the_new_attempt(
     _own, inherited = _items(db_schema)
     claimed = repo.claim_work_item(inherited)
     assert claimed is not None
-    assert (claimed["status"], claimed["attempts"]) == ("SUBMITTING", 1)
+    assert (claimed.status, claimed.attempts) == ("SUBMITTING", 1)
     assert _settings(claimed, ("model", "prompt", "params", "preset")) == INHERITED
 
 
 def test_metering_reads_the_same_settings(repo: Repository, db_schema: str) -> None:
     own, _inherited = _items(db_schema)
     heads = repo.pending_heads(["s"], 10, datetime.now(UTC) + timedelta(seconds=1))
-    assert [row["id"] for row in heads] == [own]  # the other one is QUEUED
+    assert [row.id for row in heads] == [own]  # the other one is QUEUED
     expected = {key: OWN[key] for key in ("model", "prompt", "params")}
     assert _settings(heads[0], ("model", "prompt", "params")) == expected

@@ -250,7 +250,7 @@ def test_job_status_and_counters_follow_items(db_schema: str, repo: Repository) 
             (status, item_id),
         )
     changed = repo.refresh_recent_jobs(since)
-    assert [r["status"] for r in changed] == ["DONE"]
+    assert [r.status for r in changed] == ["DONE"]
     assert sql(db_schema, job, (ids[0],)) == [("DONE", 4, 2, 1, 1)]
     assert repo.refresh_recent_jobs(since) == []  # nothing changed: nothing written
     repo.refresh_active_jobs()

@@ -98,12 +98,12 @@ def test_build_info_and_the_user_agent_name_the_same_version() -> None:
 
 
 def test_metering_counts_queued_and_validation_failures_by_model() -> None:
-    rows = [{"id": 1, "model": MODEL}, {"id": 2, "model": "not/allowed"}]
+    models = {1: MODEL, 2: "not/allowed"}
     queued = value("imageopt_item_transitions_total", model=MODEL, from_status="PENDING",
                    to_status="QUEUED")  # fmt: skip
     failed = value("imageopt_item_transitions_total", model="other", from_status="PENDING",
                    to_status="FAILED")  # fmt: skip
-    metrics.metered(rows, [1], [(2, "unknown_model")], [2])
+    metrics.metered(models, [1], [(2, "unknown_model")], [2])
     assert value("imageopt_item_transitions_total", model=MODEL, from_status="PENDING",
                  to_status="QUEUED") == queued + 1  # fmt: skip
     assert value("imageopt_item_transitions_total", model="other", from_status="PENDING",

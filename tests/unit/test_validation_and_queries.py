@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -10,13 +11,17 @@ from pipeline.allowlist import build_allowlist
 from pipeline.errors import InvalidSourceUrl
 from pipeline.fetch import check_source_url as check_fetchable_url
 from pipeline.queries import load_queries, parse_queries
+from pipeline.rows import PendingItem
 from pipeline.validation import check_source_url, validate_item
 
 ALLOWLIST = build_allowlist("1:1")
 
 
-def _row(**overrides: Any) -> dict[str, Any]:
+def _row(**overrides: Any) -> PendingItem:
     row: dict[str, Any] = {
+        "id": 1,
+        "job_id": 1,
+        "created_at": datetime(2026, 1, 1, tzinfo=UTC),
         "store_id": "s1",
         "priority": 0,
         "source_url": "https://example.com/a.jpg",
@@ -25,7 +30,7 @@ def _row(**overrides: Any) -> dict[str, Any]:
         "params": {},
     }
     row.update(overrides)
-    return row
+    return PendingItem.from_row(row)
 
 
 @pytest.mark.parametrize(
