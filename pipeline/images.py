@@ -39,6 +39,10 @@ Pillow's global state is left alone: ``ImageFile.LOAD_TRUNCATED_IMAGES`` must st
 (a :class:`~pipeline.errors.ConfigurationError` is raised otherwise, since truncation would go
 undetected), and ``Image.MAX_IMAGE_PIXELS`` keeps its default as a second line of defence;
 our own, per-call pixel limit is checked against the header before any pixel is decoded.
+
+Size: the one table of image formats and every rule that reads pixels on the way in and out
+(sniffing, decoding under caps, orientation, colour, modes, encoding); they share the caps and
+the table, and each is a short pure function.
 """
 
 from __future__ import annotations

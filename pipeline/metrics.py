@@ -17,6 +17,10 @@ Processes and how their metrics are served (see ``docs/OBSERVABILITY.md``):
   :class:`BacklogCollector` (queue depth by status, stores with pending work, top-N stores and
   broker queue lengths, from the leader's last snapshot);
 * the api renders whatever its process holds with :func:`render_latest`.
+
+Size: every metric definition of every process kind in one place (so names, labels and
+buckets are reviewed together and the dashboards have one source), plus the two scrape-time
+collectors.
 """
 
 from __future__ import annotations

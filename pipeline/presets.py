@@ -32,6 +32,9 @@ What every preset does (documented in docs/FEATURES.md):
 * **Resampling**: Lanczos (Pillow ``LANCZOS`` with ``reducing_gap=3.0``).
 * **Encoders**: JPEG progressive, optimized Huffman tables, 4:2:0; WebP ``method=4``;
   PNG ``compress_level=6``.
+
+Size: the preset model (validation of a spec, the built-ins, the store's custom presets) and
+the one function that applies it, which the size preview and the polling worker both use.
 """
 
 from __future__ import annotations

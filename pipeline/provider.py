@@ -15,6 +15,9 @@ Error mapping (every httpx exception is translated here, ``raise ... from exc``)
 
 The API token is sent only to the API's own origin (never to output download hosts) and is
 redacted from every message this module builds, even when the provider echoes it back.
+
+Size: one client of one HTTP API (create, get, cancel, list, download) with its error table,
+its token redaction and its response parsing; each call is short, the shared parts are most of it.
 """
 
 from __future__ import annotations

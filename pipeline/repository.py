@@ -2,6 +2,10 @@
 
 psycopg errors are translated here into :class:`pipeline.errors.DatabaseUnavailable`, so callers
 never see a driver exception.
+
+Size: by design the one module that names queries (procrastinate's manager does the same), so
+it grows with ``queries.sql``; each method is a thin, typed wrapper of one named query, grouped
+by subject below.
 """
 
 from __future__ import annotations

@@ -18,6 +18,9 @@ urllib3 connection pool with bounded size and explicit connect/read timeouts).
 
 The bucket is private: :meth:`ObjectStorage.ensure_bucket` removes any bucket policy, and
 readers outside the pipeline (the provider, upstream systems) get presigned GET URLs.
+
+Size: one client of one S3 bucket (put, get capped, stream, stat, list, delete one and in
+batches, presign, bucket policy) with its error table; each method is short.
 """
 
 from __future__ import annotations
