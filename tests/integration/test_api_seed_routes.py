@@ -124,9 +124,7 @@ def test_generate_takes_steps_and_model_parameters_as_fields(
     with visitor(quick_api) as client:
         accepted = generate(client, photo, steps="20", **sdxl)
         assert accepted.status_code == 202, accepted.text
-        assert _job_params(schema, accepted.json()["data"]["jobId"]) == {
-            "num_inference_steps": 20
-        }
+        assert _job_params(schema, accepted.json()["data"]["jobId"]) == {"num_inference_steps": 20}
         over = generate(client, photo, steps="21", **sdxl)
         assert over.status_code == 400
         assert over.json()["error"]["details"] == {"field": "steps"}
