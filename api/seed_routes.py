@@ -112,20 +112,23 @@ def generate_fields(ctx: ApiContext, fields: Mapping[str, Any]) -> jobs.JobReque
 
 async def _wait_final(
     ctx: ApiContext, request: Request, job_id: int, wait_seconds: float
-) -> dict[str, Any] | None:
-    """The job's item once it is final, or None when the wait ran out, the client left or
-    Postgres stopped answering (the job goes on either way)."""
+) -> tuple[dict[str, Any] | None, bool]:
+    """The job's item as last read, and whether it is final: the wait ends when it is, when
+    ``wait_seconds`` ran out, when the client left, or when Postgres stopped answering (the
+    job goes on in every case)."""
     deadline = time.monotonic() + wait_seconds
+    item: dict[str, Any] | None = None
     while True:
         try:
             rows = await blocking(ctx.repo.api_job_items, job_id)
         except PipelineError:
-            return None
-        if rows and rows[0]["status"] in FINAL_STATUSES:
-            return dict(rows[0])
+            return item, False
+        item = dict(rows[0]) if rows else item
+        if item is not None and item["status"] in FINAL_STATUSES:
+            return item, True
         left = deadline - time.monotonic()
         if left <= 0 or await request.is_disconnected():
-            return None
+            return item, False
         await asyncio.sleep(min(GENERATE_POLL_SECONDS, left))
 
 
@@ -146,20 +149,27 @@ async def generate(request: Request) -> Response:
         request, read_fields=generate_fields, multipart_only=True, max_files=1
     )
     ctx, job_id = accepted.ctx, accepted.job_id
-    item = await _wait_final(ctx, request, job_id, ctx.settings.api_generate_wait_seconds)
-    response = await _generate_answer(ctx, request, accepted, item)
+    wait = ctx.settings.api_generate_wait_seconds
+    item, final = await _wait_final(ctx, request, job_id, wait)
+    response = await _generate_answer(ctx, request, accepted, item, final=final)
     if accepted.token is not None:
         ctx.set_guest_cookie(request, response, accepted.token)
     return response
 
 
 async def _generate_answer(
-    ctx: ApiContext, request: Request, accepted: jobs.Accepted, item: dict[str, Any] | None
+    ctx: ApiContext,
+    request: Request,
+    accepted: jobs.Accepted,
+    item: dict[str, Any] | None,
+    *,
+    final: bool,
 ) -> Response:
     job_id = accepted.job_id
-    if item is None:
+    if item is None or not final:
         url = str(request.url_for("seed_job", job_id=job_id))
-        return ok({"jobId": job_id, "status": "PROCESSING", "jobUrl": url},
+        status = item["status"] if item is not None else "PENDING"
+        return ok({"jobId": job_id, "status": status, "jobUrl": url},
                   status=202, headers={"Location": url})  # fmt: skip
     item_id = int(item["id"])
     details = {"jobId": job_id, "itemId": item_id, "errorCode": item.get("error_code")}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -197,3 +198,26 @@ def test_seed_job_routes_create_read_and_cancel_the_owners_job(
         canceled = client.post(f"/api/ai-image/jobs/{job_id}/cancel")
         assert canceled.status_code == 200
         assert canceled.json()["data"]["canceled"] == 1
+
+
+def test_concurrent_generates_of_one_guest_stay_within_its_quota(
+    pipeline_env: dict[str, str], photo: bytes
+) -> None:
+    env = {
+        **pipeline_env, **HIGH_LIMITS,
+        "IMAGEOPT_API_GENERATE_WAIT_SECONDS": "0.2",
+        "IMAGEOPT_API_GUEST_DAILY_ITEMS": "3",
+    }  # fmt: skip
+    with run_api(settings_from(env)) as base, visitor(base) as client:
+        cookies = dict(client.cookies)
+        headers = dict(client.headers)
+
+        def one(_: int) -> int:
+            with httpx.Client(base_url=base, timeout=60, cookies=cookies, headers=headers) as c:
+                return generate(c, photo).status_code
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            statuses = sorted(pool.map(one, range(8)))
+        used = client.get("/api/ai-image/usage").json()["data"]["usage"]["used"]
+    assert statuses == [202] * 3 + [429] * 5
+    assert used == 3
