@@ -34,7 +34,7 @@ from starlette.routing import Route
 
 from api import catalog, files, jobs
 from api.context import ApiContext, blocking
-from api.envelope import ApiError, ok, validation_error
+from api.envelope import ApiError, error_response, ok, validation_error
 from pipeline.errors import NotJson, PipelineError, public_message
 from pipeline.models import ModelSpec
 from pipeline.validation import check_text, parse_json
@@ -151,7 +151,10 @@ async def generate(request: Request) -> Response:
     ctx, job_id = accepted.ctx, accepted.job_id
     wait = ctx.settings.api_generate_wait_seconds
     item, final = await _wait_final(ctx, request, job_id, wait)
-    response = await _generate_answer(ctx, request, accepted, item, final=final)
+    try:
+        response: Response = await _generate_answer(ctx, request, accepted, item, final=final)
+    except ApiError as exc:  # the job exists: a new guest still gets its cookie to look at it
+        response = error_response(exc)
     if accepted.token is not None:
         ctx.set_guest_cookie(request, response, accepted.token)
     return response

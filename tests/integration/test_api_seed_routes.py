@@ -221,3 +221,18 @@ def test_concurrent_generates_of_one_guest_stay_within_its_quota(
         used = client.get("/api/ai-image/usage").json()["data"]["usage"]["used"]
     assert statuses == [202] * 3 + [429] * 5
     assert used == 3
+
+
+def test_a_generation_that_fails_is_a_502_naming_its_code_and_job(
+    pipeline_env: dict[str, str], photo: bytes, tmp_path: Path
+) -> None:
+    env = {**pipeline_env, **HIGH_LIMITS, "IMAGEOPT_API_GENERATE_WAIT_SECONDS": "60"}
+    with run_stack(env, tmp_path / "logs", failure_rate=1.0) as base, visitor(base) as client:
+        response = generate(client, photo)
+        assert response.status_code == 502, response.text
+        error = response.json()["error"]
+        assert error["type"] == "generation_failed"
+        assert error["details"]["errorCode"] == "prediction_failed"
+        assert error["message"] == "the model failed on this image"
+        job = client.get(f"/api/ai-image/jobs/{error['details']['jobId']}").json()["data"]
+        assert job["items"][0]["status"] == "FAILED"

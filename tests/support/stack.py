@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from devstack.emulator import run_emulator
 from devstack.processes import ProcessGroup
@@ -17,15 +18,16 @@ TOKEN = "r8_stack-test-token-41d2"
 
 
 @contextlib.contextmanager
-def run_stack(env: Mapping[str, str], log_dir: Path) -> Iterator[str]:
+def run_stack(env: Mapping[str, str], log_dir: Path, **emulator: Any) -> Iterator[str]:
     """Serve the api (yields ``http://127.0.0.1:PORT``) in front of a scheduler, a worker
     group (create and poll queues) and the emulator, with ``env`` (a test's
-    ``pipeline_env`` plus any settings); everything is stopped on exit.
+    ``pipeline_env`` plus any settings); everything is stopped on exit. ``emulator``: knobs
+    of :class:`EmulatorConfig` (``failure_rate=1.0``).
 
     Raises:
         RuntimeError: a server did not start in time.
     """
-    config = EmulatorConfig(latency_min=0.05, latency_max=0.2, token=TOKEN)
+    config = EmulatorConfig(**{"latency_min": 0.05, "latency_max": 0.2, **emulator, "token": TOKEN})
     with run_emulator(config) as emulator_url:
         full = {
             **env,
