@@ -9,10 +9,11 @@ P95 < 3 s, error rate < 1 %), served on the api's ``/metrics``.
 * ``imageopt_api_database_up``: 1 when this process reached Postgres at the last scrape
   (:func:`probe_database`), else 0.
 
-Labels stay bounded whatever callers send: ``route`` is the route template of
-:func:`api.accesslog.route_template` (``/api/jobs/{job_id}``, or ``<unmatched>`` for any path
-no route takes), ``method`` one of :data:`METHODS` or ``OTHER``, ``status_class`` ``1xx`` ..
-``5xx``. A request the app fails before answering counts as ``5xx`` (what Starlette's
+Labels stay bounded whatever callers send: ``route`` is the route template the access log
+computed (:func:`api.accesslog.route_template`, left in the scope's state):
+``/api/jobs/{job_id}``, or ``<unmatched>`` for any path no route takes; ``method`` is one of
+:data:`METHODS` or ``OTHER``; ``status_class`` ``1xx`` .. ``5xx``. A request the app fails
+before answering counts as ``5xx`` (what Starlette's
 outermost error handler then sends).
 """
 
@@ -28,7 +29,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.accesslog import route_template
+from api.accesslog import ROUTE_STATE_KEY, route_template
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 """Methods counted under their own name; anything else is ``OTHER``."""
@@ -100,7 +101,8 @@ class HttpMetricsMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        route = route_template(self.routes, scope)
+        state = scope.get("state") or {}
+        route = state.get(ROUTE_STATE_KEY) or route_template(self.routes, scope)
         method = method_label(scope["method"])
         answered = False
 
