@@ -41,6 +41,8 @@ REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 starting with a letter or digit. Anything else (spaces, quotes, control or non-ASCII
 characters, an overlong value, the header sent twice) is replaced, so a caller cannot forge
 log content or blow up its size."""
+ROUTE_STATE_KEY = "route_template"
+"""Where the request's route template is left in ``scope["state"]`` for inner middleware."""
 UNMATCHED_ROUTE = "<unmatched>"
 """``route`` of a request that no route matches (a 404, or a redirect to the slash variant)."""
 
@@ -95,7 +97,9 @@ class AccessLogMiddleware:
         started = time.perf_counter()
         request_id = request_id_from(scope)
         route = route_template(self.routes, scope)
-        scope.setdefault("state", {})["request_id"] = request_id  # request.state.request_id
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id  # request.state.request_id
+        state[ROUTE_STATE_KEY] = route  # the request metrics (api/http_metrics.py) reuse it
         # Bound for the rest of this request's task, not reset on the way out: the ASGI server
         # runs each request in a task of its own, and an error that escapes every middleware is
         # logged by Starlette's outermost ServerErrorMiddleware after this one has returned.

@@ -4,10 +4,11 @@
 ``serve(settings, host, port)`` runs it under uvicorn (``imageopt api``) with
 :func:`uvicorn_options`.
 
-Middleware, outermost first: the access log and request ids (:mod:`api.accesslog`);
-security headers on every response; the schema gate (503 "run ``imageopt migrate``" while the
-schema lacks migrations); the body-size bound; the input guard (malformed query parameters and
-JSON bodies are a 400 naming the field); the CSRF/Origin check. Errors become the envelope
+Middleware, outermost first: the access log and request ids (:mod:`api.accesslog`); request
+counts and latencies by route (:mod:`api.http_metrics`); security headers on every response;
+the schema gate (503 "run ``imageopt migrate``" while the schema lacks migrations); the
+body-size bound; the input guard (malformed query parameters and JSON bodies are a 400 naming
+the field); the CSRF/Origin check. Errors become the envelope
 (:mod:`api.envelope`).
 """
 
@@ -28,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
-from api import catalog, console, files, imaging, jobs, ops
+from api import catalog, console, files, imaging, jobs, ops, seed_routes
 from api.accesslog import AccessLogMiddleware
 from api.context import ApiContext, build_context
 from api.envelope import (
@@ -39,6 +40,7 @@ from api.envelope import (
     internal_error_handler,
     malformed_input_handler,
 )
+from api.http_metrics import HttpMetricsMiddleware, probe_database
 from api.input_guard import InputGuardMiddleware
 from api.schema_gate import SchemaGateMiddleware
 from api.security import BodyLimitMiddleware, CsrfMiddleware, SecurityHeadersMiddleware
@@ -67,7 +69,11 @@ async def openapi(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    """``GET /metrics``: this process's Prometheus metrics (text exposition format)."""
+    """``GET /metrics``: this process's Prometheus metrics (text exposition format), with
+    Postgres pinged first (``imageopt_api_database_up``)."""
+    ctx: ApiContext | None = getattr(request.app.state, "ctx", None)
+    if ctx is not None:
+        await probe_database(ctx.repo.api_ping)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -118,6 +124,7 @@ def create_app(
         *jobs.ROUTES,
         *imaging.ROUTES,
         *files.ROUTES,
+        *seed_routes.ROUTES,
         *console.ROUTES,
         Route("/metrics", metrics, methods=["GET"]),
     ]
@@ -125,6 +132,7 @@ def create_app(
         routes=routes,
         middleware=[
             Middleware(AccessLogMiddleware, routes=routes),
+            Middleware(HttpMetricsMiddleware, routes=routes),
             Middleware(SecurityHeadersMiddleware),
             Middleware(SchemaGateMiddleware),
             Middleware(BodyLimitMiddleware, max_bytes=max_body),

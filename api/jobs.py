@@ -8,7 +8,7 @@ import functools
 import io
 import json
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -185,10 +185,19 @@ async def read_image(ctx: ApiContext, upload: UploadFile, index: int) -> tuple[s
     return name, data, content_type
 
 
+FieldsReader = Callable[[ApiContext, Mapping[str, Any]], JobRequest]
+"""Turns a request's text fields into a :class:`JobRequest` (raises :class:`ApiError`)."""
+
+
 async def _multipart_items(
-    ctx: ApiContext, request: Request, caller: Caller, quotas: ApiQuotas
+    ctx: ApiContext,
+    request: Request,
+    caller: Caller,
+    quotas: ApiQuotas,
+    *,
+    read_fields: FieldsReader,
+    max_files: int,
 ) -> Submission:
-    max_files = ctx.settings.api_max_files_per_job
     try:
         form = await request.form(max_files=max_files, max_fields=MAX_FORM_FIELDS)
     except (HTTPException, MultiPartException) as exc:
@@ -198,7 +207,7 @@ async def _multipart_items(
         ) from exc  # fmt: skip
     try:
         fields = {k: v for k, v in form.multi_items() if isinstance(v, str)}
-        job = _job_request(ctx, fields)
+        job = read_fields(ctx, fields)
         files = [v for k, v in form.multi_items() if k == "image" and isinstance(v, UploadFile)]
         if not files:
             raise validation_error("image", "add at least one image file (field image)")
@@ -282,20 +291,50 @@ def _json_item(ctx: ApiContext, job: JobRequest, index: int, raw: Any) -> dict[s
 
 
 # --- routes ----------------------------------------------------------------------------------
-async def create_job(request: Request) -> Response:
-    """``POST /api/jobs``: multipart (``image`` files) or JSON (``items[].sourceUrl``)."""
+@dataclass(frozen=True)
+class Accepted:
+    """A job a request created: who asked (``token``: a new guest's cookie, to set) and its id."""
+
+    ctx: ApiContext
+    caller: Caller
+    token: str | None
+    job_id: int
+
+
+async def accept_job(
+    request: Request,
+    *,
+    read_fields: FieldsReader = _job_request,
+    multipart_only: bool = False,
+    max_files: int | None = None,
+) -> Accepted:
+    """Authenticate (or start a guest), throttle, check quotas, store uploads and insert the
+    job: the one path every creating route takes (``POST /api/jobs``, the seed's
+    ``/api/ai-image/jobs`` and ``/api/ai-image/generate``).
+
+    Args:
+        request: a multipart (``image`` files) or, unless ``multipart_only``, JSON request.
+        read_fields: reads the text fields of a multipart body.
+        multipart_only: refuse JSON bodies (415).
+        max_files: most ``image`` files (default ``IMAGEOPT_API_MAX_FILES_PER_JOB``).
+
+    Raises:
+        ApiError: 400/413/415 for the input, 401, 429 for throttles and quotas.
+    """
     admission = await admit(request, guest="new", create=True)
     ctx, caller, token = admission.ctx, admission.caller, admission.guest_token
     quotas = ctx.quotas(caller, request)
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    files = max_files or ctx.settings.api_max_files_per_job
     if media_type == "multipart/form-data":
-        submission = await _multipart_items(ctx, request, caller, quotas)
-    elif media_type in _JSON_TYPES:
+        submission = await _multipart_items(
+            ctx, request, caller, quotas, read_fields=read_fields, max_files=files
+        )
+    elif media_type in _JSON_TYPES and not multipart_only:
         submission = await _json_items(ctx, request, quotas)
     else:
-        raise ApiError(
-            415, "unsupported_media_type", "send multipart/form-data or application/json"
-        )
+        wanted = "multipart/form-data" if multipart_only else "multipart/form-data or JSON"
+        raise ApiError(415, "unsupported_media_type", f"send {wanted}")
     try:
         job_id = await _insert(ctx, caller, quotas, submission)
     except ApiError:  # refused before anything was written; never after a commit
@@ -303,10 +342,17 @@ async def create_job(request: Request) -> Response:
         raise
     log.info("api_job_created", job_id=job_id, store_id=caller.store_id,
              owner_type=caller.owner_type, items=len(submission.items))  # fmt: skip
+    return Accepted(ctx, caller, token, job_id)
+
+
+async def create_job(request: Request) -> Response:
+    """``POST /api/jobs``: multipart (``image`` files) or JSON (``items[].sourceUrl``)."""
+    accepted = await accept_job(request)
+    ctx, job_id = accepted.ctx, accepted.job_id
     view = await blocking(_job_view, ctx, job_id)
     response = ok(view, status=201, headers={"Location": f"/api/jobs/{job_id}"})
-    if token is not None:
-        ctx.set_guest_cookie(request, response, token)
+    if accepted.token is not None:
+        ctx.set_guest_cookie(request, response, accepted.token)
     return response
 
 

@@ -197,6 +197,12 @@ class Settings(BaseSettings):
     ingress controller's pod network). Only a peer listed here may set the client address and
     scheme with ``X-Forwarded-For`` / ``X-Forwarded-Proto``; empty (default) = no proxy is
     trusted and the client is the TCP peer. Per-address limits count against that client."""
+    api_generate_wait_seconds: float = Field(
+        25.0, ge=0.0, le=300.0, validation_alias="IMAGEOPT_API_GENERATE_WAIT_SECONDS"
+    )
+    """How long ``POST /api/ai-image/generate`` waits for its item to finish before answering
+    202 with the job's URL (seconds). 25 s stays under the 30 s a proxy or browser commonly
+    gives a request, and covers a typical model run of a few seconds plus the queue."""
     api_queue_healthy_max: int = Field(500, validation_alias="IMAGEOPT_API_QUEUE_HEALTHY_MAX")
     """Stats endpoint: queue healthy below this many waiting items (seed 003: < 500)."""
     api_rpm_healthy_max_percent: float = Field(

@@ -38,15 +38,19 @@ LIMITS = {
     "IMAGEOPT_API_RATE_PER_MINUTE": "100000",
     "IMAGEOPT_API_CREATE_RATE_PER_MINUTE": "100000",
 }
+_JOB_JSON = {
+    "model": "nightmareai/real-esrgan",
+    "items": [{"sourceUrl": "https://example.com/a.jpg"}],
+}
 BASE_JSON: dict[tuple[str, str], dict[str, Any]] = {
-    ("POST", "/api/jobs"): {
-        "model": "nightmareai/real-esrgan",
-        "items": [{"sourceUrl": "https://example.com/a.jpg"}],
-    },
+    ("POST", "/api/jobs"): _JOB_JSON,
+    ("POST", "/api/ai-image/jobs"): _JOB_JSON,
 }
 """A valid body per JSON operation: the hostile value is the only thing wrong with it."""
 BASE_FORM: dict[tuple[str, str], dict[str, str]] = {
     ("POST", "/api/jobs"): {"model": "nightmareai/real-esrgan"},
+    ("POST", "/api/ai-image/jobs"): {"model": "nightmareai/real-esrgan"},
+    ("POST", "/api/ai-image/generate"): {"model": "nightmareai/real-esrgan"},
     ("POST", "/api/preview"): {"preset": "web-2048"},
     ("POST", "/api/analyze"): {},
 }
@@ -274,6 +278,12 @@ def _stored_rows(schema: str) -> tuple[int, int]:
 def test_the_document_gives_targets_of_every_kind() -> None:
     kinds = {t.kind for t in TARGETS}
     assert kinds == {"json", "form", "query", "path"}
+    seed_paths = {t.path for t in TARGETS if t.path.startswith(("/api/ai-image/", "/r2-ai/"))}
+    assert seed_paths == {
+        "/api/ai-image/generate", "/api/ai-image/usage", "/api/ai-image/jobs",
+        "/api/ai-image/jobs/{jobId}", "/api/ai-image/jobs/{jobId}/cancel",
+        "/r2-ai/results/{itemId}", "/r2-ai/uploads/{itemId}",
+    }  # fmt: skip
     fields = {t.field for t in TARGETS if t.kind == "json"}
     assert {"body", "prompt", "params", "items[0].sourceUrl", "items[0].prompt"} <= fields
 

@@ -11,6 +11,7 @@ import yaml
 from prometheus_client import REGISTRY
 from prometheus_client.core import Metric
 
+from api import http_metrics  # noqa: F401 - registers the api's metrics
 from pipeline import metrics
 from tests.support.observability import (
     DRAMATIQ_METRICS,
@@ -68,9 +69,9 @@ def _datasource_uid() -> str:
     return str(source["uid"])
 
 
-def test_there_are_an_overview_and_a_workers_dashboard_with_unique_uids() -> None:
+def test_there_are_overview_workers_and_api_dashboards_with_unique_uids() -> None:
     uids = [d["uid"] for d in DASHBOARDS.values()]
-    assert sorted(uids) == ["imageopt-overview", "imageopt-workers"]
+    assert sorted(uids) == ["imageopt-api", "imageopt-overview", "imageopt-workers"]
     assert all(d["title"] and d["schemaVersion"] for d in DASHBOARDS.values())
 
 
