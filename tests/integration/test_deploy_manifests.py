@@ -30,7 +30,7 @@ import pytest
 import yaml  # type: ignore[import-untyped]  # types-PyYAML is not a dev dependency
 
 from pipeline.config import Settings
-from pipeline.taskqueue import CREATE_QUEUE, POLL_QUEUE
+from pipeline.taskqueue import CREATE_QUEUE, POLL_QUEUE, build_broker
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "deploy" / "compose" / "compose.yaml"
@@ -371,8 +371,92 @@ def test_every_long_running_pod_has_probes_resources_and_a_scrape_annotation(
             assert {"cpu", "memory"} <= set(container["resources"]["limits"])
             assert container["securityContext"]["readOnlyRootFilesystem"] is True
         assert template["spec"]["securityContext"]["runAsNonRoot"] is True
-    job = _named(production, "Job", "imageopt-migrate")
-    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["migrate"]
+    assert not list(_of_kind(production, "Job"))  # nothing to delete by hand before an apply
+
+
+def test_every_pod_migrates_first_in_an_init_container_of_its_own_release(
+    production: list[dict[str, Any]],
+) -> None:
+    for deployment in _of_kind(production, "Deployment"):
+        spec = deployment["spec"]["template"]["spec"]
+        (init,) = spec["initContainers"]
+        assert init["args"] == ["migrate"]
+        assert init["image"] == spec["containers"][0]["image"]  # the same release
+        assert init["image"].startswith("registry.example.com/")  # the overlay's image applies
+        assert init["envFrom"] == spec["containers"][0]["envFrom"]  # hashed names rewritten
+        assert init["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def _overlay_copy(tmp_path: Path, config_lines: str) -> Path:
+    """A copy of the k8s tree whose production overlay has ``config_lines`` added to its
+    config.env (and the example secrets)."""
+    copy = tmp_path / "k8s"
+    shutil.copytree(K8S, copy, ignore=shutil.ignore_patterns("secrets.env"))
+    overlay = copy / "overlays" / "production"
+    shutil.copy(overlay / "secrets.env.example", overlay / "secrets.env")
+    with (overlay / "config.env").open("a") as config:
+        config.write(config_lines)
+    return overlay
+
+
+def _validate_all(docs: list[dict[str, Any]]) -> None:
+    for doc in docs:
+        if doc["apiVersion"].startswith("keda.sh/"):
+            model = _keda_model(doc["kind"]).model_validate(doc)
+            assert _prune(model.model_dump(by_alias=True, exclude_none=True)) == doc
+        else:
+            kubernetes_validate.validate(doc, K8S_VERSIONS[-1], strict=True)
+
+
+def test_a_changed_redis_namespace_and_ports_reach_the_keda_trigger_and_the_pods(
+    tmp_path: Path,
+) -> None:
+    overlay = _overlay_copy(
+        tmp_path,
+        "IMAGEOPT_REDIS_NAMESPACE=shop-eu-2\n"
+        "IMAGEOPT_API_PORT=8181\n"
+        "IMAGEOPT_SCHEDULER_METRICS_PORT=9290\n"
+        "IMAGEOPT_WORKER_METRICS_PORT=9291\n",
+    )
+    docs = _kustomize(overlay)
+    _validate_all(docs)
+    # The list the workers' broker really uses for that namespace (pipeline/taskqueue.py).
+    broker_namespace = build_broker("redis://127.0.0.1:1/0", "shop-eu-2").namespace
+    for deployment, queue in (
+        ("imageopt-worker-create", CREATE_QUEUE),
+        ("imageopt-worker-poll", POLL_QUEUE),
+    ):
+        scaled = next(
+            doc
+            for doc in _of_kind(docs, "ScaledObject")
+            if doc["spec"]["scaleTargetRef"]["name"] == deployment
+        )
+        assert scaled["spec"]["triggers"][0]["metadata"]["listName"] == (
+            f"{broker_namespace}:{queue}"
+        )
+    for name, port in (
+        ("imageopt-api", 8181),
+        ("imageopt-scheduler", 9290),
+        ("imageopt-worker-create", 9291),
+        ("imageopt-worker-poll", 9291),
+    ):
+        template = _named(docs, "Deployment", name)["spec"]["template"]
+        assert template["spec"]["containers"][0]["ports"][0]["containerPort"] == port
+        assert template["metadata"]["annotations"]["prometheus.io/port"] == str(port)
+
+
+def test_liveness_and_readiness_ask_the_work_loop_not_the_metrics_endpoint(
+    production: list[dict[str, Any]],
+) -> None:
+    for deployment in _of_kind(production, "Deployment"):
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
+        assert container["startupProbe"]["httpGet"]["path"] == "/livez"
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    config = _config_data(production)
+    for setting in ("IMAGEOPT_SCHEDULER_LIVENESS_SECONDS", "IMAGEOPT_WORKER_LIVENESS_SECONDS",
+                    "IMAGEOPT_WORKER_STALL_SECONDS", "IMAGEOPT_API_LIVENESS_SECONDS"):  # fmt: skip
+        assert float(config[setting]) > 0
 
 
 # ----------------------------------------------------------------------------- settings
