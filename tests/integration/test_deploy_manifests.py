@@ -46,6 +46,8 @@ SECRETS = {
     "GRAFANA_ADMIN_PASSWORD": "grafana-test-password",
 }
 K8S_VERSIONS = ("1.30.0", "1.37.0")
+CRD_GROUPS = ("keda.sh/", "monitoring.coreos.com/")
+"""Custom resources: validated against models generated from their CRDs, not Kubernetes'."""
 
 
 def _aliases() -> list[str]:
@@ -244,7 +246,7 @@ def test_every_kubernetes_object_validates_against_the_kubernetes_schemas(
 ) -> None:
     checked = 0
     for doc in [*base, *production]:
-        if doc["apiVersion"].startswith("keda.sh/"):
+        if doc["apiVersion"].startswith(CRD_GROUPS):
             continue
         kubernetes_validate.validate(doc, version, strict=True)
         checked += 1
@@ -401,8 +403,8 @@ def _overlay_copy(tmp_path: Path, config_lines: str) -> Path:
 
 def _validate_all(docs: list[dict[str, Any]]) -> None:
     for doc in docs:
-        if doc["apiVersion"].startswith("keda.sh/"):
-            model = _keda_model(doc["kind"]).model_validate(doc)
+        if doc["apiVersion"].startswith(CRD_GROUPS):
+            model = _crd_model(doc).model_validate(doc)
             assert _prune(model.model_dump(by_alias=True, exclude_none=True)) == doc
         else:
             kubernetes_validate.validate(doc, K8S_VERSIONS[-1], strict=True)
@@ -457,6 +459,91 @@ def test_liveness_and_readiness_ask_the_work_loop_not_the_metrics_endpoint(
     for setting in ("IMAGEOPT_SCHEDULER_LIVENESS_SECONDS", "IMAGEOPT_WORKER_LIVENESS_SECONDS",
                     "IMAGEOPT_WORKER_STALL_SECONDS", "IMAGEOPT_API_LIVENESS_SECONDS"):  # fmt: skip
         assert float(config[setting]) > 0
+
+
+def _crd_model(doc: dict[str, Any]) -> Any:
+    if doc["apiVersion"].startswith("keda.sh/"):
+        return _keda_model(doc["kind"])
+    from cloudcoil.models.prometheus_operator import v1
+
+    return getattr(v1, doc["kind"])
+
+
+def test_operator_objects_validate_against_the_prometheus_operator_crd_models(
+    production: list[dict[str, Any]],
+) -> None:
+    monitoring = [d for d in production if d["apiVersion"] == "monitoring.coreos.com/v1"]
+    assert {d["kind"] for d in monitoring} == {"ServiceMonitor", "PrometheusRule"}
+    _validate_all(monitoring)
+    broken = json.loads(json.dumps(_named(production, "ServiceMonitor", "imageopt-api")))
+    broken["spec"]["endpoint"] = broken["spec"].pop("endpoints")  # a misspelt field is caught
+    with pytest.raises((AssertionError, ValueError)):  # pydantic's ValidationError or the trip
+        _validate_all([broken])
+
+
+def test_every_metrics_service_is_scraped_by_a_service_monitor_on_a_port_it_has(
+    production: list[dict[str, Any]],
+) -> None:
+    monitors = list(_of_kind(production, "ServiceMonitor"))
+    for service in _of_kind(production, "Service"):
+        labels = service["metadata"]["labels"]
+        ports = {port["name"] for port in service["spec"]["ports"]}
+        matching = [
+            m
+            for m in monitors
+            if labels.get("app.kubernetes.io/name")
+            == m["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"]
+            and labels.get("app.kubernetes.io/component")
+            in m["spec"]["selector"]["matchExpressions"][0]["values"]
+        ]
+        assert len(matching) == 1, service["metadata"]["name"]
+        assert {e["port"] for e in matching[0]["spec"]["endpoints"]} <= ports
+        assert all(e["path"] == "/metrics" for e in matching[0]["spec"]["endpoints"])
+
+
+def _load_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def test_the_prometheus_rule_is_generated_from_alerts_yml_and_current() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "deploy" / "prometheus" / "build_rules.py"), "--check"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_prometheus_rule_holds_every_alert_with_a_clickable_runbook_url(
+    tmp_path: Path, production: list[dict[str, Any]]
+) -> None:
+    source = _load_yaml(ROOT / "deploy" / "prometheus" / "alerts.yml")
+    base = "https://runbooks.example.org/imageopt/blob/v9.9.9"
+    overlay = _overlay_copy(tmp_path, "")
+    text = (overlay / "kustomization.yaml").read_text()
+    (overlay / "kustomization.yaml").write_text(
+        re.sub(r"RUNBOOK_BASE_URL=\S+", f"RUNBOOK_BASE_URL={base}", text)
+    )
+    docs = _kustomize(overlay)
+    rule = next(_of_kind(docs, "PrometheusRule"))
+    assert not [d for d in docs if d["metadata"]["name"] == "imageopt-monitoring"]  # not deployed
+    assert [g["name"] for g in rule["spec"]["groups"]] == [g["name"] for g in source["groups"]]
+    for built, wanted in zip(rule["spec"]["groups"], source["groups"], strict=True):
+        for got, expected in zip(built["rules"], wanted["rules"], strict=True):
+            relative = expected.get("annotations", {}).get("runbook_url")
+            compared = got
+            if relative is not None:
+                assert got["annotations"]["runbook_url"] == f"{base}/{relative}"
+                compared = {**got, "annotations": {**got["annotations"], "runbook_url": relative}}
+            assert compared == expected
+    # The rules the Operator loads pass promtool's check like alerts.yml does.
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail("promtool is not installed: run `make prometheus-deps`")
+    rules_file = tmp_path / "operator-rules.yml"
+    rules_file.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    check = subprocess.run([promtool, "check", "rules", str(rules_file)],
+                           capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert check.returncode == 0, check.stdout + check.stderr
 
 
 # ----------------------------------------------------------------------------- settings
