@@ -211,6 +211,26 @@ def test_compose_starts_the_app_after_migration_and_healthy_stores(
         assert services[name]["healthcheck"]["test"], name
 
 
+def test_compose_healthchecks_ask_each_process_s_work_loop_on_its_configured_port(
+    compose_config: dict[str, Any],
+) -> None:
+    services = compose_config["services"]
+    for name, port_setting in (
+        ("scheduler", "IMAGEOPT_SCHEDULER_METRICS_PORT"),
+        ("worker-create", "IMAGEOPT_WORKER_METRICS_PORT"),
+        ("worker-poll", "IMAGEOPT_WORKER_METRICS_PORT"),
+        ("api", "IMAGEOPT_API_PORT"),
+    ):
+        env = services[name]["environment"]
+        assert env["IMAGEOPT_HEALTHCHECK_URL"] == f"http://127.0.0.1:{env[port_setting]}/livez"
+    moved = _compose("--profile", "emulator", "config", "--format", "json",
+                     env={**SECRETS, "IMAGEOPT_API_PORT": "8181"})  # fmt: skip
+    assert moved.returncode == 0, moved.stderr
+    api = json.loads(moved.stdout)["services"]["api"]
+    assert api["environment"]["IMAGEOPT_HEALTHCHECK_URL"] == "http://127.0.0.1:8181/livez"
+    assert api["ports"][0]["target"] == 8181
+
+
 def test_compose_runs_the_s3_server_of_local_development_and_makes_its_own_bucket(
     compose_config: dict[str, Any],
 ) -> None:
