@@ -4,7 +4,8 @@ answers; it recovers when the loop runs again.
 
 * scheduler (a real ``imageopt scheduler``): its leader cycle blocks on a Postgres lock that the
   test holds on the items table;
-* worker group (a real ``imageopt worker``): its one dramatiq worker process is SIGSTOPped;
+* worker group (a real ``imageopt worker``): its one dramatiq worker process is SIGSTOPped; or
+  its one worker thread hangs on a source that never answers while its queue holds more;
 * api (uvicorn in a thread): its event loop is blocked by a synchronous sleep.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +27,8 @@ import pytest
 from api import create_app
 from api.app import uvicorn_options
 from devstack.processes import ProcessGroup, free_port, serve_asgi_in_thread
-from tests.conftest import DATABASE_URL, settings_from
+from pipeline.taskqueue import TaskQueue, build_broker
+from tests.conftest import DATABASE_URL, REDIS_URL, settings_from
 
 pytestmark = [pytest.mark.integration]
 
@@ -134,6 +137,61 @@ def test_worker_liveness_fails_while_its_process_is_stopped_and_metrics_still_an
         for pid in stopped:
             os.kill(pid, signal.SIGCONT)
         group.stop_all()
+
+
+def _queued_items(schema: str, url: str, count: int) -> list[int]:
+    """A job of ``count`` QUEUED items whose source is ``url`` (as the scheduler leaves them)."""
+    with psycopg.connect(DATABASE_URL, options=f"-c search_path={schema}") as conn:
+        row = conn.execute(
+            "INSERT INTO image_optimization_jobs (store_id, model, params) "
+            "VALUES ('store-stall', 'nightmareai/real-esrgan', '{\"scale\": 2}') RETURNING id"
+        ).fetchone()
+        assert row is not None
+        return [
+            int(item[0])
+            for item in conn.execute(
+                "INSERT INTO image_optimization_items (job_id, store_id, source_url, status) "
+                "SELECT %s, 'store-stall', %s, 'QUEUED' FROM generate_series(1, %s) "
+                "RETURNING id",
+                (row[0], url, count),
+            ).fetchall()
+        ]
+
+
+def test_worker_liveness_fails_when_it_handles_nothing_while_its_queue_holds_messages(
+    pipeline_env: dict[str, str], tmp_path: Path
+) -> None:
+    port = free_port()
+    env = _env(
+        pipeline_env,
+        tmp_path,
+        IMAGEOPT_WORKER_METRICS_PORT=str(port),
+        IMAGEOPT_WORKER_LIVENESS_SECONDS="30",
+        IMAGEOPT_WORKER_STALL_SECONDS=str(THRESHOLD_SECONDS),
+        IMAGEOPT_FETCH_TIMEOUT_SECONDS="300",
+    )
+    base = f"http://127.0.0.1:{port}"
+    group = ProcessGroup(env=env, log_dir=tmp_path / "logs")
+    # A source that accepts connections and never answers: the one worker thread hangs on it.
+    with socket.create_server(("127.0.0.1", 0), backlog=16) as silent:
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/photo.jpg"
+        items = _queued_items(pipeline_env["IMAGEOPT_DB_SCHEMA"], url, 8)
+        try:
+            group.start("worker", "worker", "--queues", "create", "--processes", "1",
+                        "--threads", "1")  # fmt: skip
+            _wait_for(lambda: _status(f"{base}/livez") == 200, 60, "worker group live")
+            broker = build_broker(REDIS_URL, pipeline_env["IMAGEOPT_REDIS_NAMESPACE"])
+            TaskQueue(broker).send_create(items)  # more than the worker prefetches (2 x 1)
+            _wait_for(
+                lambda: _status(f"{base}/livez") == 503,
+                THRESHOLD_SECONDS + MARGIN_SECONDS,
+                "worker /livez failing on a stall",
+            )
+            body = httpx.get(f"{base}/livez", timeout=2).json()
+            assert "ready, none handled" in body["problems"][0]
+            assert _status(f"{base}/metrics") == 200
+        finally:
+            group.stop_all()
 
 
 class _LoopCapture:
