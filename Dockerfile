@@ -37,7 +37,7 @@ ENV PATH=/opt/imageopt/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     IMAGEOPT_LOG_FORMAT=json \
-    IMAGEOPT_HEALTHCHECK_URL=http://127.0.0.1:8080/healthz
+    IMAGEOPT_HEALTHCHECK_URL=http://127.0.0.1:8080/livez
 RUN groupadd --system --gid 10001 imageopt \
     && useradd --system --uid 10001 --gid imageopt --no-create-home --home-dir /nonexistent \
        --shell /usr/sbin/nologin imageopt

@@ -22,7 +22,7 @@ SERVICES_TRAP := trap 'status=$$?; set +e; $(SERVICES) stop --owner $$$$; \
 	s3=0; services=$$($(SERVICES) start --owner $$$$); eval "$$services"; \
 	if ! scripts/s3-server.sh status >/dev/null 2>&1; then s3=1; scripts/s3-server.sh start; fi
 
-.PHONY: help venv lock services demo test test-fast check fmt schema clean deploy-deps deploy-check prometheus prometheus-deps browser-deps
+.PHONY: help venv lock services demo test test-fast check fmt schema clean deploy-deps deploy-check rules dashboards prometheus prometheus-deps browser-deps
 
 help:
 	@echo "make demo [IMAGES=DIR]   run the main job on DIR/<store>/<images> and print a summary"
@@ -32,6 +32,8 @@ help:
 	@echo "make services            which Postgres and Redis demo/test would use (docs/LOCAL_SERVICES.md)"
 	@echo "make lock [UPGRADE=1]    rewrite the lock files from pyproject.toml"
 	@echo "make schema              rewrite pipeline/sql/schema.sql from the migrations (docs/UPSTREAM.md)"
+	@echo "make rules               regenerate the Operator's PrometheusRule from deploy/prometheus/alerts.yml"
+	@echo "make dashboards          regenerate grafana/dashboards/*.json from grafana/build.py"
 	@echo "make prometheus          local Prometheus (127.0.0.1:9090) scraping a running demo, with the alert rules"
 
 # Pinned installs: requirements-dev.lock (runtime + dev + faces, with hashes) for the venv and
@@ -100,6 +102,13 @@ deploy-deps: venv
 deploy-check: deploy-deps
 	$(BIN)/hadolint Dockerfile
 	$(BIN)/pytest -q tests/integration/test_deploy_manifests.py
+
+# Generated files, committed and checked by the tests: one source each (docs/OBSERVABILITY.md).
+rules: venv
+	$(BIN)/python deploy/prometheus/build_rules.py
+
+dashboards: venv
+	$(BIN)/python grafana/build.py
 
 # Observability (docs/OBSERVABILITY.md): Debian's prometheus package brings prometheus and
 # promtool (the tests need both). Its service is disabled where systemd runs: `make prometheus`

@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
-from api import catalog, console, files, imaging, jobs, ops, seed_routes
+from api import catalog, console, files, imaging, jobs, liveness, ops, seed_routes
 from api.accesslog import AccessLogMiddleware
 from api.context import ApiContext, build_context
 from api.envelope import (
@@ -42,6 +42,7 @@ from api.envelope import (
 )
 from api.http_metrics import HttpMetricsMiddleware, probe_database
 from api.input_guard import InputGuardMiddleware
+from api.liveness import EventLoopWatch
 from api.schema_gate import SchemaGateMiddleware
 from api.security import BodyLimitMiddleware, CsrfMiddleware, SecurityHeadersMiddleware
 from pipeline.config import Settings
@@ -119,6 +120,7 @@ def create_app(
     origins = [o for o in settings.api_allowed_origins.split(",") if o.strip()]
     routes = [
         *ops.ROUTES,
+        *liveness.ROUTES,
         Route("/api/openapi.yaml", openapi, methods=["GET"]),
         *catalog.ROUTES,
         *jobs.ROUTES,
@@ -131,6 +133,7 @@ def create_app(
     return Starlette(
         routes=routes,
         middleware=[
+            Middleware(EventLoopWatch, threshold=settings.api_liveness_seconds),
             Middleware(AccessLogMiddleware, routes=routes),
             Middleware(HttpMetricsMiddleware, routes=routes),
             Middleware(SecurityHeadersMiddleware),

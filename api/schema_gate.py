@@ -38,7 +38,7 @@ RECHECK_SECONDS = 5.0
 """Least time between two checks of a schema found lacking (seconds); also ``Retry-After``."""
 CHECK_TIMEOUT_SECONDS = 3.0
 """A check that takes longer counts as "cannot tell" (as ``/readyz``'s probe timeout)."""
-PASS_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+PASS_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/metrics"})
 STATS_PATH = "/api/replicate-rate-limiter/stats"
 MESSAGE = "the database schema lacks this release's migrations: run `imageopt migrate`"
 _PAGE = (

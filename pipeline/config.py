@@ -225,6 +225,26 @@ class Settings(BaseSettings):
     metrics_top_stores: int = Field(10, validation_alias="IMAGEOPT_METRICS_TOP_STORES")
     """Stores with the largest backlog exported with a ``store`` label; 0 = none."""
 
+    # --- health probes (pipeline/health.py, docs/DEPLOY.md "Ports and health endpoints") ----
+    scheduler_liveness_seconds: float = Field(
+        60.0, gt=0, validation_alias="IMAGEOPT_SCHEDULER_LIVENESS_SECONDS"
+    )
+    """The scheduler's ``/livez`` fails when its loop (leader cycle or standby retry) has not
+    gone round for this long; ``/readyz`` also fails for this long after a dependency error."""
+    worker_liveness_seconds: float = Field(
+        60.0, gt=0, validation_alias="IMAGEOPT_WORKER_LIVENESS_SECONDS"
+    )
+    """A worker group's ``/livez`` fails when one of its processes has not beaten for this long
+    (a process beats every few seconds while all its consumer and worker threads are alive)."""
+    worker_stall_seconds: float = Field(
+        300.0, gt=0, validation_alias="IMAGEOPT_WORKER_STALL_SECONDS"
+    )
+    """... or has handled no message for this long while its queues hold ready ones. Keep it
+    above the actors' 180 s ``time_limit`` (workers/actors.py)."""
+    api_liveness_seconds: float = Field(5.0, gt=0, validation_alias="IMAGEOPT_API_LIVENESS_SECONDS")
+    """The api's ``/livez`` fails when its event loop was blocked for longer than this within
+    the last three such periods (a fully blocked loop does not answer at all)."""
+
     # --- image features: quotas and retention (pipeline/quotas.py, scheduler/retention.py)
     default_daily_item_quota: int = Field(0, validation_alias="IMAGEOPT_DEFAULT_DAILY_ITEM_QUOTA")
     """Items a store may start per window unless ``image_optimization_stores`` says otherwise;

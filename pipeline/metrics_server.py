@@ -1,5 +1,8 @@
 """Serving ``/metrics``: a thread in the scheduler, a dramatiq fork process per worker group.
 
+Beside ``/metrics`` the same server answers ``/livez`` and ``/readyz`` from the process's work
+loop (:mod:`pipeline.health`), so a probe sees a stuck loop while ``/metrics`` still answers.
+
 Workers: ``imageopt worker`` calls :func:`worker_metrics_env` before it becomes dramatiq, so
 that every worker process (and dramatiq's own Prometheus middleware) writes its samples to one
 directory in prometheus-client's multiprocess mode. :class:`workers.prometheus.
@@ -13,16 +16,22 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 import tempfile
 import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from wsgiref.simple_server import WSGIServer
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import structlog
-from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
+from prometheus_client import REGISTRY, CollectorRegistry, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from pipeline import health
 from pipeline.config import Settings
 from pipeline.logging import setup_logging
 
@@ -53,15 +62,48 @@ class MetricsServer:
         self._thread.join(timeout=5)
 
 
+Probe = Callable[[], health.Verdict]
+"""A health check: called per request, answers 200 (``ok``) or 503 with a JSON body."""
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def _with_probes(metrics_app: WSGIApp, probes: Mapping[str, Probe]) -> WSGIApp:
+    """``probes`` by exact path, everything else to prometheus-client's app."""
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        probe = probes.get(environ.get("PATH_INFO", ""))
+        if probe is None:
+            return metrics_app(environ, start_response)
+        verdict = probe()
+        body = verdict.body()
+        status = "200 OK" if verdict.ok else "503 Service Unavailable"
+        headers = [("Content-Type", "application/json"), ("Cache-Control", "no-store"),
+                   ("Content-Length", str(len(body)))]  # fmt: skip
+        start_response(status, headers)
+        return [body]
+
+    return app
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Probes every few seconds would flood stderr; the access log is not wanted here."""
+
+
 def serve_metrics(
-    host: str, port: int, registry: CollectorRegistry = REGISTRY
+    host: str,
+    port: int,
+    registry: CollectorRegistry = REGISTRY,
+    probes: Mapping[str, Probe] | None = None,
 ) -> MetricsServer | None:
-    """Serve ``registry`` on ``http://host:port/metrics`` from a daemon thread.
+    """Serve ``registry`` on ``http://host:port/metrics`` (and ``probes``) from a daemon thread.
 
     Args:
         host: bind address (``127.0.0.1`` unless a scraper on another host needs it).
         port: TCP port; 0 disables the server.
         registry: what to serve.
+        probes: extra paths (``/livez``, ``/readyz``) answered by health checks.
 
     Returns:
         The server, or None when disabled or when the port could not be bound (logged: a
@@ -69,11 +111,18 @@ def serve_metrics(
     """
     if port <= 0:
         return None
+
+    class Server(ThreadingWSGIServer):
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+    app = _with_probes(make_wsgi_app(registry), probes or {})
     try:
-        server, thread = start_http_server(port, addr=host, registry=registry)
+        server = make_server(host, port, app, Server, handler_class=_QuietHandler)
     except OSError as exc:
         log.warning("metrics_server_failed", host=host, port=port, error=str(exc))
         return None
+    thread = threading.Thread(target=server.serve_forever, daemon=True, name="metrics-server")
+    thread.start()
     log.info("metrics_serving", host=host, port=port)
     return MetricsServer(host, port, server, thread)
 
@@ -151,7 +200,8 @@ def multiprocess_registry() -> CollectorRegistry:
 
 
 def serve_worker_metrics() -> int:
-    """The dramatiq fork process of a worker group: serve its multiprocess samples forever.
+    """The dramatiq fork process of a worker group: serve its multiprocess samples forever,
+    with ``/livez`` and ``/readyz`` from the worker processes' beat files.
 
     Returns:
         1 when the port could not be bound (dramatiq keeps the workers running); otherwise it
@@ -162,8 +212,17 @@ def serve_worker_metrics() -> int:
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         log.warning("worker_metrics_disabled", reason="PROMETHEUS_MULTIPROC_DIR not set")
         return 1
+    directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    limits = health.WorkerThresholds(
+        live=settings.worker_liveness_seconds, stall=settings.worker_stall_seconds
+    )
+
+    def verdicts() -> tuple[health.Verdict, health.Verdict]:
+        return health.worker_verdicts(health.read_worker_beats(directory), time.time(), limits)
+
+    probes = {"/livez": lambda: verdicts()[0], "/readyz": lambda: verdicts()[1]}
     server = serve_metrics(
-        settings.metrics_host, settings.worker_metrics_port, multiprocess_registry()
+        settings.metrics_host, settings.worker_metrics_port, multiprocess_registry(), probes
     )
     if server is None:
         return 1

@@ -17,7 +17,7 @@ import psycopg
 import redis
 import structlog
 
-from pipeline import metrics
+from pipeline import health, metrics
 from pipeline.allowlist import ModelSpec
 from pipeline.controls import CONTROL_INTERVAL_SECONDS, SubmissionsSwitch
 from pipeline.db import connect
@@ -109,6 +109,7 @@ class Scheduler:
         """Run until ``stop`` is set: stand by until leading, then lead until the session dies."""
         lock = LeaderLock(self._config.database_url, self._config.schema)
         while not stop.is_set():
+            health.SCHEDULER_LOOP.beat()  # liveness: the standby's retry goes round too
             retry = self._config.standby_retry
             try:
                 if lock.try_acquire():
@@ -127,10 +128,12 @@ class Scheduler:
                 retry = max(retry, self._config.schema_retry)
             except (psycopg.Error, DatabaseUnavailable) as exc:
                 log.warning("scheduler_database_error", error=type(exc).__name__)
+                health.SCHEDULER_LOOP.fault(type(exc).__name__)
             except (redis.RedisError, PipelineError) as exc:
                 # Redis restarted or unreachable (broker, limiter): Postgres still holds every
                 # item; stand down, retry, and let the rescuer re-send what was lost.
                 log.warning("scheduler_dependency_error", error=type(exc).__name__)
+                health.SCHEDULER_LOOP.fault(type(exc).__name__)
             finally:
                 if self.is_leader:
                     log.info("leader_released", schema=self._config.schema)
@@ -182,8 +185,7 @@ class Scheduler:
                 if not lock.still_leading():
                     log.warning("leader_lost")
                     return
-                self.cycle += 1
-                metrics.SCHEDULER.beat()
+                self._beat()
                 now = self._clock()
                 result = meter.run_once(now)
                 metrics.SCHEDULER.set_paused(result.paused)
@@ -213,6 +215,12 @@ class Scheduler:
             if retention is not None:
                 retention.stop()
             listener.close()
+
+    def _beat(self) -> None:
+        """One leader cycle: counted, exported, and seen by the liveness probe."""
+        self.cycle += 1
+        metrics.SCHEDULER.beat()
+        health.SCHEDULER_LOOP.beat()
 
     def _requeue_unsent(self, rescuer: Rescuer) -> None:
         """On taking the lead: the leader before us may have died between its commit and its

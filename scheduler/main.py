@@ -8,7 +8,7 @@ from types import FrameType
 
 import structlog
 
-from pipeline import metrics
+from pipeline import health, metrics
 from pipeline.config import Settings
 from pipeline.logging import setup_logging
 from pipeline.metrics_server import serve_metrics
@@ -87,7 +87,10 @@ def run(settings: Settings, stop: threading.Event | None = None) -> None:
     metrics.initialize_scheduler_series()
     metrics.register_collectors(metrics.SCHEDULER, metrics.LimiterCollector(
         [create_limiter, read_limiter]))  # fmt: skip
-    server = serve_metrics(settings.metrics_host, settings.scheduler_metrics_port)
+    limit = settings.scheduler_liveness_seconds
+    probes = {"/livez": lambda: health.SCHEDULER_LOOP.liveness(limit),
+              "/readyz": lambda: health.SCHEDULER_LOOP.readiness(limit)}  # fmt: skip
+    server = serve_metrics(settings.metrics_host, settings.scheduler_metrics_port, probes=probes)
     log.info("scheduler_started", schema=settings.db_schema, in_flight_limit=config.in_flight_limit)
     try:
         scheduler.run(stop)

@@ -11,6 +11,7 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import dramatiq
 import structlog
@@ -26,6 +27,7 @@ from pipeline.taskqueue import (
     TaskQueue,
     build_broker,
 )
+from workers.health import WorkerHeartbeat
 from workers.prometheus import WorkerPrometheus
 from workers.services import WorkerServices, worker_services
 
@@ -34,6 +36,8 @@ setup_logging(settings, process="worker")  # again after the fork: plain `dramat
 broker = build_broker(settings.redis_url, settings.redis_namespace)
 if settings.worker_metrics_port and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     broker.add_middleware(WorkerPrometheus())  # set up by `imageopt worker` (docs/OBSERVABILITY.md)
+    beats = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])  # read by the group's /livez
+    broker.add_middleware(WorkerHeartbeat(beats, settings.worker_liveness_seconds / 4))
 dramatiq.set_broker(broker)
 queue = TaskQueue(broker)
 log = structlog.get_logger(__name__)

