@@ -233,7 +233,7 @@ class Scheduler:
         stores, top = repo.pending_by_store(self._config.metrics_top_stores)
         metrics.SCHEDULER.update(metrics.BacklogSnapshot(
             depths=repo.queue_depths(), stores_pending=stores, top_stores=top,
-            broker=self._queue.queue_lengths(),
+            broker=self._queue.queue_lengths(), stores_paused=repo.ops_paused_stores(),
         ))  # fmt: skip
 
     def _heartbeat(self, repo: Repository, result: MeterResult) -> None:
