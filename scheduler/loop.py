@@ -103,6 +103,8 @@ class Scheduler:
         self._rpm_usage = rpm_usage
         self._clock = clock
         self.cycle = 0
+        self.last_cycle_at: float | None = None
+        """Unix time of the leader's last cycle (shown on the operator console)."""
         self.is_leader = False
 
     def run(self, stop: threading.Event) -> None:
@@ -182,8 +184,7 @@ class Scheduler:
                 if not lock.still_leading():
                     log.warning("leader_lost")
                     return
-                self.cycle += 1
-                metrics.SCHEDULER.beat()
+                self._count_cycle()
                 now = self._clock()
                 result = meter.run_once(now)
                 metrics.SCHEDULER.set_paused(result.paused)
@@ -213,6 +214,11 @@ class Scheduler:
             if retention is not None:
                 retention.stop()
             listener.close()
+
+    def _count_cycle(self) -> None:
+        self.cycle += 1
+        self.last_cycle_at = time.time()
+        metrics.SCHEDULER.beat(self.last_cycle_at)
 
     def _requeue_unsent(self, rescuer: Rescuer) -> None:
         """On taking the lead: the leader before us may have died between its commit and its

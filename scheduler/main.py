@@ -12,6 +12,7 @@ from pipeline import metrics
 from pipeline.config import Settings
 from pipeline.logging import setup_logging
 from pipeline.metrics_server import serve_metrics
+from pipeline.presence import PresenceThread
 from pipeline.quotas import quota_config
 from pipeline.wiring import (
     allowlist,
@@ -88,10 +89,17 @@ def run(settings: Settings, stop: threading.Event | None = None) -> None:
     metrics.register_collectors(metrics.SCHEDULER, metrics.LimiterCollector(
         [create_limiter, read_limiter]))  # fmt: skip
     server = serve_metrics(settings.metrics_host, settings.scheduler_metrics_port)
+    presence = PresenceThread(
+        redis_client(settings), settings.redis_namespace, "scheduler",
+        info=lambda: {"leader": scheduler.is_leader, "cycle": scheduler.cycle,
+                      "last_cycle_at": scheduler.last_cycle_at},
+    )  # fmt: skip
+    presence.start()
     log.info("scheduler_started", schema=settings.db_schema, in_flight_limit=config.in_flight_limit)
     try:
         scheduler.run(stop)
     finally:
+        presence.close()
         if server is not None:
             server.close()
     log.info("scheduler_stopped")

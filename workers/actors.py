@@ -26,6 +26,8 @@ from pipeline.taskqueue import (
     TaskQueue,
     build_broker,
 )
+from pipeline.wiring import redis_client
+from workers.presence import WorkerPresence
 from workers.prometheus import WorkerPrometheus
 from workers.services import WorkerServices, worker_services
 
@@ -34,6 +36,7 @@ setup_logging(settings, process="worker")  # again after the fork: plain `dramat
 broker = build_broker(settings.redis_url, settings.redis_namespace)
 if settings.worker_metrics_port and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     broker.add_middleware(WorkerPrometheus())  # set up by `imageopt worker` (docs/OBSERVABILITY.md)
+broker.add_middleware(WorkerPresence(redis_client(settings), settings.redis_namespace))
 dramatiq.set_broker(broker)
 queue = TaskQueue(broker)
 log = structlog.get_logger(__name__)
