@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
-from api import catalog, console, files, imaging, jobs, ops
+from api import catalog, console, files, imaging, jobs, operator_actions, ops, opspage
 from api.accesslog import AccessLogMiddleware
 from api.context import ApiContext, build_context
 from api.envelope import (
@@ -119,6 +119,8 @@ def create_app(
         *imaging.ROUTES,
         *files.ROUTES,
         *console.ROUTES,
+        *opspage.ROUTES,
+        *operator_actions.ROUTES,
         Route("/metrics", metrics, methods=["GET"]),
     ]
     return Starlette(
