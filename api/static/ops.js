@@ -46,7 +46,11 @@ function el(tag, text, cls) {
 }
 
 function figures(dl, pairs) {
-  dl.replaceChildren(...pairs.flatMap(([k, v]) => [el("dt", k), el("dd", v)]));
+  dl.replaceChildren(...pairs.flatMap(([k, v]) => {
+    const value = el("dd", v);
+    value.dataset.key = k;
+    return [el("dt", k), value];
+  }));
 }
 
 function when(iso) {
