@@ -31,7 +31,7 @@ from api.operator_auth import Operator, require_operator
 from api.opspage import read_body
 from pipeline.cancellation import cancel_item, cancel_job, retry_item
 from pipeline.controls import SUBMISSIONS_PAUSED
-from pipeline.repository import FailedFilter
+from pipeline.repository import STORE_DEFAULTS, FailedFilter
 
 MAX_ID = 2**63 - 1
 Reason = Field(default=None, max_length=500)
@@ -175,9 +175,9 @@ async def store_settings(request: Request) -> Response:
     )  # fmt: skip
     fields = ("weight", "quota", "paused")
     change = {
-        f: {"from": before[f] if before else None, "to": row[f]}
+        f: {"from": (before or STORE_DEFAULTS)[f], "to": row[f]}
         for f in fields
-        if (before[f] if before else None) != row[f]
+        if (before or STORE_DEFAULTS)[f] != row[f]
     }
     await _audit(ctx, who, "store_settings", f"store {store_id}", body.reason, **change)
     return ok({"storeId": store_id, "weight": row["weight"], "quota": row["quota"],

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from cli.base import actor, app, fail, load_settings, open_repository
+from pipeline.repository import STORE_DEFAULTS
 
 store_app = typer.Typer(
     help="A store's weight, quota and pause (docs/OPERATIONS.md).", no_args_is_help=True
@@ -86,9 +87,9 @@ def store_set(
             reason=reason,
         )  # fmt: skip
         change = {
-            f: {"from": before[f] if before else None, "to": row[f]}
+            f: {"from": (before or STORE_DEFAULTS)[f], "to": row[f]}
             for f in ("weight", "quota", "paused")
-            if (before[f] if before else None) != row[f]
+            if (before or STORE_DEFAULTS)[f] != row[f]
         }
         repo.ops_audit(actor(), "store_settings", f"store {store}", reason,
                        {**change, "via": "cli"})  # fmt: skip

@@ -21,6 +21,8 @@ from pipeline.queries import load_queries
 
 Row = dict[str, Any]
 NON_FINAL = ("PENDING", "QUEUED", "SUBMITTING", "PROCESSING")
+STORE_DEFAULTS: Mapping[str, Any] = {"weight": 1, "quota": None, "paused": False}
+"""A store's settings while it has no row in image_optimization_stores."""
 STATUSES = ("PENDING", "QUEUED", "SUBMITTING", "PROCESSING", "DONE", "FAILED", "CANCELED")
 
 

@@ -216,6 +216,7 @@ def test_operator_retries_a_failed_item_pauses_a_store_and_changes_a_weight(
             assert "ops-alice (operator key" in audit
             assert "retry item" in audit
             assert "provider incident INC-7 over" in audit
+            expect(page.locator("#message")).to_have_text("submissions resumed")
             page.screenshot(path=str(shots / "ops-overview.png"), full_page=True)
             assert errors == []
         finally:

@@ -136,7 +136,7 @@ def test_an_operator_sees_the_detailed_message_retries_and_the_audit_log_says_wh
     assert [a["action"] for a in audit] == ["store_settings", "retry", "sign_in"]
     assert audit[1]["actor"] == f"alice (operator key {key_id})"
     assert audit[1]["reason"] == "INC-1"
-    assert audit[0]["details"]["weight"] == {"from": None, "to": 4}
+    assert audit[0]["details"]["weight"] == {"from": 1, "to": 4}
     repo.ops_revoke_operator_key(key_id)
     assert httpx.get(f"{api}/ops/api/overview", headers=bearer).status_code == 401
 
