@@ -16,7 +16,7 @@ from cli.base import (
     load_settings,
     open_repository,
 )
-from cli.progress import on_terminal, progress
+from cli.progress import StepBar, on_terminal, progress
 from pipeline.config import Settings
 from pipeline.errors import MalformedInput, NotJson
 
@@ -250,11 +250,10 @@ def cancel(
     provider = provider_client(settings)
     try:
         with open_repository(settings) as repo:
-            results = (
-                [cancel_item(repo, provider, item)]
-                if item is not None
-                else cancel_job(repo, provider, int(job or 0))
-            )
+            if item is not None:
+                results = [cancel_item(repo, provider, item)]
+            else:
+                results = cancel_job(repo, provider, int(job or 0), on_item=StepBar("canceling"))
     finally:
         provider.close()
     for result in results:

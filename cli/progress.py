@@ -38,3 +38,20 @@ def progress(total: int, label: str) -> Iterator[Any]:
 class _Silent:
     def update(self, steps: int) -> None:
         """Nothing to show."""
+
+
+class StepBar:
+    """A bar for work whose size is known only once it starts (a callback's ``(done,
+    total)``): opened at the first step, closed at the last. Silent off a terminal."""
+
+    def __init__(self, label: str) -> None:
+        self._label = label
+        self._bar: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._bar is None:
+            self._bar = progress(total, self._label)
+            self._shown = self._bar.__enter__()  # closed below, at the last step
+        self._shown.update(1)
+        if done >= total:
+            self._bar.__exit__(None, None, None)

@@ -15,6 +15,7 @@ Retry: ``FAILED`` -> ``PENDING`` with ``attempts`` reset and the job reopened.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
@@ -78,12 +79,25 @@ def cancel_item(repo: Repository, provider: ProviderClient, item_id: int) -> Can
     return CancelResult(item_id, status, done, provider_ok, error_code)
 
 
-def cancel_job(repo: Repository, provider: ProviderClient, job_id: int) -> list[CancelResult]:
-    """Cancel every unfinished item of a job; PROCESSING ones are canceled at the provider."""
+def cancel_job(
+    repo: Repository,
+    provider: ProviderClient,
+    job_id: int,
+    on_item: Callable[[int, int], None] | None = None,
+) -> list[CancelResult]:
+    """Cancel every unfinished item of a job; PROCESSING ones are canceled at the provider.
+
+    Args:
+        on_item: called as ``(items handled, items in all)`` after each item (the CLI's
+            progress bar: one provider call per running prediction can take a while).
+    """
     results = []
-    for row in repo.cancel_job(job_id):
+    rows = repo.cancel_job(job_id)
+    for row in rows:
         provider_ok, error_code = _cancel_at_provider(provider, row["prediction_id"])
         results.append(CancelResult(int(row["id"]), None, True, provider_ok, error_code))
+        if on_item is not None:
+            on_item(len(results), len(rows))
     log.info("job_canceled", job_id=job_id, items=len(results))
     return results
 
