@@ -274,6 +274,15 @@ function setupConsole() {
     loadFailed().catch((e) => say(e.message));
   });
   $("#retry-matching").addEventListener("click", retryMatching);
+  const target = () => ({ [$("#target-kind").value]: Number($("#target-id").value.trim()) });
+  $("#target-retry").addEventListener("click", () => act("/ops/api/retry", target(), "retried"));
+  $("#target-cancel").addEventListener("click", () => {
+    const t = target();
+    const what = Object.keys(t)[0] === "jobId" ? "job" : "item";
+    if (window.confirm(`Cancel ${what} ${Object.values(t)[0]}?`)) {
+      act("/ops/api/cancel", t, "canceled");
+    }
+  });
   refresh();
   window.setInterval(refresh, seconds * 1000);
 }

@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from api.auth import create_api_key
 from api.operator_auth import create_operator_key
 from devstack.emulator import run_emulator
 from devstack.processes import ProcessGroup, free_port, wait_http
@@ -35,6 +36,27 @@ DONE_TIMEOUT_MS = 90_000
 IN_FLIGHT = 4
 """The stack's in-flight window (IMAGEOPT_MIN_IN_FLIGHT with a tiny budget): one metering pass
 after a resume takes exactly this many items, in weighted round-robin order."""
+
+OPS_ROUTES = {
+    "/ops": "GET", "/ops/api/overview": "GET", "/ops/api/failed": "GET",
+    "/ops/api/items/1/input": "GET", "/ops/api/items/1/result": "GET",
+    "/ops/api/retry": "POST", "/ops/api/cancel": "POST", "/ops/api/submissions": "POST",
+    "/ops/api/stores/shop-a": "POST",
+}  # fmt: skip
+FETCH_ALL = """async ([routes, key]) => {
+  const csrf = document.cookie.split("; ").find((c) => c.startsWith("csrf_token=")).slice(11);
+  const codes = [];
+  for (const [path, method] of routes) {
+    const post = method === "POST";
+    const headers = {"Content-Type": "application/json", "X-CSRF-Token": csrf};
+    if (key) headers.Authorization = `Bearer ${key}`;
+    const response = await fetch(path, {method, headers,
+      body: post ? JSON.stringify({itemId: 1}) : undefined, redirect: "manual"});
+    codes.push(response.status);
+  }
+  return codes;
+}"""
+"""Every ops route fetched from a page of the api's origin, with the page's cookies (and a key)."""
 
 
 @pytest.fixture
@@ -131,6 +153,7 @@ def test_operator_retries_a_failed_item_pauses_a_store_and_changes_a_weight(
     pool = create_pool(DATABASE_URL, rows.schema, max_size=1, name="test-ops-browser")
     try:
         key, _ = create_operator_key(Repository(pool), "ops-alice")
+        store_key, _ = create_api_key(Repository(pool), "shop-a")
     finally:
         pool.close()
     (failed_id,) = rows.add("shop-a", 1, failed="create timed out after 30 s (provider busy)")
@@ -140,6 +163,15 @@ def test_operator_retries_a_failed_item_pauses_a_store_and_changes_a_weight(
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
         try:
+            # a console guest and a store's key: 403 on every ops route, read or lever
+            guest = browser.new_page()
+            guest.goto(stack)  # the console: a guest_id session and a csrf_token cookie
+            codes = guest.evaluate(FETCH_ALL, [list(OPS_ROUTES.items()), None])
+            assert codes == [403] * len(OPS_ROUTES), codes
+            codes = guest.evaluate(FETCH_ALL, [list(OPS_ROUTES.items()), store_key])
+            assert codes == [403] * len(OPS_ROUTES), codes
+            guest.close()
+
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))

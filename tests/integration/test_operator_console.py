@@ -120,6 +120,10 @@ def test_an_operator_sees_the_detailed_message_retries_and_the_audit_log_says_wh
         body["expected"] = 1
         assert ops.post("/ops/api/retry", json=body).json()["data"]["retried"] == 1
         assert repo.ops_get_item(item)["status"] == "PENDING"  # type: ignore[index]
+        canceled = ops.post("/ops/api/cancel", json={"itemId": item, "reason": "duplicate"})
+        assert canceled.json()["data"] == {"canceled": 1}
+        assert repo.ops_get_item(item)["status"] == "CANCELED"  # type: ignore[index]
+        assert ops.post("/ops/api/cancel", json={"itemId": 1, "jobId": 1}).status_code == 400
         store = ops.post("/ops/api/stores/shop-1", json={"weight": 4, "paused": True})
         assert store.json()["data"] == {"storeId": "shop-1", "weight": 4, "quota": None,
                                         "paused": True}  # fmt: skip
@@ -133,9 +137,9 @@ def test_an_operator_sees_the_detailed_message_retries_and_the_audit_log_says_wh
     bearer = {"Authorization": f"Bearer {key}"}
     assert httpx.get(f"{api}/ops/api/overview", headers=bearer).status_code == 200
     audit = repo.ops_audit_recent(10)
-    assert [a["action"] for a in audit] == ["store_settings", "retry", "sign_in"]
-    assert audit[1]["actor"] == f"alice (operator key {key_id})"
-    assert audit[1]["reason"] == "INC-1"
+    assert [a["action"] for a in audit] == ["store_settings", "cancel", "retry", "sign_in"]
+    assert audit[2]["actor"] == f"alice (operator key {key_id})"
+    assert audit[2]["reason"] == "INC-1"
     assert audit[0]["details"]["weight"] == {"from": 1, "to": 4}
     repo.ops_revoke_operator_key(key_id)
     assert httpx.get(f"{api}/ops/api/overview", headers=bearer).status_code == 401
