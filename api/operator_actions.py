@@ -8,7 +8,8 @@ conditional UPDATEs, and store settings and the submissions switch wake the sche
 
 * ``retry``: ``{"itemId"}``, ``{"jobId"}`` or ``{"filter": {...}, "expected": N}``. A filter
   retry must say how many items the operator confirmed; when more match now, nothing is done
-  and the answer is 409 with the current count (confirm again).
+  and the answer is 409 with the current count (confirm again), and it never moves more than
+  that many (one statement with a LIMIT, so failures arriving meanwhile cannot slip in).
 * ``cancel``: ``{"itemId"}`` or ``{"jobId"}`` (running predictions are canceled at the
   provider too; :mod:`pipeline.cancellation`).
 * ``submissions``: ``{"paused": bool}``: the global switch (:mod:`pipeline.controls`).
@@ -118,7 +119,7 @@ async def retry(request: Request) -> Response:
                     409, "conflict", f"{now} items match now, {body.expected} were confirmed",
                     details={"matching": now},
                 )  # fmt: skip
-        ids = await blocking(ctx.repo.ops_retry_failed, match)
+        ids = await blocking(ctx.repo.ops_retry_failed, match, body.expected)
         target = f"job {body.job_id}" if body.job_id is not None else f"filter {match.params()}"
     await _audit(ctx, who, "retry", target, body.reason, items=len(ids))
     return ok({"retried": len(ids), "itemIds": ids[:1000]})

@@ -228,7 +228,7 @@ def retry(
         if item is not None:
             ids = [item] if retry_item(repo, item) else []
         else:
-            ids = repo.ops_retry_failed(match)
+            ids = repo.ops_retry_failed(match, count)  # never more than was counted
         target = f"item {item}" if item is not None else f"filter {match.params()}"
         repo.ops_audit(actor(), "retry", target, reason, {"items": len(ids), "via": "cli"})
     typer.echo(f"{len(ids)} item(s) back to PENDING")

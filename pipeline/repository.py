@@ -856,9 +856,10 @@ class Repository:
         row = self._one("ops_count_failed", **match.params())
         return int(row["n"]) if row else 0
 
-    def ops_retry_failed(self, match: FailedFilter) -> list[int]:
-        """FAILED items matching ``match`` back to PENDING, their jobs reopened; the item ids."""
-        rows = self._all("ops_retry_failed", **match.params())
+    def ops_retry_failed(self, match: FailedFilter, limit: int | None = None) -> list[int]:
+        """FAILED items matching ``match`` (at most ``limit``; None: all) back to PENDING,
+        their jobs reopened; returns the item ids."""
+        rows = self._all("ops_retry_failed", limit=limit, **match.params())
         job_ids = sorted({int(r["job_id"]) for r in rows})
         if job_ids:
             self._all("reopen_jobs", ids=job_ids)

@@ -953,19 +953,26 @@ WHERE i.status = 'FAILED'
   AND (%(until)s::timestamptz IS NULL OR i.completed_at < %(until)s::timestamptz);
 
 -- name: ops_retry_failed
--- FAILED items matching the filters back to PENDING (attempts start over); returns them.
+-- FAILED items matching the filters back to PENDING (attempts start over), at most %(limit)s
+-- of them (NULL: all): never more than an operator confirmed. Returns them.
 UPDATE image_optimization_items i
 SET status = 'PENDING', attempts = 0, next_attempt_at = NULL, prediction_id = NULL,
     error_code = NULL, error_message = NULL, completed_at = NULL, input_deleted_at = NULL,
     updated_at = now()
-FROM image_optimization_jobs j
-WHERE j.id = i.job_id AND i.status = 'FAILED'
-  AND (%(store_id)s::text IS NULL OR i.store_id = %(store_id)s::text)
-  AND (%(job_id)s::bigint IS NULL OR i.job_id = %(job_id)s::bigint)
-  AND (%(model)s::text IS NULL OR coalesce(i.model, j.model) = %(model)s::text)
-  AND (%(error_code)s::text IS NULL OR i.error_code = %(error_code)s::text)
-  AND (%(since)s::timestamptz IS NULL OR i.completed_at >= %(since)s::timestamptz)
-  AND (%(until)s::timestamptz IS NULL OR i.completed_at < %(until)s::timestamptz)
+FROM (
+    SELECT f.id FROM image_optimization_items f
+    JOIN image_optimization_jobs j ON j.id = f.job_id
+    WHERE f.status = 'FAILED'
+      AND (%(store_id)s::text IS NULL OR f.store_id = %(store_id)s::text)
+      AND (%(job_id)s::bigint IS NULL OR f.job_id = %(job_id)s::bigint)
+      AND (%(model)s::text IS NULL OR coalesce(f.model, j.model) = %(model)s::text)
+      AND (%(error_code)s::text IS NULL OR f.error_code = %(error_code)s::text)
+      AND (%(since)s::timestamptz IS NULL OR f.completed_at >= %(since)s::timestamptz)
+      AND (%(until)s::timestamptz IS NULL OR f.completed_at < %(until)s::timestamptz)
+    ORDER BY f.id
+    LIMIT %(limit)s::bigint
+) AS m
+WHERE i.id = m.id AND i.status = 'FAILED'
 RETURNING i.id, i.job_id;
 
 -- name: ops_get_item

@@ -17,7 +17,7 @@ import pytest
 from api.auth import create_api_key
 from api.operator_auth import LOGIN_ATTEMPTS_PER_MINUTE, create_operator_key
 from pipeline.db import create_pool
-from pipeline.repository import Repository
+from pipeline.repository import FailedFilter, Repository
 from tests.conftest import DATABASE_URL, settings_from
 from tests.support.api import run_api
 
@@ -141,6 +141,11 @@ def test_an_operator_sees_the_detailed_message_retries_and_the_audit_log_says_wh
     assert audit[2]["actor"] == f"alice (operator key {key_id})"
     assert audit[2]["reason"] == "INC-1"
     assert audit[0]["details"]["weight"] == {"from": 1, "to": 4}
+    # a confirmed count bounds the retry, whatever failed meanwhile
+    for _ in range(3):
+        failed_item(schema, "shop-2", "refused")
+    assert len(repo.ops_retry_failed(FailedFilter(store_id="shop-2"), 2)) == 2
+    assert repo.ops_count_failed(FailedFilter(store_id="shop-2")) == 1
     repo.ops_revoke_operator_key(key_id)
     assert httpx.get(f"{api}/ops/api/overview", headers=bearer).status_code == 401
 
