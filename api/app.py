@@ -29,7 +29,18 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
-from api import catalog, console, files, imaging, jobs, liveness, ops, seed_routes
+from api import (
+    catalog,
+    console,
+    files,
+    imaging,
+    jobs,
+    liveness,
+    operator_actions,
+    ops,
+    opspage,
+    seed_routes,
+)
 from api.accesslog import AccessLogMiddleware
 from api.context import ApiContext, build_context
 from api.envelope import (
@@ -128,6 +139,8 @@ def create_app(
         *files.ROUTES,
         *seed_routes.ROUTES,
         *console.ROUTES,
+        *opspage.ROUTES,
+        *operator_actions.ROUTES,
         Route("/metrics", metrics, methods=["GET"]),
     ]
     return Starlette(

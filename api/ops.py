@@ -94,6 +94,7 @@ def stats_payload(
     rpm_healthy_max_percent: float,
     *,
     pause: PauseState | None = None,
+    paused_stores: int = 0,
 ) -> dict[str, Any]:
     """The stats document (seed 003 "Rate Limiter Stats"), plus whether submissions are paused.
 
@@ -101,7 +102,8 @@ def stats_payload(
     (metered, waiting for a worker) — the seed's queue of jobs not yet sent to the provider.
     Health thresholds are seed 003's: queue < 500, RPM usage <= 95 %. ``submissions`` shows
     the pause (:mod:`pipeline.controls`) without its reason or author: this document needs no
-    credentials.
+    credentials. ``submissions.pausedStores`` counts the stores an operator paused (their
+    items stay PENDING; which ones, only the ``/ops`` console shows).
     """
     pause = pause or PauseState(False)
     queue_length = depths.get(ItemStatus.PENDING, 0) + depths.get(ItemStatus.QUEUED, 0)
@@ -114,6 +116,7 @@ def stats_payload(
         "submissions": {
             "paused": pause.paused,
             "pausedSince": pause.changed_at.isoformat() if pause.changed_at else None,
+            "pausedStores": paused_stores,
         },
         "health": {
             "queueHealthy": queue_length < queue_healthy_max,
@@ -132,6 +135,7 @@ def _gather(ctx: ApiContext) -> dict[str, Any]:
         ctx.settings.api_queue_healthy_max,
         ctx.settings.api_rpm_healthy_max_percent,
         pause=pause,
+        paused_stores=ctx.repo.ops_paused_stores(),
     )
 
 

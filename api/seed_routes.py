@@ -37,12 +37,12 @@ from api.context import ApiContext, blocking
 from api.envelope import ApiError, error_response, ok, validation_error
 from pipeline.allowlist import ModelSpec
 from pipeline.errors import NotJson, PipelineError, public_message
+from pipeline.statuses import FINAL_ITEM_STATUSES, ItemStatus
 from pipeline.validation import check_text, parse_json
 
 GENERATE_POLL_SECONDS = 0.5
 """How often a waiting generate request reads its item (seconds): one indexed query each, so
 a finished image is answered within half a second of its DONE."""
-FINAL_STATUSES = frozenset({"DONE", "FAILED", "CANCELED"})
 FORM_FIELDS = frozenset({"image", "model", "prompt", "preset", "params", "steps"})
 """Fields of a generate form with a meaning of their own; any other text field must be one of
 the model's parameters (``scale=2``, ``face_enhance=true``)."""
@@ -124,7 +124,7 @@ async def _wait_final(
         except PipelineError:
             return item, False
         item = dict(rows[0]) if rows else item
-        if item is not None and item["status"] in FINAL_STATUSES:
+        if item is not None and item["status"] in FINAL_ITEM_STATUSES:
             return item, True
         left = deadline - time.monotonic()
         if left <= 0 or await request.is_disconnected():
@@ -171,14 +171,14 @@ async def _generate_answer(
     job_id = accepted.job_id
     if item is None or not final:
         url = str(request.url_for("seed_job", job_id=job_id))
-        status = item["status"] if item is not None else "PENDING"
+        status = item["status"] if item is not None else ItemStatus.PENDING
         return ok({"jobId": job_id, "status": status, "jobUrl": url},
                   status=202, headers={"Location": url})  # fmt: skip
     item_id = int(item["id"])
     details = {"jobId": job_id, "itemId": item_id, "errorCode": item.get("error_code")}
-    if item["status"] == "CANCELED":
+    if item["status"] == ItemStatus.CANCELED:
         raise ApiError(409, "canceled", f"job {job_id} was canceled", details=details)
-    if item["status"] != "DONE":
+    if item["status"] != ItemStatus.DONE:
         message = public_message(item.get("error_code")) or "the image could not be generated"
         raise ApiError(502, "generation_failed", message, details=details)
     usage = await catalog.usage_view(ctx, accepted.caller)

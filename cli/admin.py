@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cli.base import (
+    actor,
     app,
     fail,
     load_settings,
@@ -24,15 +24,38 @@ app.add_typer(api_key_app, name="api-key")
 
 @api_key_app.command("create")
 def api_key_create(
-    store: Annotated[str, typer.Option(help="the store the key acts for")],
+    store: Annotated[str | None, typer.Option(help="the store the key acts for")] = None,
     name: Annotated[str | None, typer.Option(help="a label to tell keys apart")] = None,
+    operator: Annotated[
+        bool,
+        typer.Option(
+            "--operator",
+            help="an operator key for the /ops console (needs --name: who holds it; no --store)",
+        ),
+    ] = False,
 ) -> None:
-    """Create an API key for a store and print it (shown once; only its hash is stored)."""
+    """Create an API key for a store, or an operator key (--operator), and print it (shown
+    once; only its hash is stored)."""
+    settings = load_settings()
+    if operator:
+        from api.operator_auth import create_operator_key
+
+        if store is not None:
+            raise fail("an operator key acts for every store: drop --store")
+        if not name or not name.strip() or len(name) > 200:
+            raise fail("--operator needs --name (who holds the key, 1 to 200 characters)")
+        with open_repository(settings) as repo:
+            key, key_id = create_operator_key(repo, name)
+            repo.ops_audit(actor(), "create_operator_key", f"operator key {key_id}", None,
+                           {"name": name.strip()})  # fmt: skip
+        typer.echo(f"operator key id {key_id} for {name.strip()} (shown once, keep it secret):",
+                   err=True)  # fmt: skip
+        typer.echo(key)
+        return
     from api.auth import create_api_key
 
-    settings = load_settings()
-    if not store.strip():
-        raise fail("--store must not be empty")
+    if store is None or not store.strip():
+        raise fail("--store must not be empty (or give --operator)")
     if store == settings.api_guest_store:
         raise fail(f"{store!r} is the console guests' store (IMAGEOPT_API_GUEST_STORE)")
     with open_repository(settings) as repo:
@@ -44,26 +67,39 @@ def api_key_create(
 @api_key_app.command("list")
 def api_key_list(
     store: Annotated[str | None, typer.Option(help="only this store")] = None,
+    operator: Annotated[bool, typer.Option("--operator", help="operator keys instead")] = False,
 ) -> None:
     """List API keys (id, store, prefix, label, created, last used, revoked); never the key."""
     settings = load_settings()
     with open_repository(settings) as repo:
-        rows = repo.api_list_keys(store)
+        rows = repo.ops_list_operator_keys() if operator else repo.api_list_keys(store)
     for row in rows:
         state = "revoked" if row["revoked_at"] else "live"
+        owner = f"operator {row['name']}" if operator else row["store_id"]
+        label = "-" if operator else row["name"] or "-"
         typer.echo(
-            f"{row['id']:>6}  {row['store_id']:<20} iok_{row['key_prefix']}_…  {state:<7} "
-            f"{row['name'] or '-':<16} created {row['created_at']:%Y-%m-%d} "
+            f"{row['id']:>6}  {owner:<20} iok_{row['key_prefix']}_…  {state:<7} "
+            f"{label:<16} created {row['created_at']:%Y-%m-%d} "
             f"used {row['last_used_at'] or '-'}"
         )
 
 
 @api_key_app.command("revoke")
-def api_key_revoke(key_id: Annotated[int, typer.Argument(help="key id (from list)")]) -> None:
+def api_key_revoke(
+    key_id: Annotated[int, typer.Argument(help="key id (from list)")],
+    operator: Annotated[
+        bool, typer.Option("--operator", help="an operator key (ends its console sessions)")
+    ] = False,
+) -> None:
     """Revoke an API key at once."""
     settings = load_settings()
     with open_repository(settings) as repo:
-        revoked = repo.api_revoke_key(key_id)
+        if operator:
+            revoked = repo.ops_revoke_operator_key(key_id)
+            if revoked:
+                repo.ops_audit(actor(), "revoke_operator_key", f"operator key {key_id}", None)
+        else:
+            revoked = repo.api_revoke_key(key_id)
     if not revoked:
         raise fail(f"no live key with id {key_id}", code=1)
     typer.echo(f"key {key_id} revoked")
@@ -121,18 +157,6 @@ submissions_app = typer.Typer(
 app.add_typer(submissions_app, name="submissions")
 
 
-def _operator() -> str:
-    """Who runs this command, for the switch's ``changed_by`` (OS user and host)."""
-    import getpass
-    import socket
-
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry (some containers)
-        user = str(os.getuid())
-    return f"{user}@{socket.gethostname()}"[:200]
-
-
 def _set_submissions_paused(paused: bool, reason: str | None) -> None:
     from pipeline.controls import SUBMISSIONS_PAUSED, pause_state
 
@@ -140,7 +164,7 @@ def _set_submissions_paused(paused: bool, reason: str | None) -> None:
         raise fail("--reason must be at most 500 characters")
     with open_repository(load_settings()) as repo:
         changed = repo.set_control(
-            SUBMISSIONS_PAUSED, paused, reason=reason, changed_by=_operator()
+            SUBMISSIONS_PAUSED, paused, reason=reason, changed_by=actor()
         )  # the new row, or None when it already was so: then read the one in force
         state = pause_state(False, changed or repo.get_control(SUBMISSIONS_PAUSED))
     word = "paused" if paused else "resumed"

@@ -48,6 +48,20 @@ def _logging_to_stderr() -> None:
         configure_logging(cache=False)
 
 
+def actor() -> str:
+    """Who runs this command, for a switch's ``changed_by`` and the audit log (OS user and
+    host)."""
+    import getpass
+    import os
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (some containers)
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"[:200]
+
+
 def fail(message: str, code: int = 2) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code)

@@ -10,13 +10,16 @@ from typing import Annotated, Any
 import typer
 
 from cli.base import (
+    actor,
     app,
     fail,
     load_settings,
     open_repository,
 )
+from cli.progress import StepBar, on_terminal, progress
 from pipeline.config import Settings
 from pipeline.errors import MalformedInput, NotJson
+from pipeline.statuses import ItemStatus
 
 
 def _parse_params(values: list[str]) -> dict[str, Any]:
@@ -84,13 +87,15 @@ def _items_from_folder(path: Path, store: str, settings: Settings) -> list[dict[
     batch = new_batch()
     items = []
     files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
-    for index, file in enumerate(files):
-        content_type = content_type_of_file(file.name)
-        url = store_upload(
-            storage, store_id=store, batch=batch, index=index, name=file.name,
-            data=file.read_bytes(), content_type=content_type,
-        )  # fmt: skip
-        items.append({"source_url": url})
+    with progress(len(files), "uploading") as bar:
+        for index, file in enumerate(files):
+            content_type = content_type_of_file(file.name)
+            url = store_upload(
+                storage, store_id=store, batch=batch, index=index, name=file.name,
+                data=file.read_bytes(), content_type=content_type,
+            )  # fmt: skip
+            items.append({"source_url": url})
+            bar.update(1)
     return items
 
 
@@ -173,21 +178,60 @@ def status(
         )
 
 
+RETRY_CONFIRM_ABOVE = 100
+"""``retry`` asks before moving more FAILED items than this (``--yes`` skips the question)."""
+
+
 @app.command()
 def retry(
     job: Annotated[int | None, typer.Option(help="only this job")] = None,
     error_code: Annotated[str | None, typer.Option(help="only items FAILED with this code")] = None,
     item: Annotated[int | None, typer.Option(help="only this item (must be FAILED)")] = None,
+    store: Annotated[str | None, typer.Option(help="only this store's items")] = None,
+    model: Annotated[str | None, typer.Option(help="only items of this model")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="only count what would be retried")
+    ] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help=f"no question above {RETRY_CONFIRM_ABOVE} items")
+    ] = False,
+    reason: Annotated[str | None, typer.Option(help="why (the audit log)")] = None,
 ) -> None:
-    """Send FAILED items (dead letters) back to PENDING, attempts reset; prints how many."""
-    from pipeline.cancellation import retry_item
+    """Send FAILED items (dead letters) back to PENDING, attempts reset; prints how many.
 
+    More than RETRY_CONFIRM_ABOVE (100) items need a yes at the terminal or --yes; without a
+    terminal and without --yes, such a retry exits 1 and changes nothing.
+    """
+    from pipeline.cancellation import retry_item
+    from pipeline.repository import FailedFilter
+
+    if reason is not None and len(reason) > 500:
+        raise fail("--reason must be at most 500 characters")
+    if item is not None and any(v is not None for v in (job, error_code, store, model)):
+        raise fail("--item goes alone (it names one item)")
     settings = load_settings()
+    match = FailedFilter(store_id=store, job_id=job, model=model, error_code=error_code)
     with open_repository(settings) as repo:
+        if item is not None:
+            row = repo.ops_get_item(item)
+            count = 1 if row is not None and row["status"] == ItemStatus.FAILED else 0
+        else:
+            count = repo.ops_count_failed(match)
+        if dry_run:
+            typer.echo(f"{count} item(s) would go back to PENDING")
+            return
+        confirmed = yes or count <= RETRY_CONFIRM_ABOVE
+        if not confirmed and on_terminal():
+            confirmed = typer.confirm(f"retry {count} FAILED item(s)?", err=True)
+        if not confirmed:
+            raise fail(f"{count} items match: confirm at a terminal, or pass --yes", code=1)
+        # one conditional UPDATE: nothing to show progress of
         if item is not None:
             ids = [item] if retry_item(repo, item) else []
         else:
-            ids = repo.retry_failed(job, error_code)
+            ids = repo.ops_retry_failed(match, count)  # never more than was counted
+        target = f"item {item}" if item is not None else f"filter {match.params()}"
+        repo.ops_audit(actor(), "retry", target, reason, {"items": len(ids), "via": "cli"})
     typer.echo(f"{len(ids)} item(s) back to PENDING")
 
 
@@ -207,11 +251,10 @@ def cancel(
     provider = provider_client(settings)
     try:
         with open_repository(settings) as repo:
-            results = (
-                [cancel_item(repo, provider, item)]
-                if item is not None
-                else cancel_job(repo, provider, int(job or 0))
-            )
+            if item is not None:
+                results = [cancel_item(repo, provider, item)]
+            else:
+                results = cancel_job(repo, provider, int(job or 0), on_item=StepBar("canceling"))
     finally:
         provider.close()
     for result in results:

@@ -15,6 +15,7 @@ Retry: ``FAILED`` -> ``PENDING`` with ``attempts`` reset and the job reopened.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
@@ -79,12 +80,25 @@ def cancel_item(repo: Repository, provider: ProviderClient, item_id: int) -> Can
     return CancelResult(item_id, status, done, provider_ok, error_code)
 
 
-def cancel_job(repo: Repository, provider: ProviderClient, job_id: int) -> list[CancelResult]:
-    """Cancel every unfinished item of a job; PROCESSING ones are canceled at the provider."""
+def cancel_job(
+    repo: Repository,
+    provider: ProviderClient,
+    job_id: int,
+    on_item: Callable[[int, int], None] | None = None,
+) -> list[CancelResult]:
+    """Cancel every unfinished item of a job; PROCESSING ones are canceled at the provider.
+
+    Args:
+        on_item: called as ``(items handled, items in all)`` after each item (the CLI's
+            progress bar: one provider call per running prediction can take a while).
+    """
     results = []
-    for item in repo.cancel_job(job_id):
+    items = repo.cancel_job(job_id)
+    for item in items:
         provider_ok, error_code = _cancel_at_provider(provider, item.prediction_id)
         results.append(CancelResult(item.id, None, True, provider_ok, error_code))
+        if on_item is not None:
+            on_item(len(results), len(items))
     log.info("job_canceled", job_id=job_id, items=len(results))
     return results
 

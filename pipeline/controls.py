@@ -5,6 +5,10 @@ of ``image_optimization_controls`` (``imageopt submissions pause|resume``) is re
 leader while it runs, so an incident step needs no restart. Either one pauses: the leader
 meters nothing and every new or retried item stays PENDING; items already QUEUED, SUBMITTING or
 PROCESSING go on (docs/SCHEDULING.md, "Pausing submissions").
+
+One store's pause, weight and quota are not switches of this module: they are columns of
+``image_optimization_stores`` that the metering query itself reads on every pass
+(docs/SCHEDULING.md, "Pausing one store, weights and quotas at run time").
 """
 
 from __future__ import annotations

@@ -442,6 +442,7 @@ class BacklogSnapshot:
         stores_pending: number of stores with PENDING items.
         top_stores: ``(store, pending items)`` for the stores with most pending items.
         broker: messages waiting per dramatiq queue (ready + delayed).
+        stores_paused: stores paused by an operator (their items stay PENDING).
         taken_at: unix time of the snapshot.
     """
 
@@ -449,6 +450,7 @@ class BacklogSnapshot:
     stores_pending: int
     top_stores: Sequence[tuple[str, int]] = ()
     broker: Mapping[str, int] = field(default_factory=dict)
+    stores_paused: int = 0
     taken_at: float = field(default_factory=time.time)
 
 
@@ -539,6 +541,11 @@ def _backlog_families(snap: BacklogSnapshot) -> Iterator[Metric]:
         "imageopt_stores_pending",
         "Stores with PENDING items (scheduler leader).",
         value=float(snap.stores_pending),
+    )
+    yield GaugeMetricFamily(
+        "imageopt_stores_paused",
+        "Stores paused by an operator: their items stay PENDING (scheduler leader).",
+        value=float(snap.stores_paused),
     )
     stores = GaugeMetricFamily(
         "imageopt_store_pending_items",

@@ -38,6 +38,8 @@ from pipeline.rows import (
 from pipeline.statuses import NON_FINAL_ITEM_STATUSES, ItemStatus
 
 __all__ = ["ApiQuotas", "ApiUsage", "NewJob", "Repository", "Row"]
+STORE_DEFAULTS: Mapping[str, Any] = {"weight": 1, "quota": None, "paused": False}
+"""A store's settings while it has no row in image_optimization_stores."""
 
 
 @dataclass(frozen=True)
@@ -783,3 +785,149 @@ class Repository:
         rows = self._all("metrics_pending_by_store", limit=top)
         stores = int(rows[0]["stores"]) if rows else 0
         return stores, [(str(r["store_id"]), int(r["n"])) for r in rows[: max(top, 0)]]
+
+    # --- operator console and levers (docs/OPERATIONS.md) ---------------------------------
+    def ops_insert_operator_key(self, name: str, key_prefix: str, key_hash: bytes) -> Row:
+        """Store a new operator key's hash; returns ``id, name, key_prefix, created_at``."""
+        row = self._one(
+            "ops_insert_operator_key", label=name, key_prefix=key_prefix, key_hash=key_hash
+        )
+        assert row is not None
+        return row
+
+    def ops_find_operator_key(self, key_hash: bytes) -> Row | None:
+        """The live operator key with this hash: ``id, name, key_prefix, last_used_at``."""
+        return self._one("ops_find_operator_key", key_hash=key_hash)
+
+    def ops_touch_operator_key(self, key_id: int) -> None:
+        self._all("ops_touch_operator_key", id=key_id)
+
+    def ops_list_operator_keys(self) -> list[Row]:
+        return self._all("ops_list_operator_keys")
+
+    def ops_revoke_operator_key(self, key_id: int) -> bool:
+        return self._one("ops_revoke_operator_key", id=key_id) is not None
+
+    def ops_insert_session(self, token_hash: bytes, key_id: int, ttl_seconds: float) -> None:
+        """Record a signed-in operator browser (and forget a few expired sessions)."""
+        self._all("ops_prune_sessions")
+        self._all("ops_insert_session", token_hash=token_hash, key_id=key_id,
+                  ttl_seconds=ttl_seconds)  # fmt: skip
+
+    def ops_find_session(self, token_hash: bytes) -> Row | None:
+        """The operator key of an unexpired session of a live key, or None."""
+        return self._one("ops_find_session", token_hash=token_hash)
+
+    def ops_delete_session(self, token_hash: bytes) -> None:
+        self._all("ops_delete_session", token_hash=token_hash)
+
+    def ops_audit(
+        self,
+        actor: str,
+        action: str,
+        target: str,
+        reason: str | None,
+        details: Mapping[str, Any] | None = None,
+    ) -> Row:
+        """Write one audit entry; returns its ``id, at``."""
+        row = self._one(
+            "ops_audit", actor=actor, action=action, target=target[:500],
+            reason=reason, details=json.dumps(dict(details or {}), default=str),
+        )  # fmt: skip
+        assert row is not None
+        return row
+
+    def ops_audit_recent(self, limit: int) -> list[Row]:
+        return self._all("ops_audit_recent", limit=limit)
+
+    def ops_status_counts(self) -> dict[str, int]:
+        """Items by status, every status present (0 when none)."""
+        counts = dict.fromkeys((str(status) for status in ItemStatus), 0)
+        for row in self._all("ops_status_counts"):
+            counts[row["status"]] = int(row["n"])
+        return counts
+
+    def ops_store_stats(self, since: datetime, limit: int) -> list[Row]:
+        """Per store: ``pending, in_flight, done, failed`` (since ``since``), ``p50, p95``
+        (seconds insert to DONE, None without DONE items), ``weight, quota, paused,
+        paused_reason``; ordered by store id, at most ``limit`` stores."""
+        return self._all("ops_store_stats", since=since, limit=limit)
+
+    def ops_get_store(self, store_id: str) -> Row | None:
+        return self._one("ops_get_store", store_id=store_id)
+
+    def ops_set_store(
+        self,
+        store_id: str,
+        *,
+        weight: int | None = None,
+        quota: int | None = None,
+        clear_quota: bool = False,
+        paused: bool | None = None,
+        reason: str | None = None,
+    ) -> Row:
+        """Change a store's settings (None keeps a field) and wake the scheduler leader.
+
+        Returns:
+            The store's row after the change (``weight, quota, paused, paused_reason``).
+        """
+        row = self._one(
+            "ops_set_store", store_id=store_id, weight=weight, quota=quota,
+            clear_quota=clear_quota, paused=paused, reason=reason,
+        )  # fmt: skip
+        assert row is not None
+        return row
+
+    def ops_paused_stores(self) -> int:
+        row = self._one("ops_paused_stores")
+        return int(row["n"]) if row else 0
+
+    def ops_failed_items(self, match: FailedFilter, limit: int) -> tuple[int, list[Row]]:
+        """FAILED items matching ``match``, newest first: ``(total matching, first rows)``."""
+        rows = self._all("ops_failed_items", limit=limit, **match.params())
+        if rows:
+            return int(rows[0]["total"]), rows
+        return self.ops_count_failed(match), []
+
+    def ops_count_failed(self, match: FailedFilter) -> int:
+        row = self._one("ops_count_failed", **match.params())
+        return int(row["n"]) if row else 0
+
+    def ops_retry_failed(self, match: FailedFilter, limit: int | None = None) -> list[int]:
+        """FAILED items matching ``match`` (at most ``limit``; None: all) back to PENDING,
+        their jobs reopened; returns the item ids."""
+        rows = self._all("ops_retry_failed", limit=limit, **match.params())
+        job_ids = sorted({int(r["job_id"]) for r in rows})
+        if job_ids:
+            self._all("reopen_jobs", ids=job_ids)
+        return [int(r["id"]) for r in rows]
+
+    def ops_get_item(self, item_id: int) -> Row | None:
+        return self._one("ops_get_item", id=item_id)
+
+
+@dataclass(frozen=True)
+class FailedFilter:
+    """Which FAILED items an operator means (each None = any).
+
+    Attributes:
+        store_id, job_id, model, error_code: equal to these.
+        since, until: ``completed_at`` in ``[since, until)``.
+    """
+
+    store_id: str | None = None
+    job_id: int | None = None
+    model: str | None = None
+    error_code: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "store_id": self.store_id, "job_id": self.job_id, "model": self.model,
+            "error_code": self.error_code, "since": self.since, "until": self.until,
+        }  # fmt: skip
+
+    @property
+    def is_empty(self) -> bool:
+        return all(value is None for value in self.params().values())

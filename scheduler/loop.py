@@ -103,6 +103,8 @@ class Scheduler:
         self._rpm_usage = rpm_usage
         self._clock = clock
         self.cycle = 0
+        self.last_cycle_at: float | None = None
+        """Unix time of the leader's last cycle (shown on the operator console)."""
         self.is_leader = False
 
     def run(self, stop: threading.Event) -> None:
@@ -219,7 +221,8 @@ class Scheduler:
     def _beat(self) -> None:
         """One leader cycle: counted, exported, and seen by the liveness probe."""
         self.cycle += 1
-        metrics.SCHEDULER.beat()
+        self.last_cycle_at = time.time()
+        metrics.SCHEDULER.beat(self.last_cycle_at)
         health.SCHEDULER_LOOP.beat()
 
     def _requeue_unsent(self, rescuer: Rescuer) -> None:
@@ -241,7 +244,7 @@ class Scheduler:
         stores, top = repo.pending_by_store(self._config.metrics_top_stores)
         metrics.SCHEDULER.update(metrics.BacklogSnapshot(
             depths=repo.queue_depths(), stores_pending=stores, top_stores=top,
-            broker=self._queue.queue_lengths(),
+            broker=self._queue.queue_lengths(), stores_paused=repo.ops_paused_stores(),
         ))  # fmt: skip
 
     def _heartbeat(self, repo: Repository, result: DispatchResult) -> None:

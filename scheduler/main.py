@@ -12,6 +12,7 @@ from pipeline import health, metrics
 from pipeline.config import Settings
 from pipeline.logging import setup_logging
 from pipeline.metrics_server import serve_metrics
+from pipeline.presence import PresenceThread
 from pipeline.quotas import quota_config
 from pipeline.wiring import (
     allowlist,
@@ -91,10 +92,17 @@ def run(settings: Settings, stop: threading.Event | None = None) -> None:
     probes = {"/livez": lambda: health.SCHEDULER_LOOP.liveness(limit),
               "/readyz": lambda: health.SCHEDULER_LOOP.readiness(limit)}  # fmt: skip
     server = serve_metrics(settings.metrics_host, settings.scheduler_metrics_port, probes=probes)
+    presence = PresenceThread(
+        redis_client(settings), settings.redis_namespace, "scheduler",
+        info=lambda: {"leader": scheduler.is_leader, "cycle": scheduler.cycle,
+                      "last_cycle_at": scheduler.last_cycle_at},
+    )  # fmt: skip
+    presence.start()
     log.info("scheduler_started", schema=settings.db_schema, in_flight_limit=config.in_flight_limit)
     try:
         scheduler.run(stop)
     finally:
+        presence.close()
         if server is not None:
             server.close()
     log.info("scheduler_stopped")

@@ -27,7 +27,9 @@ from pipeline.taskqueue import (
     TaskQueue,
     build_broker,
 )
+from pipeline.wiring import redis_client
 from workers.health import WorkerHeartbeat
+from workers.presence import WorkerPresence
 from workers.prometheus import WorkerPrometheus
 from workers.services import WorkerServices, worker_services
 
@@ -38,6 +40,7 @@ if settings.worker_metrics_port and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     broker.add_middleware(WorkerPrometheus())  # set up by `imageopt worker` (docs/OBSERVABILITY.md)
     beats = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])  # read by the group's /livez
     broker.add_middleware(WorkerHeartbeat(beats, settings.worker_liveness_seconds / 4))
+broker.add_middleware(WorkerPresence(redis_client(settings), settings.redis_namespace))
 dramatiq.set_broker(broker)
 queue = TaskQueue(broker)
 log = structlog.get_logger(__name__)

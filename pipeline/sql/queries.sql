@@ -9,7 +9,8 @@ FROM image_optimization_items
 WHERE status IN ('QUEUED', 'SUBMITTING');
 
 -- name: pending_stores
--- Stores with PENDING items, by a loose index scan (one probe per store), with their weights.
+-- Stores with PENDING items, by a loose index scan (one probe per store), with their weights;
+-- paused stores (image_optimization_stores.paused) are left out.
 WITH RECURSIVE s(store_id) AS (
     (SELECT store_id FROM image_optimization_items
      WHERE status = 'PENDING' ORDER BY store_id LIMIT 1)
@@ -21,15 +22,17 @@ WITH RECURSIVE s(store_id) AS (
 )
 SELECT s.store_id, coalesce(w.weight, 1) AS weight
 FROM s LEFT JOIN image_optimization_stores w USING (store_id)
-WHERE s.store_id IS NOT NULL;
+WHERE s.store_id IS NOT NULL AND NOT coalesce(w.paused, false);
 
 -- name: pending_stores_after
--- Up to %(limit)s stores with PENDING items whose id sorts after %(cursor)s ('' = from the
--- start), with their weights: a loose index scan that stops after %(limit)s probes, so a tick
--- costs O(capacity), not O(stores with a backlog). The empty store id sorts first and is not
+-- Up to %(limit)s unpaused stores with PENDING items whose id sorts after %(cursor)s ('' = from
+-- the start), with their weights: a loose index scan that stops after %(limit)s unpaused
+-- stores, so a tick costs O(capacity + paused stores), not O(stores with a backlog). A paused
+-- store is stepped over without counting (its items stay PENDING), so paused stores can never
+-- use up a pass's probes and stall the rotation. The empty store id sorts first and is not
 -- "after" '', so it gets its own probe (its items must still be metered, to fail validation).
 WITH RECURSIVE s(store_id, n) AS (
-    (SELECT first.store_id, 1 FROM (
+    (SELECT first.store_id, 0 FROM (
         (SELECT store_id FROM image_optimization_items
          WHERE status = 'PENDING' AND store_id = '' AND %(cursor)s = '' LIMIT 1)
         UNION ALL
@@ -39,12 +42,18 @@ WITH RECURSIVE s(store_id, n) AS (
     UNION ALL
     SELECT (SELECT i.store_id FROM image_optimization_items i
             WHERE i.status = 'PENDING' AND i.store_id > s.store_id
-            ORDER BY i.store_id LIMIT 1), s.n + 1
-    FROM s WHERE s.store_id IS NOT NULL AND s.n < %(limit)s
+            ORDER BY i.store_id LIMIT 1),
+           s.n + CASE WHEN EXISTS (SELECT 1 FROM image_optimization_stores p
+                                   WHERE p.store_id = s.store_id AND p.paused)
+                      THEN 0 ELSE 1 END
+    FROM s WHERE s.store_id IS NOT NULL
+      AND s.n + CASE WHEN EXISTS (SELECT 1 FROM image_optimization_stores p
+                                  WHERE p.store_id = s.store_id AND p.paused)
+                     THEN 0 ELSE 1 END < %(limit)s
 )
 SELECT s.store_id, coalesce(w.weight, 1) AS weight
 FROM s LEFT JOIN image_optimization_stores w USING (store_id)
-WHERE s.store_id IS NOT NULL
+WHERE s.store_id IS NOT NULL AND NOT coalesce(w.paused, false)
 ORDER BY s.store_id;
 
 -- name: pending_heads
@@ -765,3 +774,208 @@ SELECT to_regclass('imageopt_schema_migrations') IS NOT NULL AS present;
 -- name: applied_migrations
 -- Versions applied to this schema; only after migrations_table_present said it exists.
 SELECT version FROM imageopt_schema_migrations ORDER BY version;
+
+-- =============================================================================================
+-- Operator console and levers (api/opspage.py, api/operator_auth.py, cli/stores.py,
+-- cli/failed.py; docs/OPERATIONS.md). Migration 0008.
+-- =============================================================================================
+
+-- name: ops_insert_operator_key
+-- A new operator key (only the hash is stored).
+INSERT INTO image_optimization_operator_keys (name, key_prefix, key_hash)
+VALUES (%(label)s, %(key_prefix)s, %(key_hash)s)
+RETURNING id, name, key_prefix, created_at;
+
+-- name: ops_find_operator_key
+-- The live operator key with this hash.
+SELECT id, name, key_prefix, last_used_at
+FROM image_optimization_operator_keys
+WHERE key_hash = %(key_hash)s AND revoked_at IS NULL;
+
+-- name: ops_touch_operator_key
+-- Mark an operator key used (at most once a minute per key, to spare writes).
+UPDATE image_optimization_operator_keys SET last_used_at = now() WHERE id = %(id)s;
+
+-- name: ops_list_operator_keys
+-- Operator keys, newest first, never the hash.
+SELECT id, name, key_prefix, created_at, last_used_at, revoked_at
+FROM image_optimization_operator_keys
+ORDER BY id DESC;
+
+-- name: ops_revoke_operator_key
+-- Revoke an operator key; its console sessions end with it.
+UPDATE image_optimization_operator_keys SET revoked_at = now()
+WHERE id = %(id)s AND revoked_at IS NULL
+RETURNING id;
+
+-- name: ops_insert_session
+-- A signed-in operator browser (the cookie token's hash).
+INSERT INTO image_optimization_operator_sessions (token_hash, key_id, expires_at)
+VALUES (%(token_hash)s, %(key_id)s, now() + make_interval(secs => %(ttl_seconds)s));
+
+-- name: ops_find_session
+-- The unexpired session with this token hash, of a live key.
+SELECT k.id, k.name, k.key_prefix, k.last_used_at
+FROM image_optimization_operator_sessions s
+JOIN image_optimization_operator_keys k ON k.id = s.key_id
+WHERE s.token_hash = %(token_hash)s AND s.expires_at > now() AND k.revoked_at IS NULL;
+
+-- name: ops_delete_session
+-- Sign out: forget the session.
+DELETE FROM image_optimization_operator_sessions WHERE token_hash = %(token_hash)s;
+
+-- name: ops_prune_sessions
+-- Forget expired operator sessions (a few at a time, on each sign-in).
+DELETE FROM image_optimization_operator_sessions
+WHERE token_hash IN (SELECT token_hash FROM image_optimization_operator_sessions
+                     WHERE expires_at < now() ORDER BY expires_at LIMIT 100);
+
+-- name: ops_audit
+-- Record one operator action (who, what, on what, why).
+INSERT INTO image_optimization_audit_log (actor, action, target, reason, details)
+VALUES (%(actor)s, %(action)s, %(target)s, %(reason)s, %(details)s::jsonb)
+RETURNING id, at;
+
+-- name: ops_audit_recent
+-- The newest %(limit)s audit entries.
+SELECT id, at, actor, action, target, reason, details
+FROM image_optimization_audit_log
+ORDER BY id DESC
+LIMIT %(limit)s;
+
+-- name: ops_status_counts
+-- Items by status across all stores (the console's overview).
+SELECT status, count(*) AS n FROM image_optimization_items GROUP BY status;
+
+-- name: ops_store_stats
+-- Per store (those with settings, a backlog or work finished since %(since)s): backlog, items
+-- finished and failed since %(since)s, p50/p95 seconds from insert to DONE, weight, quota, pause.
+WITH active AS (
+    SELECT store_id,
+           count(*) FILTER (WHERE status = 'PENDING') AS pending,
+           count(*) FILTER (WHERE status IN ('QUEUED', 'SUBMITTING', 'PROCESSING')) AS in_flight
+    FROM image_optimization_items
+    WHERE status IN ('PENDING', 'QUEUED', 'SUBMITTING', 'PROCESSING')
+    GROUP BY store_id
+), finished AS (
+    SELECT store_id,
+           count(*) FILTER (WHERE status = 'DONE') AS done,
+           count(*) FILTER (WHERE status = 'FAILED') AS failed,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM completed_at - created_at))
+               FILTER (WHERE status = 'DONE') AS p50,
+           percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM completed_at - created_at))
+               FILTER (WHERE status = 'DONE') AS p95
+    FROM image_optimization_items
+    WHERE completed_at >= %(since)s AND status IN ('DONE', 'FAILED')
+    GROUP BY store_id
+), ids AS (
+    SELECT store_id FROM active
+    UNION SELECT store_id FROM finished
+    UNION SELECT store_id FROM image_optimization_stores
+)
+SELECT ids.store_id,
+       coalesce(a.pending, 0) AS pending, coalesce(a.in_flight, 0) AS in_flight,
+       coalesce(f.done, 0) AS done, coalesce(f.failed, 0) AS failed, f.p50, f.p95,
+       coalesce(w.weight, 1) AS weight, w.daily_item_quota AS quota,
+       coalesce(w.paused, false) AS paused, w.paused_reason
+FROM ids
+LEFT JOIN active a USING (store_id)
+LEFT JOIN finished f USING (store_id)
+LEFT JOIN image_optimization_stores w USING (store_id)
+ORDER BY ids.store_id
+LIMIT %(limit)s;
+
+-- name: ops_get_store
+-- One store's settings (no row: the defaults: weight 1, no quota of its own, not paused).
+SELECT store_id, weight, daily_item_quota AS quota, paused, paused_reason, updated_at
+FROM image_optimization_stores
+WHERE store_id = %(store_id)s;
+
+-- name: ops_set_store
+-- Change a store's weight, quota and pause (NULL keeps a field; %(clear_quota)s sets the quota
+-- back to the default) and wake the scheduler leader, which reads them on its next pass.
+WITH changed AS (
+    INSERT INTO image_optimization_stores AS s (store_id, weight, daily_item_quota, paused,
+                                               paused_reason)
+    VALUES (%(store_id)s, coalesce(%(weight)s::int, 1), %(quota)s::int,
+            coalesce(%(paused)s::boolean, false),
+            CASE WHEN %(paused)s::boolean THEN %(reason)s::text END)
+    ON CONFLICT (store_id) DO UPDATE SET
+        weight = coalesce(%(weight)s::int, s.weight),
+        daily_item_quota = CASE WHEN %(clear_quota)s THEN NULL
+                                ELSE coalesce(%(quota)s::int, s.daily_item_quota) END,
+        paused = coalesce(%(paused)s::boolean, s.paused),
+        paused_reason = CASE WHEN %(paused)s::boolean IS NULL THEN s.paused_reason
+                             WHEN %(paused)s::boolean THEN %(reason)s::text END,
+        updated_at = now()
+    RETURNING store_id, weight, daily_item_quota AS quota, paused, paused_reason, updated_at
+)
+SELECT changed.*, pg_notify('imageopt_pending', current_schema()) AS woke FROM changed;
+
+-- name: ops_paused_stores
+-- How many stores are paused (the metric and the stats endpoint).
+SELECT count(*) AS n FROM image_optimization_stores WHERE paused;
+
+-- name: ops_failed_items
+-- FAILED items matching the filters (each NULL = any), newest first, with the detailed
+-- error_message (operators only) and the total that match.
+SELECT i.id, i.job_id, i.store_id, coalesce(i.model, j.model) AS model, i.source_url,
+       i.error_code, i.error_message, i.attempts, i.created_at, i.submitted_at, i.completed_at,
+       i.input_key, i.input_deleted_at, i.prediction_id,
+       count(*) OVER () AS total
+FROM image_optimization_items i
+JOIN image_optimization_jobs j ON j.id = i.job_id
+WHERE i.status = 'FAILED'
+  AND (%(store_id)s::text IS NULL OR i.store_id = %(store_id)s::text)
+  AND (%(job_id)s::bigint IS NULL OR i.job_id = %(job_id)s::bigint)
+  AND (%(model)s::text IS NULL OR coalesce(i.model, j.model) = %(model)s::text)
+  AND (%(error_code)s::text IS NULL OR i.error_code = %(error_code)s::text)
+  AND (%(since)s::timestamptz IS NULL OR i.completed_at >= %(since)s::timestamptz)
+  AND (%(until)s::timestamptz IS NULL OR i.completed_at < %(until)s::timestamptz)
+ORDER BY i.completed_at DESC NULLS LAST, i.id DESC
+LIMIT %(limit)s;
+
+-- name: ops_count_failed
+-- How many FAILED items match the filters (what a retry of the filter would move).
+SELECT count(*) AS n
+FROM image_optimization_items i
+JOIN image_optimization_jobs j ON j.id = i.job_id
+WHERE i.status = 'FAILED'
+  AND (%(store_id)s::text IS NULL OR i.store_id = %(store_id)s::text)
+  AND (%(job_id)s::bigint IS NULL OR i.job_id = %(job_id)s::bigint)
+  AND (%(model)s::text IS NULL OR coalesce(i.model, j.model) = %(model)s::text)
+  AND (%(error_code)s::text IS NULL OR i.error_code = %(error_code)s::text)
+  AND (%(since)s::timestamptz IS NULL OR i.completed_at >= %(since)s::timestamptz)
+  AND (%(until)s::timestamptz IS NULL OR i.completed_at < %(until)s::timestamptz);
+
+-- name: ops_retry_failed
+-- FAILED items matching the filters back to PENDING (attempts start over), at most %(limit)s
+-- of them (NULL: all): never more than an operator confirmed. Returns them.
+UPDATE image_optimization_items i
+SET status = 'PENDING', attempts = 0, next_attempt_at = NULL, prediction_id = NULL,
+    error_code = NULL, error_message = NULL, completed_at = NULL, input_deleted_at = NULL,
+    updated_at = now()
+FROM (
+    SELECT f.id FROM image_optimization_items f
+    JOIN image_optimization_jobs j ON j.id = f.job_id
+    WHERE f.status = 'FAILED'
+      AND (%(store_id)s::text IS NULL OR f.store_id = %(store_id)s::text)
+      AND (%(job_id)s::bigint IS NULL OR f.job_id = %(job_id)s::bigint)
+      AND (%(model)s::text IS NULL OR coalesce(f.model, j.model) = %(model)s::text)
+      AND (%(error_code)s::text IS NULL OR f.error_code = %(error_code)s::text)
+      AND (%(since)s::timestamptz IS NULL OR f.completed_at >= %(since)s::timestamptz)
+      AND (%(until)s::timestamptz IS NULL OR f.completed_at < %(until)s::timestamptz)
+    ORDER BY f.id
+    LIMIT %(limit)s::bigint
+) AS m
+WHERE i.id = m.id AND i.status = 'FAILED'
+RETURNING i.id, i.job_id;
+
+-- name: ops_get_item
+-- One item as operators see it (any store, detailed error).
+SELECT i.id, i.job_id, i.store_id, i.status, coalesce(i.model, j.model) AS model, i.source_url,
+       i.input_key, i.output_key, i.output_content_type, i.input_deleted_at,
+       i.output_deleted_at, i.source_deleted_at, i.error_code, i.error_message, i.attempts
+FROM image_optimization_items i
+JOIN image_optimization_jobs j ON j.id = i.job_id
+WHERE i.id = %(id)s;

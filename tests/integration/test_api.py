@@ -127,12 +127,16 @@ def test_health_ready_and_stats_answer_with_their_shapes(api: str, repo: Reposit
     assert stats["rateLimiter"]["requestsInLastMinute"] == 0
     assert stats["readRateLimiter"]["maxRPM"] == 2400
     assert stats["health"] == {"queueHealthy": True, "rpmHealthy": True, "readRpmHealthy": True}
-    assert stats["submissions"] == {"paused": False, "pausedSince": None}
+    assert stats["submissions"] == {"paused": False, "pausedSince": None, "pausedStores": 0}
     repo.set_control("submissions_paused", True, reason="incident 42", changed_by="ops@host")
     paused = httpx.get(f"{api}/api/replicate-rate-limiter/stats").json()["submissions"]
     assert paused["paused"] is True
     assert paused["pausedSince"] is not None
-    assert set(paused) == {"paused", "pausedSince"}  # no reason or author without credentials
+    assert set(paused) == {
+        "paused",
+        "pausedSince",
+        "pausedStores",
+    }  # no reason or author without credentials
 
 
 def test_stats_count_grants_of_the_shared_limiter(api_env: dict[str, str]) -> None:

@@ -45,6 +45,11 @@ _JOB_JSON = {
 BASE_JSON: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/jobs"): _JOB_JSON,
     ("POST", "/api/ai-image/jobs"): _JOB_JSON,
+    ("POST", "/ops/login"): {"key": "iok_op_not-a-key"},
+    ("POST", "/ops/api/retry"): {"itemId": 1, "reason": "probe"},
+    ("POST", "/ops/api/cancel"): {"itemId": 1, "reason": "probe"},
+    ("POST", "/ops/api/submissions"): {"paused": True, "reason": "probe"},
+    ("POST", "/ops/api/stores/{storeId}"): {"weight": 2, "reason": "probe"},
 }
 """A valid body per JSON operation: the hostile value is the only thing wrong with it."""
 BASE_FORM: dict[tuple[str, str], dict[str, str]] = {

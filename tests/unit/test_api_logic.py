@@ -99,13 +99,17 @@ def test_stats_have_the_seed_shape_and_its_health_thresholds() -> None:
     assert busy["health"]["rpmHealthy"] is True  # 427/450 = 94.9 %
     hot = stats_payload(depths, _stats(428), _stats(100, 2400), 500, 95.0)  # 95.1 %
     assert hot["health"]["rpmHealthy"] is False
-    assert doc["submissions"] == {"paused": False, "pausedSince": None}
+    assert doc["submissions"] == {"paused": False, "pausedSince": None, "pausedStores": 0}
     since = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
     paused = stats_payload(
         depths, _stats(0), _stats(0, 2400), 500, 95.0,
         pause=PauseState(True, "switch", "secret reason", "ops@host", since),
     )  # fmt: skip
-    assert paused["submissions"] == {"paused": True, "pausedSince": "2026-12-03T09:00:00+00:00"}
+    assert paused["submissions"] == {
+        "paused": True,
+        "pausedSince": "2026-12-03T09:00:00+00:00",
+        "pausedStores": 0,
+    }
 
 
 def test_bearer_tokens_are_parsed_and_keys_are_long_random_and_hashed() -> None:
