@@ -336,9 +336,10 @@ def annotation_queries() -> list[builders.AnnotationQuery]:
 
 
 def build(
-    uid: str, title: str, description: str, link: tuple[str, str], items: list[Item]
+    uid: str, title: str, description: str, links: list[tuple[str, str]], items: list[Item]
 ) -> dict[str, object]:
-    """One dashboard as Grafana's JSON model (a dict ready for ``json.dumps``)."""
+    """One dashboard as Grafana's JSON model (a dict ready for ``json.dumps``); ``links`` are
+    ``(uid, title)`` of the dashboards its header links to (variables and time kept)."""
     ids = _Ids()
     board = (
         builders.Dashboard(title)
@@ -351,15 +352,16 @@ def build(
         .time("now-3h", "now")
         .refresh("30s")
         .annotations(annotation_queries())  # type: ignore[arg-type]
-        .link(
-            builders.DashboardLink(link[1])
+    )
+    for link_uid, link_title in links:
+        board.link(
+            builders.DashboardLink(link_title)
             .type(models.DashboardLinkType.LINK)
-            .url(f"/d/{link[0]}")
+            .url(f"/d/{link_uid}")
             .icon("dashboard")
             .include_vars(True)
             .keep_time(True)
         )
-    )
     for variable in variables():
         board.with_variable(variable)
     for item in items:
@@ -839,42 +841,166 @@ def workers_panels() -> list[Item]:
     ]
 
 
+API_TIMED_ROUTES = 'route!~"/api/ai-image/generate|.*/events"'
+"""The routes whose latency counts against the KPIs: not the synchronous generate nor the event
+streams, which wait on purpose (alerts.yml, group imageopt-api)."""
+API_5XX_RATIO = (
+    'sum(rate(imageopt_api_requests_total{status_class="5xx"}[$__rate_interval]))'
+    " / sum(rate(imageopt_api_requests_total[$__rate_interval]))"
+)
+
+
+def _api_latency(quantile: float) -> str:
+    return (
+        f"histogram_quantile({quantile}, sum by (le) (rate("
+        f"imageopt_api_request_duration_seconds_bucket{{{API_TIMED_ROUTES}}}[$__rate_interval])))"
+    )
+
+
+def api_panels() -> list[Item]:
+    """The panels of 'imageopt / API', top to bottom. Thresholds are seed 004's KPIs and the
+    alert tiers of alerts.yml (group imageopt-api)."""
+    return [
+        Row("API (seed 004 KPIs: P95 < 3 s, 5xx < 1 %)", y=0),
+        Stat(
+            "Requests",
+            "Requests per second the api answered, all routes.",
+            (0, 1, 6, 4),
+            [Q("sum(rate(imageopt_api_requests_total[$__rate_interval]))", "req/s")],
+            unit="reqps",
+            decimals=2,
+            steps=[("green", None)],
+        ),
+        Stat(
+            "5xx ratio",
+            "Share of requests answered 5xx. Warning above 1 %, critical above 5 %, rollback above 10 % for 5 min (alerts.yml, imageopt-api).",
+            (6, 1, 6, 4),
+            [Q(API_5XX_RATIO, "5xx")],
+            unit="percentunit",
+            decimals=2,
+            steps=[("green", None), ("orange", 0.01), ("red", 0.05)],
+        ),
+        Stat(
+            "P95 latency",
+            "95th percentile time to first byte, without the synchronous generate and event streams (they wait on purpose). Warning above 3 s, critical above 10 s.",
+            (12, 1, 6, 4),
+            [Q(_api_latency(0.95), "P95")],
+            unit="s",
+            decimals=2,
+            steps=[("green", None), ("orange", 3), ("red", 10)],
+        ),
+        Stat(
+            "Database reachable",
+            "Lowest imageopt_api_database_up over the api replicas: 0 = a replica cannot reach Postgres (critical after 2 min when none can).",
+            (18, 1, 6, 4),
+            [Q("min(imageopt_api_database_up)", "up")],
+            unit="short",
+            decimals=0,
+            steps=[("red", None), ("green", 1)],
+        ),
+        Series(
+            "Requests by route and status class",
+            "Requests per second by route template and status class.",
+            (0, 5, 12, 8),
+            [
+                Q(
+                    "sum by (route, status_class) (rate(imageopt_api_requests_total[$__rate_interval]))",
+                    "{{route}} {{status_class}}",
+                ),
+            ],
+            unit="reqps",
+        ),
+        Series(
+            "5xx ratio vs thresholds",
+            "Share of 5xx answers against seed 004's tiers (1 % warning, 5 % critical, 10 % rollback).",
+            (12, 5, 12, 8),
+            [Q(API_5XX_RATIO, "5xx ratio")],
+            unit="percentunit",
+            steps=[("green", None), ("orange", 0.01), ("red", 0.05), ("purple", 0.10)],
+            threshold_area=True,
+        ),
+        Series(
+            "Latency P50 / P95 / P99",
+            "Time to first byte over the routes that answer at once (3 s warning, 10 s critical, 15 s rollback).",
+            (0, 13, 12, 8),
+            [
+                Q(_api_latency(0.5), "P50"),
+                Q(_api_latency(0.95), "P95"),
+                Q(_api_latency(0.99), "P99"),
+            ],
+            unit="s",
+            steps=[("green", None), ("orange", 3), ("red", 10), ("purple", 15)],
+            threshold_area=True,
+        ),
+        Series(
+            "P95 by route",
+            "95th percentile time to first byte per route template (the synchronous generate included: it waits up to IMAGEOPT_API_GENERATE_WAIT_SECONDS).",
+            (12, 13, 12, 8),
+            [
+                Q(
+                    "histogram_quantile(0.95, sum by (route, le) (rate(imageopt_api_request_duration_seconds_bucket[$__rate_interval])))",
+                    "{{route}}",
+                ),
+            ],
+            unit="s",
+        ),
+    ]
+
+
 DASHBOARDS = {
     "imageopt-overview": (
         "imageopt / Overview",
         "Throughput, status distribution, queue depth vs thresholds, RPM usage vs budget, "
         "latency, errors, backlog by store.",
-        ("imageopt-workers", "Workers and provider"),
         overview_panels,
     ),
     "imageopt-workers": (
         "imageopt / Workers and provider",
         "dramatiq message rates, retries and in-progress; provider status codes and latency; "
         "rate-limit grants, waits and 429 pauses.",
-        ("imageopt-overview", "Overview"),
         workers_panels,
     ),
+    "imageopt-api": (
+        "imageopt / API",
+        "The api's requests by route, method and status class; 5xx ratio and latency against "
+        "seed 004's KPIs and alert tiers; Postgres reachability.",
+        api_panels,
+    ),
 }
+"""uid -> (title, description, panels); each dashboard links to the others."""
 
 
 def render() -> dict[Path, str]:
     """Every dashboard file's path and text."""
     files = {}
-    for uid, (title, description, link, panels) in DASHBOARDS.items():
-        model = build(uid, title, description, link, panels())
+    for uid, (title, description, panels) in DASHBOARDS.items():
+        links = [
+            (other, spec[0].removeprefix("imageopt / "))
+            for other, spec in DASHBOARDS.items()
+            if other != uid
+        ]
+        model = build(uid, title, description, links, panels())
         files[DASHBOARDS_DIR / f"{uid}.json"] = json.dumps(model, indent=2) + "\n"
     return files
 
 
 def main(argv: list[str]) -> int:
-    """Write the dashboards, or with ``--check`` exit 1 when a committed one is not current."""
+    """Write the dashboards, or with ``--check`` exit 1 when a committed one is not current or
+    a JSON file in ``grafana/dashboards`` is not one this file writes (Grafana would load it
+    unscoped by the variables)."""
     stale = []
-    for path, text in render().items():
+    files = render()
+    for path, text in files.items():
         if "--check" in argv:
             if not path.exists() or path.read_text(encoding="utf-8") != text:
                 stale.append(path.name)
         else:
             path.write_text(text, encoding="utf-8")
+    if "--check" in argv:
+        foreign = sorted(p.name for p in DASHBOARDS_DIR.glob("*.json") if p not in files)
+        if foreign:
+            print(f"not written by grafana/build.py: {', '.join(foreign)}", file=sys.stderr)
+            return 1
     if stale:
         print(f"not current: {', '.join(stale)}; run `make dashboards`", file=sys.stderr)
         return 1
