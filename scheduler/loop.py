@@ -103,6 +103,7 @@ class Scheduler:
         self._rpm_usage = rpm_usage
         self._clock = clock
         self.cycle = 0
+        self.standby_rounds = 0
         self.is_leader = False
 
     def run(self, stop: threading.Event) -> None:
@@ -121,6 +122,10 @@ class Scheduler:
                     metrics.SCHEDULER.set_leader(True)
                     log.info("leader_acquired", schema=self._config.schema)
                     self._lead(lock, stop)
+                else:
+                    # another scheduler leads; counted so a test can tell "stood by" from "slow"
+                    self.standby_rounds += 1
+                    log.debug("leader_standby", schema=self._config.schema)
             except SchemaNotMigrated as exc:
                 # A release started before its migrations ran: say so, and wait for them.
                 log.error("schema_not_migrated", schema=self._config.schema, missing=exc.missing)
