@@ -19,6 +19,7 @@ Parts (all against the real Postgres and Redis; figures go to docs/BENCHMARKS.md
    sees it, our backoff (1 s, x1.5) vs the seed's fixed 3 s, computed from the two schedules.
 
     .venv/bin/python -m bench.bench_scheduling            # about 4 minutes
+    .venv/bin/python -m bench.bench_scheduling --variants ""  # the tick part alone, about 1 minute
 """
 
 from __future__ import annotations
