@@ -2,8 +2,8 @@
 
 One :func:`pipeline_stack` gives a run its own Postgres **database** (so that
 ``pg_stat_database`` counts only this run's transactions), schema, Redis namespace and S3
-bucket, an emulator process, and a :class:`ProcessGroup` for the scheduler and workers; it
-removes all of them afterwards.
+bucket, and a :class:`devstack.stack.Stack` for the emulator, scheduler and workers (the
+processes the demo and the tests start the same way); it removes all of them afterwards.
 
 What is measured, and how:
 
@@ -45,10 +45,13 @@ from minio import Minio
 from minio.deleteobjects import DeleteObject
 from PIL import Image, ImageOps
 
-from devstack.processes import ProcessGroup, free_port, wait_http
+from devstack import rows
+from devstack.processes import ProcessGroup
+from devstack.s3 import ensure_s3_server
+from devstack.stack import Stack as Processes
+from devstack.stack import running_stack
 from pipeline.migrate import migrate
 from pipeline.storage import ObjectStorage
-from tests.support.s3 import ensure_s3_server
 
 BASE_DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -221,17 +224,26 @@ class Stack:
     schema: str
     namespace: str
     storage: ObjectStorage
-    env: dict[str, str]
-    group: ProcessGroup
-    emulator_url: str
+    processes: Processes
     run_dir: Path
     sources: list[str] = field(default_factory=list)
     own_queries: int = 0
 
+    @property
+    def env(self) -> Mapping[str, str]:
+        """The environment of every process the run starts."""
+        return self.processes.env
+
+    @property
+    def group(self) -> ProcessGroup:
+        return self.processes.group
+
+    @property
+    def emulator_url(self) -> str:
+        return self.processes.emulator_url
+
     def connect(self) -> psycopg.Connection[Any]:
-        return psycopg.connect(
-            self.database_url, options=f"-c search_path={self.schema}", autocommit=True
-        )
+        return rows.connect(self.database_url, self.schema)
 
     def upload_sources(self, thumbs: Sequence[tuple[str, bytes]]) -> None:
         """Put the source images in the bucket; items refer to them as ``s3://`` URLs."""
@@ -250,31 +262,17 @@ class Stack:
             ).fetchone()
         return int(row[0]) if row else 0
 
-    def insert(self, counts: Mapping[str, int], params: str = '{"scale": 1}') -> None:
+    def insert(self, counts: Mapping[str, int], params: Mapping[str, Any] | None = None) -> None:
         """Insert one job per store with ``counts[store]`` items, cycling over the sources.
 
-        Each store's items are one ``COPY``; all in one transaction, so every store is
-        backlogged from the scheduler's first look.
+        Each store's items are one ``COPY`` (:func:`devstack.rows.insert_job`); all in one
+        transaction, so every store is backlogged from the scheduler's first look.
         """
         with self.connect() as conn, conn.transaction():
             self.own_queries += 1
             for index, (store, n) in enumerate(counts.items()):
-                row = conn.execute(
-                    "INSERT INTO image_optimization_jobs (store_id, model, params) "
-                    "VALUES (%s, %s, %s) RETURNING id",
-                    (store, MODEL, params),
-                ).fetchone()
-                assert row is not None
-                with (
-                    conn.cursor() as cur,
-                    cur.copy(
-                        "COPY image_optimization_items (job_id, store_id, source_url) FROM STDIN"
-                    ) as copy,
-                ):
-                    for i in range(n):
-                        src = self.sources[(index * 7 + i) % len(self.sources)]
-                        copy.write_row((row[0], store, src))
-                self.own_queries += 2
+                urls = [self.sources[(index * 7 + i) % len(self.sources)] for i in range(n)]
+                rows.insert_job(conn, store, urls, model=MODEL, params=params or {"scale": 1})
 
     def status_counts(self, conn: psycopg.Connection[Any]) -> dict[str, int]:
         self.own_queries += 1
@@ -286,22 +284,26 @@ class Stack:
     def wait_final(
         self, total: int, timeout: float, poll: float = 0.5, on_tick: Any = None
     ) -> dict[str, int]:
-        """Wait until every item is final; returns the counts by status."""
-        deadline = time.monotonic() + timeout
+        """Wait until every item is final; returns the counts by status.
+
+        Raises:
+            TimeoutError: not final within ``timeout`` s.
+            RuntimeError: a process of the run died.
+        """
         with self.connect() as conn:
-            while True:
+
+            def final() -> dict[str, int] | None:
                 counts = self.status_counts(conn)
-                final = sum(counts.get(s, 0) for s in ("DONE", "FAILED", "CANCELED"))
                 if on_tick is not None:
                     on_tick(counts)
-                if final >= total:
+                if sum(counts.get(s, 0) for s in rows.FINAL) >= total:
                     return counts
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"not final after {timeout:.0f} s: {counts}")
-                for name in list(self.group.procs):
-                    if not self.group.alive(name):
-                        raise RuntimeError(f"{name} died:\n{self.group.log_tail(name)}")
-                time.sleep(poll)
+                deaths = self.processes.dead()
+                if deaths:
+                    raise RuntimeError("\n".join(deaths))
+                return None
+
+            return rows.wait_until(final, timeout, "items not all final", interval=poll)
 
     def backend_pids(self) -> list[int]:
         """Pids of the Postgres backends connected to the run's database (not the harness's
@@ -318,23 +320,15 @@ class Stack:
 
     def start_emulator(self, **config: object) -> None:
         """The emulator as a process of its own (its CPU is measured apart)."""
-        port = free_port()
-        args = [sys.executable, "-m", "emulator", "--port", str(port), "--token", TOKEN]
-        for key, value in config.items():
-            args += [f"--{key.replace('_', '-')}", str(value)]
-        log = (self.run_dir / "emulator.log").open("ab")
-        proc = subprocess.Popen(
-            args,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
-        self.group.procs["emulator"] = proc
-        self.emulator_url = f"http://127.0.0.1:{port}/v1"
-        self.env["REPLICATE_BASE_URL"] = self.emulator_url
-        wait_http(f"http://127.0.0.1:{port}/_emulator/stats")
+        self.processes.start_emulator(**config)
+
+    def start_pipeline(self, processes: int, threads: int) -> None:
+        """The scheduler and one creation and one polling worker group."""
+        self.processes.start_scheduler()
+        for queue in ("create", "poll"):
+            self.processes.start_workers(
+                f"worker-{queue}", queues=queue, processes=processes, threads=threads
+            )
 
 
 def _purge_bucket(endpoint: Any, bucket: str) -> None:
@@ -397,13 +391,11 @@ def pipeline_stack(env_overrides: Mapping[str, str], keep_logs: bool = False) ->
         "S3_BUCKET": bucket,
         **env_overrides,
     }
-    group = ProcessGroup(env=env, log_dir=run_dir)
-    stack = Stack(database_url, database, schema, namespace, storage, env, group, "", run_dir)
     try:
         migrate(database_url, schema)
-        yield stack
+        with running_stack(env, run_dir) as processes:
+            yield Stack(database_url, database, schema, namespace, storage, processes, run_dir)
     finally:
-        group.stop_all()
         client = redis.Redis.from_url(REDIS_URL)
         for pattern in (f"{namespace}:*", f"{namespace}-dramatiq*"):
             keys = list(client.scan_iter(match=pattern, count=1000))

@@ -90,26 +90,10 @@ def noop_ceiling(stack: Stack, messages: int, processes: int, threads: int) -> t
         )
     client = redis.Redis.from_url(REDIS_URL)
     key = f"{stack.namespace}-dramatiq:{NOOP_QUEUE}"
-    log = (stack.run_dir / "noop.log").open("ab")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "dramatiq",
-            "bench._noop_actor",
-            "--processes",
-            str(processes),
-            "--threads",
-            str(threads),
-            "--queues",
-            NOOP_QUEUE,
-        ],
-        env=stack.env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    log.close()
+    proc = stack.group.start(
+        "noop", "bench._noop_actor", "--processes", str(processes), "--threads", str(threads),
+        "--queues", NOOP_QUEUE, module="dramatiq",
+    )  # fmt: skip
     try:
         while _int(client.llen(key)) >= messages:
             time.sleep(0.005)
@@ -128,7 +112,6 @@ def noop_ceiling(stack: Stack, messages: int, processes: int, threads: int) -> t
         sampler.sample()
         return messages / elapsed, 1000 * sampler.stats["noop"].cpu_seconds / messages
     finally:
-        stack.group.procs["noop"] = proc
         stack.group.stop("noop")
         client.close()
         broker.close()
@@ -136,27 +119,7 @@ def noop_ceiling(stack: Stack, messages: int, processes: int, threads: int) -> t
 
 # --- the pipeline --------------------------------------------------------------------------
 def start_pipeline(stack: Stack, processes: int, threads: int) -> ProcSampler:
-    stack.group.start("scheduler", "scheduler")
-    stack.group.start(
-        "worker-create",
-        "worker",
-        "--queues",
-        "create",
-        "--processes",
-        str(processes),
-        "--threads",
-        str(threads),
-    )
-    stack.group.start(
-        "worker-poll",
-        "worker",
-        "--queues",
-        "poll",
-        "--processes",
-        str(processes),
-        "--threads",
-        str(threads),
-    )
+    stack.start_pipeline(processes, threads)
     time.sleep(STARTUP_SECONDS)
     for name in ("scheduler", "worker-create", "worker-poll", "emulator"):
         if not stack.group.alive(name):

@@ -20,6 +20,7 @@ Parts (all against the real Postgres and Redis; figures go to docs/BENCHMARKS.md
    sees it, our backoff (1 s, x1.5) vs the seed's fixed 3 s, computed from the two schedules.
 
     .venv/bin/python -m bench.bench_scheduling            # about 4 minutes
+    .venv/bin/python -m bench.bench_scheduling --variants ""  # the tick part alone, about 1 minute
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ import redis
 import structlog
 
 from bench.scheduling_data import Scale, build
+from devstack.rows import insert_job, wait_until
 from pipeline.allowlist import build_allowlist
 from pipeline.db import connect, create_pool
 from pipeline.migrate import drop_schema, migrate
@@ -74,8 +76,7 @@ def jain(counts: Iterable[int]) -> float:
 
 
 # --- 1. tick time at scale ---------------------------------------------------------------
-def bench_tick(ticks: int) -> None:
-    scale = Scale()
+def bench_tick(ticks: int, scale: Scale) -> None:
     started = time.monotonic()
     schema = build(DATABASE_URL, scale)
     print(
@@ -117,7 +118,7 @@ def bench_tick(ticks: int) -> None:
             f"p99 {pct(times, 99):.1f} ms, max {max(times):.1f} ms"
         )
         print(
-            f"tick: for comparison, the full pending_stores scan of 5,000 stores: "
+            f"tick: for comparison, the full pending_stores scan of {scale.stores:,} stores: "
             f"p50 {pct(full, 50):.1f} ms"
         )
     finally:
@@ -212,17 +213,8 @@ def sim_workers(  # noqa: PLR0917 - bench helper
 
 
 def insert(conn: psycopg.Connection[Any], store: str, count: int) -> None:
-    job = conn.execute(
-        "INSERT INTO image_optimization_jobs (store_id, model) VALUES (%s, %s) RETURNING id",
-        (store, MODEL),
-    ).fetchone()
-    assert job is not None
-    conn.execute(
-        "INSERT INTO image_optimization_items (job_id, store_id, source_url) "
-        "SELECT %s, %s, 'https://img.example/' || %s || '/' || g || '.jpg' "
-        "FROM generate_series(1, %s) g",
-        (job[0], store, store, count),
-    )
+    urls = [f"https://img.example/{store}/{g}.jpg" for g in range(1, count + 1)]
+    insert_job(conn, store, urls, model=MODEL)
 
 
 def run_variant(  # noqa: PLR0912, PLR0915 - one scenario, read top to bottom
@@ -269,8 +261,11 @@ def run_variant(  # noqa: PLR0912, PLR0915 - one scenario, read top to bottom
         workers = sim_workers(repo, sim, limiter, args.threads, args.work_ms / 1000, stop)
         thread = threading.Thread(target=scheduler.run, args=(sched_stop,), daemon=True)
         thread.start()
-        while not scheduler.is_leader:
-            time.sleep(0.05)
+        wait_until(
+            lambda: scheduler.is_leader or not thread.is_alive(), 30, "the scheduler did not lead"
+        )
+        if not thread.is_alive():
+            raise RuntimeError("the scheduler thread died (its traceback is above)")
         # (a) idle: insert -> submitted
         idle: list[float] = []
         insert(conn, "warmup", 1)  # first grant of a cold limiter, first connections
@@ -430,7 +425,12 @@ def main() -> None:
     parser.add_argument("--idle-samples", type=int, default=100)
     parser.add_argument("--late-samples", type=int, default=3)
     parser.add_argument("--ticks", type=int, default=50)
-    parser.add_argument("--variants", default="fair,fifo,seed")
+    parser.add_argument(
+        "--tick-scale",
+        default=f"{Scale.finished},{Scale.pending},{Scale.stores}",
+        help="tick: FINISHED,PENDING,STORES rows of the data set (bench/scheduling_data.py)",
+    )
+    parser.add_argument("--variants", default="fair,fifo,seed", help="'' for none (tick only)")
     parser.add_argument("--skip-tick", action="store_true")
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
@@ -439,11 +439,12 @@ def main() -> None:
         f"create budget {args.rpm}/min, {args.threads} simulated workers, "
         f"{args.work_ms:.0f} ms work each"
     )
-    for variant in args.variants.split(","):
+    for variant in filter(None, args.variants.split(",")):
         report(run_variant(variant, args))
     bench_polling()
     if not args.skip_tick:
-        bench_tick(args.ticks)
+        finished, pending, stores = (int(n) for n in args.tick_scale.split(","))
+        bench_tick(args.ticks, Scale(finished, pending, stores))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from devstack.processes import ProcessGroup, free_port, wait_http
+from devstack.processes import free_port
+from devstack.stack import Stack, running_stack
 from devstack.targets import DemoTargets, claim_targets, resolve_targets
 from pipeline.config import Settings
 from pipeline.db import create_pool
@@ -116,41 +117,28 @@ def run_demo(
     )
     claim_targets(settings, targets)
 
-    group = ProcessGroup(env=env, log_dir=run_dir / "logs" / "demo")
     pool = create_pool(settings.database_url, settings.db_schema, max_size=2, name="demo")
     repo = Repository(pool)
     try:
-        group.start(
-            "emulator",
-            "emulator",
-            "--port",
-            str(port),
-            "--latency-min",
-            "0.5",
-            "--latency-max",
-            "2.0",
-        )
-        wait_http(f"http://127.0.0.1:{port}/v1/predictions")
-        group.start("scheduler", "scheduler")
-        group.start(
-            "worker-create", "worker", "--queues", "create", "--processes", "1", "--threads", "8"
-        )
-        # one /metrics port per worker group (deploy/prometheus/prometheus.yml scrapes both)
-        poll_metrics = settings.worker_metrics_port + 1 if settings.worker_metrics_port else 0
-        group.start(
-            "worker-poll", "worker", "--queues", "poll", "--processes", "1", "--threads", "8",
-            "--metrics-port", str(poll_metrics),
-        )  # fmt: skip
-        started = time.monotonic()
-        job_ids = _submit_all(repo, settings, stores)
-        finished = _watch(repo, job_ids, started, timeout, group)
-        wall = time.monotonic() - started
-        _summary(repo, settings, job_ids, wall, run_dir)
+        with running_stack(env, run_dir / "logs" / "demo") as stack:
+            log_dir = stack.log_dir
+            stack.start_emulator(port=port, latency_min=0.5, latency_max=2.0)
+            stack.start_scheduler()
+            stack.start_workers("worker-create", queues="create", processes=1, threads=8)
+            # one /metrics port per worker group (deploy/prometheus/prometheus.yml scrapes both)
+            poll_metrics = settings.worker_metrics_port + 1 if settings.worker_metrics_port else 0
+            stack.start_workers(
+                "worker-poll", queues="poll", processes=1, threads=8, metrics_port=poll_metrics
+            )
+            started = time.monotonic()
+            job_ids = _submit_all(repo, settings, stores)
+            finished = _watch(repo, job_ids, started, timeout, stack)
+            wall = time.monotonic() - started
+            _summary(repo, settings, job_ids, wall, run_dir)
     finally:
-        group.stop_all()
         pool.close()
     if not finished:
-        print("demo: some items did not finish in time; logs in", group.log_dir)
+        print("demo: some items did not finish in time; logs in", log_dir)
         return 1
     return 0
 
@@ -185,7 +173,7 @@ def _submit_all(repo: Repository, settings: Settings, stores: list[Path]) -> lis
 
 
 def _watch(
-    repo: Repository, job_ids: list[int], started: float, timeout: float, group: ProcessGroup
+    repo: Repository, job_ids: list[int], started: float, timeout: float, stack: Stack
 ) -> bool:
     last = ""
     while True:
@@ -204,10 +192,9 @@ def _watch(
             last = line.split("]", 1)[1]
         if done + failed + canceled >= total:
             return True
-        for name in list(group.procs):
-            if not group.alive(name):
-                print(f"demo: process {name} exited early:\n{group.log_tail(name)}")
-                return False
+        for death in stack.dead():
+            print(f"demo: process {death}")
+            return False
         if time.monotonic() - started > timeout:
             return False
         time.sleep(1.0)

@@ -113,13 +113,18 @@ class ProcessGroup:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def start(
-        self, name: str, *args: str, extra_env: Mapping[str, str] | None = None
+        self,
+        name: str,
+        *args: str,
+        extra_env: Mapping[str, str] | None = None,
+        module: str = "cli",
     ) -> subprocess.Popen[bytes]:
-        """Start ``imageopt ARGS...`` (the CLI of this interpreter) as ``name``."""
+        """Start ``python -m MODULE ARGS...`` of this interpreter as ``name`` (by default the
+        ``imageopt`` CLI)."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = (self.log_dir / f"{name}.log").open("ab")
         proc = subprocess.Popen(  # noqa: S603 - our own CLI with our own arguments
-            [sys.executable, "-m", "cli", *args],
+            [sys.executable, "-m", module, *args],
             env={**self.env, **(extra_env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -105,6 +105,7 @@ class Scheduler:
         self.cycle = 0
         self.last_cycle_at: float | None = None
         """Unix time of the leader's last cycle (shown on the operator console)."""
+        self.standby_rounds = 0
         self.is_leader = False
 
     def run(self, stop: threading.Event) -> None:
@@ -124,6 +125,10 @@ class Scheduler:
                     metrics.SCHEDULER.set_leader(True)
                     log.info("leader_acquired", schema=self._config.schema)
                     self._lead(lock, stop)
+                else:
+                    # another scheduler leads; counted so a test can tell "stood by" from "slow"
+                    self.standby_rounds += 1
+                    log.debug("leader_standby", schema=self._config.schema)
             except SchemaNotMigrated as exc:
                 # A release started before its migrations ran: say so, and wait for them.
                 log.error("schema_not_migrated", schema=self._config.schema, missing=exc.missing)

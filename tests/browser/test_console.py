@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from devstack.emulator import run_emulator
-from devstack.processes import ProcessGroup, free_port, wait_http
+from devstack.stack import running_stack
 from emulator.config import EmulatorConfig
 from pipeline.db import create_pool
 from pipeline.repository import Repository
@@ -47,7 +47,6 @@ def stack(pipeline_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
     """Emulator (thread), scheduler, worker and ``imageopt api`` (processes); yields the api URL."""
     if not CHROMIUM.exists():
         pytest.fail("Debian's chromium is missing: run `make browser-deps`")
-    port = free_port()
     with run_emulator(EmulatorConfig(latency_min=0.05, latency_max=0.3, token=TOKEN)) as url:
         env = {
             **os.environ, **pipeline_env,
@@ -55,16 +54,10 @@ def stack(pipeline_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
             "IMAGEOPT_POLL_INITIAL_DELAY_SECONDS": "0.2", "IMAGEOPT_POLL_MAX_DELAY_SECONDS": "1.0",
             "IMAGEOPT_SCHEDULER_TICK_SECONDS": "0.2",
         }  # fmt: skip
-        group = ProcessGroup(env=env, log_dir=tmp_path / "logs")
-        try:
-            group.start("scheduler", "scheduler")
-            group.start("worker", "worker", "--queues", "create,poll", "--threads", "4")
-            group.start("api", "api", "--host", "127.0.0.1", "--port", str(port))
-            base = f"http://127.0.0.1:{port}"
-            wait_http(f"{base}/healthz", timeout=30)
-            yield base
-        finally:
-            group.stop_all()
+        with running_stack(env, tmp_path / "logs") as processes:
+            processes.start_scheduler()
+            processes.start_workers(threads=4)
+            yield processes.start_api()
 
 
 def test_console_enhances_two_photos_and_explains_a_bad_file(

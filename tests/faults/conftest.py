@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import random
 import re
@@ -26,22 +25,27 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import psycopg
 import pytest
+from psycopg.rows import dict_row
 
+from devstack import rows
 from devstack.emulator import run_emulator
 from devstack.processes import ProcessGroup, free_port
+from devstack.rows import FINAL
+from devstack.stack import Stack, running_stack
 from emulator.config import EmulatorConfig
 from pipeline.migrate import drop_schema, migrate
 from pipeline.storage import ObjectStorage
 from tests.conftest import DATABASE_URL, REDIS_URL, settings_from
 from tests.faults.figures import Figures, figures_path, record
+from tests.support.rows import wait_for_status, wait_until
 
 TOKEN = "r8_FAULTSUITE_9d41c7e2b85a"
 """Recognizable provider token: it must never show up in any captured output."""
@@ -54,7 +58,6 @@ PHOTOS = (
     "store-food/avocado-cutout.png",
     "store-food/strawberry-cutout.png",
 )
-FINAL = ("DONE", "FAILED", "CANCELED")
 REPEATS = max(1, int(os.environ.get("IMAGEOPT_FAULT_REPEATS", "1")))
 """Repetitions of each scenario (``make test`` runs 1; the figures in docs/RELIABILITY.md more)."""
 SEED = int(os.environ.get("IMAGEOPT_FAULT_SEED", "0")) or random.SystemRandom().randrange(1, 2**31)
@@ -81,26 +84,6 @@ FAST_ENV = {
 }
 _TRACEBACK = re.compile(r"Traceback \(most recent call last\)")
 _INPUT_ITEM = re.compile(r"/inputs/[^/]+/\d+/(\d+)\.\w+$")
-
-
-T = TypeVar("T")
-
-
-def wait_until(
-    check: Callable[[], T | None], timeout: float, failure: str, *, interval: float = 0.05
-) -> T:
-    """Poll ``check`` every ``interval`` s until it returns a truthy value, and return that.
-
-    Fails the test with ``"{failure} within {timeout} s"`` when ``timeout`` s pass first.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{failure} within {timeout} s")
-        time.sleep(interval)
 
 
 @dataclass
@@ -133,7 +116,7 @@ class FaultStack:
     schema: str
     emulator_url: str
     storage: ObjectStorage
-    group: ProcessGroup
+    processes: Stack
     log_dir: Path
     sources: dict[str, str] = field(default_factory=dict)
     item_ids: list[int] = field(default_factory=list)
@@ -141,13 +124,16 @@ class FaultStack:
     rng: random.Random = field(default_factory=lambda: random.Random(SEED))
 
     # --- processes -----------------------------------------------------------------------
+    @property
+    def group(self) -> ProcessGroup:
+        """The scheduler and worker processes (:class:`devstack.stack.Stack`'s group)."""
+        return self.processes.group
+
     def start_scheduler(self, name: str = "scheduler", **extra_env: str) -> None:
-        self.group.start(name, "scheduler", extra_env=extra_env)
+        self.processes.start_scheduler(name, **extra_env)
 
     def start_workers(self, name: str, queues: str = "create,poll", threads: int = 2) -> None:
-        self.group.start(
-            name, "worker", "--queues", queues, "--processes", "1", "--threads", str(threads)
-        )
+        self.processes.start_workers(name, queues=queues, processes=1, threads=threads)
 
     def kill(self, name: str) -> None:
         """SIGKILL ``name``'s whole process group (a crash), and remember it was on purpose."""
@@ -189,9 +175,7 @@ class FaultStack:
 
     # --- rows ----------------------------------------------------------------------------
     def connect(self) -> psycopg.Connection[Any]:
-        return psycopg.connect(
-            self.database_url, options=f"-c search_path={self.schema}", autocommit=True
-        )
+        return rows.connect(self.database_url, self.schema)
 
     def insert(
         self,
@@ -208,33 +192,14 @@ class FaultStack:
         ``priority`` and ``store_id`` per item.
         """
         fields = item_fields or [{} for _ in urls]
+        items = [{"source_url": url, **extra} for url, extra in zip(urls, fields, strict=True)]
         with self.connect() as conn:
-            row = conn.execute(
-                "INSERT INTO image_optimization_jobs (store_id, model, params) "
-                "VALUES (%s, %s, %s) RETURNING id",
-                (store, model, json.dumps(params if params is not None else {"scale": 2})),
-            ).fetchone()
-            assert row is not None
-            ids: list[int] = []
-            for url, extra in zip(urls, fields, strict=True):
-                item = conn.execute(
-                    "INSERT INTO image_optimization_items "
-                    "(job_id, store_id, source_url, prompt, model, params, priority) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
-                    (
-                        row[0],
-                        extra.get("store_id", store),
-                        url,
-                        extra.get("prompt"),
-                        extra.get("model"),
-                        json.dumps(extra.get("params", {})),
-                        extra.get("priority", 0),
-                    ),
-                ).fetchone()
-                assert item is not None
-                ids.append(int(item[0]))
-        self.item_ids.extend(ids)
-        return ids
+            job = rows.insert_job(
+                conn, store, items, model=model,
+                params=params if params is not None else {"scale": 2},
+            )  # fmt: skip
+        self.item_ids.extend(job.item_ids)
+        return job.item_ids
 
     def good(self, count: int) -> list[str]:
         """``count`` source URLs of real photos (cycling through the small ones)."""
@@ -243,26 +208,24 @@ class FaultStack:
 
     def statuses(self) -> dict[int, str]:
         with self.connect() as conn:
-            rows = conn.execute(
-                "SELECT id, status FROM image_optimization_items WHERE id = ANY(%s)",
-                (self.item_ids,),
-            ).fetchall()
-        return {int(r[0]): str(r[1]) for r in rows}
+            return rows.item_statuses(conn, item_ids=self.item_ids)
 
     def wait_final(self, timeout: float, ids: list[int] | None = None) -> bool:
         """Wait until every item (or ``ids``) is final; False on timeout (they are stuck)."""
         wanted = set(ids or self.item_ids)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def final() -> bool:
             try:
                 statuses = self.statuses()
             except psycopg.OperationalError:
-                time.sleep(0.3)  # our own Postgres may be restarting
-                continue
-            if all(statuses.get(i) in FINAL for i in wanted):
-                return True
-            time.sleep(0.2)
-        return False
+                return False  # our own Postgres may be restarting
+            return all(statuses.get(i) in FINAL for i in wanted)
+
+        try:
+            rows.wait_until(final, timeout, "", interval=0.2)
+        except TimeoutError:
+            return False
+        return True
 
     def wait_started(self, count: int, timeout: float = 60.0) -> None:
         """Wait until ``count`` items have reached a worker (so a fault lands mid-run)."""
@@ -275,12 +238,11 @@ class FaultStack:
 
     def wait_status(self, status: str, count: int, timeout: float) -> list[int]:
         """Wait until at least ``count`` items are in ``status``; returns their ids."""
-
-        def reached() -> list[int] | None:
-            ids = [i for i, s in self.statuses().items() if s == status]
-            return ids if len(ids) >= count else None
-
-        return wait_until(reached, timeout, f"fewer than {count} items reached {status}")
+        reached = wait_for_status(
+            self.schema, item_ids=self.item_ids, statuses=(status,), count=count,
+            timeout=timeout, database_url=self.database_url,
+        )  # fmt: skip
+        return [i for i, s in reached.items() if s == status]
 
     # --- the verdict ---------------------------------------------------------------------
     def outcome(self, timeout: float) -> Outcome:
@@ -295,21 +257,21 @@ class FaultStack:
             code = self.group.stop(name)
             if code not in (0, None, -15):
                 deaths.append(f"{name} exited {code} when stopped")
-        with self.connect() as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        with self.connect() as conn, conn.cursor(row_factory=dict_row) as cur:
             cur.execute(
                 "SELECT id, status, error_code, error_message, output_key, prediction_id "
                 "FROM image_optimization_items WHERE id = ANY(%s)",
                 (self.item_ids,),
             )
-            rows = {int(r["id"]): dict(r) for r in cur.fetchall()}
-        lost = [i for i in self.item_ids if i not in rows]
+            found = {int(r["id"]): dict(r) for r in cur.fetchall()}
+        lost = [i for i in self.item_ids if i not in found]
         lost += [
             i
-            for i, r in rows.items()
+            for i, r in found.items()
             if r["status"] == "DONE"
             and not (r["output_key"] and self.storage.exists(r["output_key"]))
         ]
-        stuck = [i for i, r in rows.items() if r["status"] not in FINAL]
+        stuck = [i for i, r in found.items() if r["status"] not in FINAL]
         tracebacks: list[str] = []
         leaks: list[str] = []
         for log in sorted(self.log_dir.glob("*.log")):
@@ -319,9 +281,9 @@ class FaultStack:
             if TOKEN in text:
                 leaks.append(log.name)
         leaks += [
-            f"item {i} error_message" for i, r in rows.items() if TOKEN in str(r["error_message"])
+            f"item {i} error_message" for i, r in found.items() if TOKEN in str(r["error_message"])
         ]
-        return Outcome(rows, self.predictions(), stuck, lost, tracebacks, leaks, deaths)
+        return Outcome(found, self.predictions(), stuck, lost, tracebacks, leaks, deaths)
 
 
 def assert_sound(
@@ -414,7 +376,6 @@ def _stack(
     migrate(database_url, schema)
     config = emulator or EmulatorConfig(latency_min=0.05, latency_max=0.3, rng_seed=SEED)
     config = dataclasses.replace(config, token=TOKEN)
-    group: ProcessGroup | None = None
     try:
         with run_emulator(config) as url:
             env = {
@@ -437,12 +398,10 @@ def _stack(
                 storage.put_bytes(key, path.read_bytes(), "application/octet-stream")
                 sources[path.name] = f"s3://{storage.bucket}/{key}"
             log_dir = figures_path().parent / "logs" / schema  # kept for post-mortems
-            group = ProcessGroup(env=env, log_dir=log_dir)
-            stack = FaultStack(env, database_url, schema, url, storage, group, log_dir, sources)
-            yield stack
+            with running_stack(env, log_dir) as processes:
+                yield FaultStack(env, database_url, schema, url, storage, processes, log_dir,
+                                 sources)  # fmt: skip
     finally:
-        if group is not None:
-            group.stop_all()
         with contextlib.suppress(psycopg.Error):
             drop_schema(database_url, schema)
         _clean_redis(redis_url, namespace)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import MutableMapping, Sequence
 from typing import Any
 
@@ -20,17 +19,15 @@ from pipeline import metrics
 from pipeline.controls import PauseState, pause_state
 from tests.conftest import DATABASE_URL
 from tests.integration.test_scheduling_loop import insert_item, run_scheduler, wait_status
+from tests.support.cycles import wait_cycles
+from tests.support.rows import connect, item_statuses, wait_until
 
 pytestmark = pytest.mark.integration
 
 
 def _status(schema: str, item_id: int) -> str:
-    with psycopg.connect(DATABASE_URL, options=f"-c search_path={schema}") as conn:
-        row = conn.execute(
-            "SELECT status FROM image_optimization_items WHERE id = %s", (item_id,)
-        ).fetchone()
-    assert row is not None
-    return str(row[0])
+    with connect(schema) as conn:
+        return item_statuses(conn, item_ids=[item_id])[item_id]
 
 
 def _imageopt(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -54,13 +51,12 @@ def _paused_gauge() -> float | None:
 def _wait_for_event(
     logs: Sequence[MutableMapping[str, Any]], event: str, timeout: float
 ) -> MutableMapping[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for entry in logs:
-            if entry["event"] == event:
-                return entry
-        time.sleep(0.02)
-    raise AssertionError(f"no {event!r} log within {timeout} s")
+    return wait_until(
+        lambda: next((entry for entry in logs if entry["event"] == event), None),
+        timeout,
+        f"no {event!r} log",
+        interval=0.02,
+    )
 
 
 def test_the_switch_pauses_and_resumes_a_running_leader_without_a_restart(
@@ -70,7 +66,7 @@ def test_the_switch_pauses_and_resumes_a_running_leader_without_a_restart(
     # leader see a change within the waits below.
     with (
         capture_logs() as logs,
-        run_scheduler(db_schema, redis_namespace, tick=5.0, control_interval=60.0),
+        run_scheduler(db_schema, redis_namespace, tick=5.0, control_interval=60.0) as scheduler,
     ):
         first = insert_item(db_schema)
         wait_status(db_schema, first, "QUEUED", timeout=5)
@@ -83,7 +79,7 @@ def test_the_switch_pauses_and_resumes_a_running_leader_without_a_restart(
         assert paused.stdout.rstrip().endswith(": provider incident")
         seen = _wait_for_event(logs, "submissions_paused", timeout=2)
         held = insert_item(db_schema)
-        time.sleep(1.0)
+        wait_cycles(scheduler, 2, db_schema)  # the leader has looked at the item, and held it
         held_status = _status(db_schema, held)
         gauge_while_paused = _paused_gauge()
         again = _imageopt(pipeline_env, "submissions", "pause", "--reason", "other")
@@ -118,7 +114,7 @@ def test_a_switch_changed_without_a_notify_is_read_within_the_interval(
     """A row written by hand (no NOTIFY) still takes effect: the leader re-reads it."""
     with (
         capture_logs() as logs,
-        run_scheduler(db_schema, redis_namespace, tick=0.1, control_interval=0.3),
+        run_scheduler(db_schema, redis_namespace, tick=0.1, control_interval=0.3) as scheduler,
     ):
         with psycopg.connect(DATABASE_URL, options=f"-c search_path={db_schema}") as conn:
             conn.execute(
@@ -127,7 +123,7 @@ def test_a_switch_changed_without_a_notify_is_read_within_the_interval(
             )
         _wait_for_event(logs, "submissions_paused", timeout=2)
         held = insert_item(db_schema)
-        time.sleep(0.8)
+        wait_cycles(scheduler, 2, db_schema)
         held_status = _status(db_schema, held)
     assert held_status == "PENDING"
 

@@ -16,6 +16,7 @@ from replicate.exceptions import ReplicateError
 from devstack.emulator import run_emulator, serve_directory
 from emulator.config import EmulatorConfig
 from pipeline.allowlist import build_allowlist
+from tests.support.rows import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -47,13 +48,11 @@ class Emulator:
         return f"{self.images}/{path}?{query}"
 
     def wait(self, prediction_id: str, timeout: float = 15.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def finished() -> dict[str, Any] | None:
             body = dict(self.http.get(f"{self.api}/predictions/{prediction_id}").json())
-            if body["status"] in ("succeeded", "failed", "canceled"):
-                return body
-            time.sleep(0.05)
-        raise AssertionError(f"prediction {prediction_id} did not finish")
+            return body if body["status"] in ("succeeded", "failed", "canceled") else None
+
+        return wait_until(finished, timeout, f"prediction {prediction_id} did not finish")
 
 
 @pytest.fixture
@@ -273,9 +272,20 @@ def test_never_finish_keeps_a_prediction_processing(emulator: Emulator) -> None:
     emulator.configure(never_finish_rate=1.0, latency_min=0.0, latency_max=0.0)
     body = {"version": ESRGAN.version, "input": {"image": emulator.image_url()}}
     created = emulator.http.post(f"{emulator.api}/predictions", json=body).json()
-    time.sleep(0.5)
+    # A prediction created after it, with the same zero latency, that does finish: once the
+    # emulator counts it finished, the first one's timers have fired too (same event loop,
+    # armed earlier), so "still processing" is the emulator's answer, not a slow start.
+    emulator.configure(never_finish_rate=0.0)
+    later = emulator.http.post(f"{emulator.api}/predictions", json=body).json()
+    wait_until(
+        lambda: emulator.stats()["status_counts"].get("succeeded") == 1,
+        15,
+        "the later prediction not counted finished",
+    )
     current = emulator.http.get(f"{emulator.api}/predictions/{created['id']}").json()
     assert current["status"] == "processing"
+    assert emulator.stats()["status_counts"] == {"processing": 1, "succeeded": 1}
+    assert emulator.wait(later["id"])["status"] == "succeeded"
 
 
 def test_http_5xx_rate_answers_503_without_creating(emulator: Emulator) -> None:

@@ -6,19 +6,19 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 from PIL import Image, ImageOps
 
 from devstack.emulator import run_emulator, serve_directory
-from devstack.processes import ProcessGroup, free_port
+from devstack.processes import free_port
+from devstack.stack import running_stack
 from emulator.config import EmulatorConfig
 from pipeline.storage import ObjectStorage
-from tests.conftest import DATABASE_URL, settings_from
+from tests.conftest import settings_from
+from tests.support.rows import FINAL, connect, insert_job, wait_for_status, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -51,56 +51,32 @@ def emulator_url() -> Iterator[str]:
         yield url
 
 
-def _insert_job(schema: str, store: str, model: str, urls: list[str]) -> int:
-    """Insert a job the way docs/UPSTREAM.md tells upstream systems to."""
-    with psycopg.connect(DATABASE_URL, options=f"-c search_path={schema}") as conn:
-        row = conn.execute(
-            "INSERT INTO image_optimization_jobs (store_id, model, params) "
-            "VALUES (%s, %s, %s) RETURNING id",
-            (store, model, '{"scale": 4}'),
-        ).fetchone()
-        assert row is not None
-        job_id = int(row[0])
-        with conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO image_optimization_items (job_id, store_id, source_url) "
-                "VALUES (%s, %s, %s)",
-                [(job_id, store, url) for url in urls],
-            )
-    return job_id
+def _final_rows(schema: str, job_id: int, timeout: float) -> list[tuple[object, ...]]:
+    """Every item of the job once all are final, with their results."""
+    wait_for_status(schema, job_ids=[job_id], timeout=timeout)
+    with connect(schema) as conn:
+        return conn.execute(
+            "SELECT source_url, status, error_code, output_key, output_width, output_height, "
+            "output_bytes, output_content_type FROM image_optimization_items "
+            "WHERE job_id = %s ORDER BY id",
+            (job_id,),
+        ).fetchall()
 
 
-def _wait_final(schema: str, job_id: int, timeout: float) -> list[tuple[object, ...]]:
-    deadline = time.monotonic() + timeout
-    with psycopg.connect(DATABASE_URL, options=f"-c search_path={schema}", autocommit=True) as conn:
-        while True:
-            rows = conn.execute(
-                "SELECT source_url, status, error_code, output_key, output_width, output_height, "
-                "output_bytes, output_content_type FROM image_optimization_items "
-                "WHERE job_id = %s ORDER BY id",
-                (job_id,),
-            ).fetchall()
-            if all(r[1] in ("DONE", "FAILED", "CANCELED") for r in rows):
-                return rows
-            if time.monotonic() > deadline:
-                pytest.fail(f"items not finished in {timeout} s: {[(r[0], r[1]) for r in rows]}")
-            time.sleep(0.3)
-
-
-def _wait_job_final(schema: str, job_id: int, timeout: float) -> tuple[object, ...]:
+def _final_job(schema: str, job_id: int, timeout: float) -> tuple[object, ...]:
     """The job's status and counters once the scheduler has caught up with its items."""
-    deadline = time.monotonic() + timeout
-    with psycopg.connect(DATABASE_URL, options=f"-c search_path={schema}", autocommit=True) as conn:
-        while True:
-            job = conn.execute(
+    with connect(schema) as conn:
+
+        def job() -> tuple[object, ...] | None:
+            row = conn.execute(
                 "SELECT status, total_items, done_items, failed_items "
                 "FROM image_optimization_jobs WHERE id = %s",
                 (job_id,),
             ).fetchone()
-            assert job is not None
-            if job[0] in ("DONE", "FAILED", "CANCELED") or time.monotonic() > deadline:
-                return tuple(job)
-            time.sleep(0.2)
+            assert row is not None
+            return tuple(row) if row[0] in FINAL else None
+
+        return wait_until(job, timeout, f"job {job_id} not final", interval=0.2)
 
 
 def test_real_photos_become_upscaled_results_and_bad_inputs_fail_with_distinct_codes(
@@ -126,19 +102,13 @@ def test_real_photos_become_upscaled_results_and_bad_inputs_fail_with_distinct_c
         f"{base}/truncated.jpg",
         f"{base}/empty.jpg",
     ]
-    job_id = _insert_job(
-        pipeline_env["IMAGEOPT_DB_SCHEMA"], "store-e2e", "nightmareai/real-esrgan", urls
-    )
-    group = ProcessGroup(env=env, log_dir=tmp_path / "logs")
-    try:
-        group.start("scheduler", "scheduler")
-        group.start(
-            "worker", "worker", "--queues", "create,poll", "--processes", "1", "--threads", "4"
-        )
-        rows = _wait_final(pipeline_env["IMAGEOPT_DB_SCHEMA"], job_id, timeout=120)
-        job = _wait_job_final(pipeline_env["IMAGEOPT_DB_SCHEMA"], job_id, timeout=15)
-    finally:
-        group.stop_all()
+    schema = pipeline_env["IMAGEOPT_DB_SCHEMA"]
+    job_id = insert_job(schema, "store-e2e", urls, params={"scale": 4}).job_id
+    with running_stack(env, tmp_path / "logs") as stack:
+        stack.start_scheduler()
+        stack.start_workers(processes=1, threads=4)
+        rows = _final_rows(schema, job_id, timeout=120)
+        job = _final_job(schema, job_id, timeout=15)
 
     by_url = {r[0]: r for r in rows}
     settings = settings_from(env)

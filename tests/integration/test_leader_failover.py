@@ -14,8 +14,9 @@ import psycopg
 import pytest
 import redis
 
-from devstack.processes import ProcessGroup
+from devstack.stack import running_stack
 from tests.conftest import DATABASE_URL, REDIS_URL
+from tests.support.rows import insert_job, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -29,21 +30,16 @@ def leader_log_seen(log_dir: Path, name: str) -> bool:
     return path.exists() and '"leader_acquired"' in path.read_text(errors="replace")
 
 
+def standby_rounds(log_dir: Path, name: str) -> int:
+    """How often ``name`` found the lock taken (its ``leader_standby`` debug lines)."""
+    path = log_dir / f"{name}.log"
+    return path.read_text(errors="replace").count('"leader_standby"') if path.exists() else 0
+
+
 def insert_items(schema: str) -> None:
-    with psycopg.connect(DATABASE_URL, options=f"-c search_path={schema}") as conn:
-        for store in STORES:
-            row = conn.execute(
-                "INSERT INTO image_optimization_jobs (store_id, model) VALUES "
-                "(%s, 'nightmareai/real-esrgan') RETURNING id",
-                (store,),
-            ).fetchone()
-            assert row is not None
-            conn.execute(
-                "INSERT INTO image_optimization_items (job_id, store_id, source_url) "
-                "SELECT %s, %s, 'https://img.example/' || g || '.jpg' "
-                "FROM generate_series(1, %s) g",
-                (row[0], store, ITEMS_PER_STORE),
-            )
+    for store in STORES:
+        urls = [f"https://img.example/{g}.jpg" for g in range(1, ITEMS_PER_STORE + 1)]
+        insert_job(schema, store, urls)
 
 
 def test_a_standby_takes_over_after_sigkill_without_double_metering(
@@ -60,20 +56,17 @@ def test_a_standby_takes_over_after_sigkill_without_double_metering(
         "IMAGEOPT_SCHEDULER_TICK_SECONDS": "0.2",
     }
     log_dir = tmp_path / "logs"
-    group = ProcessGroup(env=env, log_dir=log_dir)
-    client = redis.Redis.from_url(REDIS_URL)
     queue_key = f"{redis_namespace}-dramatiq:imageopt-create"
     seen: dict[int, int] = {}
     max_in_flight = 0
-    try:
-        group.start("sched-a", "scheduler")
-        deadline = time.monotonic() + 30
-        while not leader_log_seen(log_dir, "sched-a"):
-            assert time.monotonic() < deadline, group.log_tail("sched-a")
-            time.sleep(0.1)
-        group.start("sched-b", "scheduler")
-        time.sleep(1.0)
-        assert not leader_log_seen(log_dir, "sched-b")  # the lock is held: b stands by
+    with redis.Redis.from_url(REDIS_URL) as client, running_stack(env, log_dir) as stack:
+        group = stack.group
+        stack.start_scheduler("sched-a")
+        wait_until(lambda: leader_log_seen(log_dir, "sched-a"), 30, "sched-a did not lead")
+        stack.start_scheduler("sched-b", IMAGEOPT_LOG_LEVEL="DEBUG")
+        # b has tried the lock twice and found it taken: it stands by (not merely slow to start)
+        wait_until(lambda: standby_rounds(log_dir, "sched-b") >= 2, 30, "sched-b never tried")
+        assert not leader_log_seen(log_dir, "sched-b")
         insert_items(db_schema)
         total = ITEMS_PER_STORE * len(STORES)
         killed_at = took_over = None
@@ -118,6 +111,3 @@ def test_a_standby_takes_over_after_sigkill_without_double_metering(
         # message: the new leader sends those at once (the rescuer's threshold is 120 s).
         assert sorted(n for n in seen.values() if n != 1) == []
         assert len(seen) == total
-    finally:
-        group.stop_all()
-        client.close()

@@ -3,23 +3,25 @@ real photos) and every expression of the dashboards and alert rules returns data
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 import yaml
 
+from devstack import rows
 from devstack.emulator import run_emulator, serve_directory
-from devstack.processes import ProcessGroup, free_port, wait_http
+from devstack.processes import free_port, wait_http
+from devstack.stack import running_stack
 from emulator.config import EmulatorConfig
-from tests.conftest import DATABASE_URL
 from tests.support.observability import ALERTS, dashboard_queries, load_rules, selectors
+from tests.support.rows import insert_job, wait_for_status
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -68,38 +70,16 @@ def emulator_url() -> Iterator[str]:
 
 def _insert(schema: str, store: str, urls: list[str], *, deferred: bool = False) -> int:
     """Insert a job as docs/UPSTREAM.md says; ``deferred`` items are due only in an hour."""
-    with psycopg.connect(DATABASE_URL, options=f"-c search_path={schema}") as conn:
-        row = conn.execute(
-            "INSERT INTO image_optimization_jobs (store_id, model, params) "
-            "VALUES (%s, 'nightmareai/real-esrgan', '{\"scale\": 2}') RETURNING id",
-            (store,),
-        ).fetchone()
-        assert row is not None
-        with conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO image_optimization_items (job_id, store_id, source_url, "
-                "next_attempt_at) VALUES (%s, %s, %s, "
-                "CASE WHEN %s THEN now() + interval '1 hour' END)",
-                [(row[0], store, url, deferred) for url in urls],
-            )
-    return int(row[0])
+    later = datetime.now(UTC) + timedelta(hours=1) if deferred else None
+    items = [{"source_url": url, "next_attempt_at": later} for url in urls]
+    return insert_job(schema, store, items, params={"scale": 2}).job_id
 
 
-def _wait_finished(schema: str, job_ids: list[int], timeout: float) -> dict[str, int]:
-    deadline = time.monotonic() + timeout
-    with psycopg.connect(DATABASE_URL, options=f"-c search_path={schema}", autocommit=True) as conn:
-        while True:
-            rows = conn.execute(
-                "SELECT status, count(*) FROM image_optimization_items "
-                "WHERE job_id = ANY(%s) GROUP BY status",
-                (job_ids,),
-            ).fetchall()
-            counts = {str(status): int(n) for status, n in rows}
-            if set(counts) <= {"DONE", "FAILED", "CANCELED"}:
-                return counts
-            if time.monotonic() > deadline:
-                pytest.fail(f"items not finished in {timeout} s: {counts}")
-            time.sleep(0.3)
+def _counts(statuses: dict[int, str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for status in statuses.values():
+        counts[status] = counts.get(status, 0) + 1
+    return counts
 
 
 def _prometheus_config(path: Path, scheduler_port: int, worker_port: int) -> Path:
@@ -196,12 +176,10 @@ def test_every_dashboard_and_alert_expression_returns_data_from_a_running_pipeli
         _insert(schema, "store-obs-b", [f"{sources}/{n}" for n in names[4:]]),
     ]
     _insert(schema, "store-obs-later", [f"{sources}/{names[0]}"], deferred=True)
-    group = ProcessGroup(env=env, log_dir=tmp_path / "logs")
-    try:
-        group.start("scheduler", "scheduler")
-        group.start("worker", "worker", "--queues", "create,poll", "--processes", "2",
-                    "--threads", "4")  # fmt: skip
-        counts = _wait_finished(schema, jobs, timeout=90)
+    with running_stack(env, tmp_path / "logs") as stack:
+        stack.start_scheduler()
+        stack.start_workers(processes=2, threads=4)
+        counts = _counts(wait_for_status(schema, job_ids=jobs, timeout=90))
         assert counts.get("DONE", 0) >= len(PHOTOS) - 1, counts
         assert counts.get("FAILED", 0) >= 1, counts
 
@@ -212,18 +190,18 @@ def test_every_dashboard_and_alert_expression_returns_data_from_a_running_pipeli
 
         missing: list[str] = []
         with httpx.Client(timeout=5) as client:
-            deadline = time.monotonic() + PROMETHEUS_DEADLINE_SECONDS
-            while True:
+
+            def all_answered() -> bool:
+                nonlocal missing
                 missing = [f"{where}: {expr}" for where, expr in _expressions()
                            if not _query(client, base, expr)]  # fmt: skip
-                if not missing or time.monotonic() > deadline:
-                    break
-                time.sleep(1.0)
+                return not missing
+
+            with contextlib.suppress(TimeoutError):  # what is still missing is asserted below
+                rows.wait_until(all_answered, PROMETHEUS_DEADLINE_SECONDS, "", interval=1.0)
             rules = client.get(f"{base}/api/v1/rules").json()["data"]["groups"]
             labels = set(client.get(f"{base}/api/v1/labels").json()["data"])
             up = _query(client, base, 'up{job=~"imageopt-.*"} == 1')
-    finally:
-        group.stop_all()
 
     assert not missing, "expressions without data:\n" + "\n".join(missing)
     unhealthy = [(r["name"], r.get("lastError")) for g in rules for r in g["rules"]

@@ -20,6 +20,8 @@ from pipeline.provider import ProviderClient
 from pipeline.taskqueue import TaskQueue, build_broker
 from scheduler.loop import Scheduler, SchedulerConfig
 from tests.conftest import DATABASE_URL, REDIS_URL
+from tests.support.cycles import wait_cycles
+from tests.support.rows import insert_job, wait_for_status, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -63,33 +65,15 @@ def run_scheduler(
 
 
 def insert_item(schema: str, store: str = "s") -> int:
-    with psycopg.connect(DATABASE_URL, options=f"-c search_path={schema}") as conn:
-        job = conn.execute(
-            "INSERT INTO image_optimization_jobs (store_id, model) VALUES (%s, %s) RETURNING id",
-            (store, MODEL),
-        ).fetchone()
-        assert job is not None
-        row = conn.execute(
-            "INSERT INTO image_optimization_items (job_id, store_id, source_url) "
-            "VALUES (%s, %s, 'https://img.example/a.jpg') RETURNING id",
-            (job[0], store),
-        ).fetchone()
-        assert row is not None
-        return int(row[0])
+    """One PENDING item in a job of its own (as upstream inserts it); its id."""
+    return insert_job(schema, store, ["https://img.example/a.jpg"], model=MODEL).item_ids[0]
 
 
 def wait_status(schema: str, item_id: int, want: str, timeout: float) -> float:
     """Seconds until ``item_id`` has status ``want``."""
     started = time.monotonic()
-    with psycopg.connect(DATABASE_URL, options=f"-c search_path={schema}", autocommit=True) as conn:
-        while time.monotonic() - started < timeout:
-            row = conn.execute(
-                "SELECT status FROM image_optimization_items WHERE id = %s", (item_id,)
-            ).fetchone()
-            if row and row[0] == want:
-                return time.monotonic() - started
-            time.sleep(0.005)
-    raise AssertionError(f"item {item_id} not {want} within {timeout} s")
+    wait_for_status(schema, item_ids=[item_id], statuses=(want,), timeout=timeout, interval=0.005)
+    return time.monotonic() - started
 
 
 def test_an_insert_wakes_the_idle_leader_through_notify_not_the_tick(
@@ -131,10 +115,10 @@ def test_the_heartbeat_logs_cycle_queue_by_status_and_rpm(
 def test_a_paused_leader_keeps_new_items_pending(db_schema: str, redis_namespace: str) -> None:
     with (
         structlog.testing.capture_logs() as logs,
-        run_scheduler(db_schema, redis_namespace, submissions_paused=True, tick=0.1),
+        run_scheduler(db_schema, redis_namespace, submissions_paused=True, tick=0.1) as scheduler,
     ):
         item = insert_item(db_schema)
-        time.sleep(1.0)
+        wait_cycles(scheduler, 2, db_schema)  # the leader has looked at the item, and held it
     with psycopg.connect(DATABASE_URL, options=f"-c search_path={db_schema}") as conn:
         row = conn.execute(
             "SELECT status FROM image_optimization_items WHERE id = %s", (item,)
@@ -180,7 +164,12 @@ def test_a_leader_on_a_schema_without_this_releases_migrations_waits_for_them(
             db_schema, redis_namespace, expect_leader=False, tick=0.1, schema_retry=0.2
         ) as scheduler,
     ):
-        time.sleep(1.0)
+        # twice refused to lead (the first refusal may predate nothing: wait for a second)
+        wait_until(
+            lambda: sum(e["event"] == "schema_not_migrated" for e in logs) >= 2,
+            10,
+            "the scheduler did not look at the schema twice",
+        )
         led = scheduler.is_leader
         with psycopg.connect(DATABASE_URL, options=f"-c search_path={db_schema}") as conn:
             held = conn.execute(

@@ -7,14 +7,14 @@ import io
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import psycopg
 from dramatiq.brokers.stub import StubBroker
 from PIL import Image
 
 from devstack.emulator import run_emulator
 from emulator.config import EmulatorConfig
 from pipeline.taskqueue import TaskQueue
-from tests.conftest import DATABASE_URL, settings_from
+from tests.conftest import settings_from
+from tests.support.rows import insert_job
 from workers.services import WorkerServices, worker_services
 
 MODEL = "nightmareai/real-esrgan"
@@ -39,20 +39,8 @@ def services_with_emulator(
 
 def queued_items(schema: str, source: str, n: int, model: str = MODEL) -> list[int]:
     """Insert one job of ``n`` QUEUED items of ``store-a`` reading ``source``; their ids."""
-    with psycopg.connect(DATABASE_URL, options=f"-c search_path={schema}") as conn:
-        job = conn.execute(
-            "INSERT INTO image_optimization_jobs (store_id, model, params) "
-            "VALUES ('store-a', %s, '{\"scale\": 1}') RETURNING id",
-            (model,),
-        ).fetchone()
-        assert job is not None
-        rows = conn.execute(
-            "INSERT INTO image_optimization_items (job_id, store_id, source_url, status) "
-            "SELECT %s, 'store-a', %s, 'QUEUED' FROM generate_series(1, %s) "
-            "RETURNING id",
-            (job[0], source, n),
-        ).fetchall()
-    return [int(r[0]) for r in rows]
+    items = [{"source_url": source, "status": "QUEUED"} for _ in range(n)]
+    return insert_job(schema, "store-a", items, model=model, params={"scale": 1}).item_ids
 
 
 def put_source(services: WorkerServices, bucket: str, name: str = "source.jpg") -> str:
