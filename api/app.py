@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
-from api import catalog, console, files, imaging, jobs, ops
+from api import catalog, console, files, imaging, jobs, ops, webhooks
 from api.accesslog import AccessLogMiddleware
 from api.context import ApiContext, build_context
 from api.envelope import (
@@ -119,6 +119,7 @@ def create_app(
         *imaging.ROUTES,
         *files.ROUTES,
         *console.ROUTES,
+        *webhooks.ROUTES,
         Route("/metrics", metrics, methods=["GET"]),
     ]
     return Starlette(

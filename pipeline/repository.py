@@ -249,9 +249,11 @@ class Repository:
         size: int,
         content_type: str,
         polled: bool = True,
+        predict_time: float | None = None,
     ) -> bool:
         """PROCESSING -> DONE; ``polled``: a GET saw the success (counted in ``poll_count``),
-        not the create's own answer (sync mode)."""
+        not the create's own answer (sync mode) or a webhook; ``predict_time``: the
+        prediction's provider seconds (``metrics.predict_time``)."""
         return (
             self._one(
                 "mark_done",
@@ -262,9 +264,26 @@ class Repository:
                 bytes=size,
                 content_type=content_type,
                 polls=int(polled),
+                predict_time=predict_time,
             )
             is not None
         )
+
+    def record_predict_time(self, item_id: int, prediction_id: str, seconds: float) -> bool:
+        """Store the provider seconds of a prediction that ended without a result."""
+        return (
+            self._one(
+                "record_predict_time",
+                id=item_id,
+                prediction_id=prediction_id,
+                predict_time=seconds,
+            )
+            is not None
+        )
+
+    def usage_by_model(self, store_id: str, since: datetime) -> list[Row]:
+        """A store's predictions final at or after ``since``, by model (``usage_by_model``)."""
+        return self._all("usage_by_model", store_id=store_id, since=since)
 
     # --- jobs ----------------------------------------------------------------------------
     def refresh_active_jobs(self) -> list[Row]:

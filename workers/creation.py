@@ -35,6 +35,7 @@ from pipeline.provider import Prediction, ProviderClient
 from pipeline.ratelimit import Grant, RateLimiter
 from pipeline.repository import Repository, Row
 from pipeline.storage import ObjectStorage, ObjectTooLarge
+from pipeline.webhooks import webhook_url
 
 log = structlog.get_logger(__name__)
 
@@ -53,6 +54,7 @@ class CreationPolicy:
         max_input_pixels: decompression-bomb cap for a source image, pixels.
         sync_wait_seconds: Replicate's sync mode for creates (``Prefer: wait=N``, seconds;
             0: async), from ``REPLICATE_MAX_WAIT_MS``.
+        webhook_url: the public webhook route (``IMAGEOPT_WEBHOOK_URL``); empty: no webhook.
     """
 
     max_attempts: int
@@ -63,6 +65,7 @@ class CreationPolicy:
     max_input_bytes: int
     max_input_pixels: int
     sync_wait_seconds: int = 0
+    webhook_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -185,8 +188,12 @@ class CreationService:
         payload = spec.build_input(image_url, row["prompt"], params)
         grant = self._limiter.acquire_grant(self._policy.acquire_timeout)
         bound.debug("create_token_granted", waited_seconds=round(grant.waited, 3))
+        hook = self._policy.webhook_url
         prediction = self._provider.create_prediction(
-            spec, payload, wait_seconds=self._policy.sync_wait_seconds
+            spec,
+            payload,
+            wait_seconds=self._policy.sync_wait_seconds,
+            webhook=webhook_url(hook, int(row["id"])) if hook else None,
         )
         if self._on_created is not None:  # the arrival correction of the create budget
             self._on_created(grant, prediction.created)

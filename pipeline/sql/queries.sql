@@ -167,9 +167,31 @@ SET status = 'DONE', output_key = %(output_key)s, output_width = %(width)s,
     output_height = %(height)s, output_bytes = %(bytes)s,
     output_content_type = %(content_type)s, error_code = NULL, error_message = NULL,
     poll_count = poll_count + %(polls)s, last_polled_at = now(),
-    completed_at = now(), updated_at = now()
+    predict_time_seconds = %(predict_time)s, completed_at = now(), updated_at = now()
 WHERE id = %(id)s AND status = 'PROCESSING'
 RETURNING id;
+
+-- name: record_predict_time
+-- The provider seconds of an item's prediction that ended without a result (failed, canceled):
+-- billed all the same (`imageopt usage`). Only for the prediction the row still holds.
+UPDATE image_optimization_items
+SET predict_time_seconds = %(predict_time)s
+WHERE id = %(id)s AND prediction_id = %(prediction_id)s
+RETURNING id;
+
+-- name: usage_by_model
+-- A store's predictions that ended at or after %(since)s, by model: how many, how many of them
+-- reported their provider seconds, and those seconds (`imageopt usage`).
+SELECT coalesce(i.model, j.model) AS model,
+       count(*)::bigint AS predictions,
+       count(i.predict_time_seconds)::bigint AS timed,
+       coalesce(sum(i.predict_time_seconds), 0)::double precision AS predict_seconds
+FROM image_optimization_items i
+JOIN image_optimization_jobs j ON j.id = i.job_id
+WHERE i.store_id = %(store_id)s AND i.completed_at >= %(since)s
+  AND i.prediction_id IS NOT NULL
+GROUP BY 1
+ORDER BY 1;
 
 -- name: active_job_ids
 -- Jobs not yet final (their counters may still change).
