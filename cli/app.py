@@ -1,16 +1,17 @@
 """``imageopt``: the one command line of the pipeline (typer). ``imageopt COMMAND --help``.
 
 The commands live by group in this package (:mod:`cli.processes`, :mod:`cli.items`,
-:mod:`cli.images`, :mod:`cli.admin`, :mod:`cli.dev`); importing them registers them on
+:mod:`cli.images`, :mod:`cli.admin`, :mod:`cli.dev`,
+:mod:`cli.usage`); importing them registers them on
 :data:`cli.base.app`. Exit codes: see :mod:`cli.base`.
 """
 
 from __future__ import annotations
 
-from cli import admin, dev, images, items, processes
+from cli import admin, dev, images, items, processes, usage
 from cli.base import app
 
-__all__ = ["admin", "app", "dev", "images", "items", "main", "processes"]
+__all__ = ["admin", "app", "dev", "images", "items", "main", "processes", "usage"]
 
 
 def main() -> None:
