@@ -28,6 +28,7 @@ SECRETS = {
     "S3_SECRET_KEY",
     "REPLICATE_API_TOKEN",
     "REPLICATE_WEBHOOK_SECRET",
+    "IMAGEOPT_CALLBACK_SECRET",
 }
 ANCHOR_END = "\n\n# One image for every process kind"
 

@@ -68,6 +68,9 @@ class Settings(BaseSettings):
         30.0, gt=0, validation_alias="IMAGEOPT_WEBHOOK_POLL_GRACE_SECONDS"
     )
     """With webhooks on: seconds past the model's expected runtime before the fallback poll."""
+    callback_secret: SecretStr = Field(SecretStr(""), validation_alias="IMAGEOPT_CALLBACK_SECRET")
+    """``whsec_<base64>`` key that signs the completion callbacks POSTed to jobs'
+    ``callback_url`` (docs/UPSTREAM.md); empty: such callbacks fail (``callback_error``)."""
     model_prices: str = Field("", validation_alias="IMAGEOPT_MODEL_PRICES")
     """Price per provider second by model, USD, as a JSON object (``{"owner/name": 0.000225}``),
     for ``imageopt usage``; models not listed use :data:`pipeline.usage.DEFAULT_PRICES`."""

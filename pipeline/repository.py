@@ -281,6 +281,26 @@ class Repository:
             is not None
         )
 
+    def claim_due_callbacks(self, limit: int, lease_seconds: float) -> list[Row]:
+        """Due completion callbacks, claimed for ``lease_seconds`` (``claim_due_callbacks``)."""
+        return self._all("claim_due_callbacks", limit=limit, lease_seconds=lease_seconds)
+
+    def end_callback(self, job_id: int, attempt: int, state: str, error: str | None) -> bool:
+        """A claimed callback ``sent`` or ``failed`` for good."""
+        return (
+            self._one("end_callback", id=job_id, attempt=attempt, state=state, error=error)
+            is not None
+        )
+
+    def retry_callback(self, job_id: int, attempt: int, delay: float, error: str) -> bool:
+        """A claimed callback due again after ``delay`` seconds."""
+        return (
+            self._one(
+                "retry_callback", id=job_id, attempt=attempt, delay_seconds=delay, error=error
+            )
+            is not None
+        )
+
     def usage_by_model(self, store_id: str, since: datetime) -> list[Row]:
         """A store's predictions final at or after ``since``, by model (``usage_by_model``)."""
         return self._all("usage_by_model", store_id=store_id, since=since)

@@ -791,3 +791,33 @@ SELECT to_regclass('imageopt_schema_migrations') IS NOT NULL AS present;
 -- name: applied_migrations
 -- Versions applied to this schema; only after migrations_table_present said it exists.
 SELECT version FROM imageopt_schema_migrations ORDER BY version;
+
+-- name: claim_due_callbacks
+-- Completion callbacks that are due, claimed for %(lease_seconds)s (another leader skips them)
+-- and counted as an attempt; what the POST needs to say.
+UPDATE image_optimization_jobs j
+SET callback_next_at = now() + make_interval(secs => %(lease_seconds)s),
+    callback_attempts = j.callback_attempts + 1
+WHERE j.id IN (
+    SELECT id FROM image_optimization_jobs
+    WHERE callback_state = 'pending' AND callback_next_at <= now()
+    ORDER BY callback_next_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING j.id, j.store_id, j.status, j.callback_url, j.callback_attempts, j.total_items,
+          j.done_items, j.failed_items, j.canceled_items, j.completed_at;
+
+-- name: end_callback
+-- A claimed callback delivered (sent) or given up (failed); only by the attempt that claimed it.
+UPDATE image_optimization_jobs
+SET callback_state = %(state)s, callback_error = %(error)s, callback_next_at = NULL
+WHERE id = %(id)s AND callback_state = 'pending' AND callback_attempts = %(attempt)s
+RETURNING id;
+
+-- name: retry_callback
+-- A claimed callback that failed this attempt: due again after %(delay_seconds)s.
+UPDATE image_optimization_jobs
+SET callback_next_at = now() + make_interval(secs => %(delay_seconds)s), callback_error = %(error)s
+WHERE id = %(id)s AND callback_state = 'pending' AND callback_attempts = %(attempt)s
+RETURNING id;

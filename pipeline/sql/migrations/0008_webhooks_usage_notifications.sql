@@ -50,3 +50,38 @@ CREATE TRIGGER image_optimization_jobs_notify_final
     FOR EACH ROW
     WHEN (NEW.status IN ('DONE', 'FAILED', 'CANCELED') AND OLD.status IS DISTINCT FROM NEW.status)
     EXECUTE FUNCTION image_optimization_jobs_notify_final();
+
+-- Completion callbacks: upstream may give a job a URL that receives a signed POST once the job is
+-- final (docs/UPSTREAM.md, "Completion callbacks"). The scheduler leader sends them, with retries.
+ALTER TABLE image_optimization_jobs
+    ADD COLUMN callback_url text,
+    -- NULL until the job is final; then pending -> sent | failed
+    ADD COLUMN callback_state text
+        CHECK (callback_state IN ('pending', 'sent', 'failed')),
+    ADD COLUMN callback_attempts integer NOT NULL DEFAULT 0,
+    ADD COLUMN callback_next_at timestamptz,
+    ADD COLUMN callback_error text;
+
+-- A job that becomes final with a callback URL gets its callback due now (set in the same
+-- UPDATE, so no final job is ever missed; a job final again after a retry is called again).
+CREATE FUNCTION image_optimization_jobs_callback_due() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.callback_state := 'pending';
+    NEW.callback_attempts := 0;
+    NEW.callback_next_at := now();
+    NEW.callback_error := NULL;
+    RETURN NEW;
+END;
+$$;
+
+CREATE TRIGGER image_optimization_jobs_callback_due
+    BEFORE UPDATE OF status ON image_optimization_jobs
+    FOR EACH ROW
+    WHEN (NEW.status IN ('DONE', 'FAILED', 'CANCELED') AND OLD.status IS DISTINCT FROM NEW.status
+          AND NEW.callback_url IS NOT NULL)
+    EXECUTE FUNCTION image_optimization_jobs_callback_due();
+
+CREATE INDEX image_optimization_jobs_callback_due_idx
+    ON image_optimization_jobs (callback_next_at)
+    WHERE callback_state = 'pending';
