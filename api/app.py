@@ -40,6 +40,7 @@ from api import (
     ops,
     opspage,
     seed_routes,
+    webhooks,
 )
 from api.accesslog import AccessLogMiddleware
 from api.context import ApiContext, build_context
@@ -141,6 +142,7 @@ def create_app(
         *console.ROUTES,
         *opspage.ROUTES,
         *operator_actions.ROUTES,
+        *webhooks.ROUTES,
         Route("/metrics", metrics, methods=["GET"]),
     ]
     return Starlette(

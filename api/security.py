@@ -9,7 +9,8 @@ upload limits).
   ``X-CSRF-Token`` header must equal the ``csrf_token`` cookie (double submit). Requests that
   carry an ``Authorization`` header authenticate with an API key, not ambient cookies, and a
   foreign page cannot set that header without a CORS preflight this app never grants: they
-  are not checked.
+  are not checked. Nor are provider webhooks (a ``webhook-signature`` header, same reason;
+  the route verifies the signature itself, :mod:`api.webhooks`).
 * :class:`BodyLimitMiddleware` refuses request bodies larger than a bound (``413``) or without
   a ``Content-Length`` (``411``) before anything reads them.
 """
@@ -106,7 +107,10 @@ class CsrfMiddleware:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        if "authorization" in headers or not self._handled(scope):
+        # A browser cannot send Authorization or a webhook signature cross-origin without a
+        # CORS preflight, which this api never grants: such requests are no CSRF vector.
+        signed = "authorization" in headers or "webhook-signature" in headers
+        if signed or not self._handled(scope):
             await self.app(scope, receive, send)
             return
         problem = self.check(scope, headers)

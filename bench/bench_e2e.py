@@ -8,6 +8,7 @@ the bucket (``s3://`` sources); the model is ``nightmareai/real-esrgan`` at ``sc
 
     .venv/bin/python -m bench.bench_e2e capacity --items 5000 --noop-messages 10000
     .venv/bin/python -m bench.bench_e2e capacity --items 3000 --sync-wait-ms 5000
+    .venv/bin/python -m bench.bench_e2e capacity --items 3000 --noop-messages 10000 --webhooks
     .venv/bin/python -m bench.bench_e2e limit --items 10000 --factor 3 --threads 16
     .venv/bin/python -m bench.bench_e2e limit --items 50000 --factor 3 --threads 16
     .venv/bin/python -m bench.bench_e2e limit --items 10000 --factor 3 --fixed-guard --guard 0.1
@@ -59,8 +60,9 @@ from bench._harness import (
     timings,
 )
 from bench.profile_summary import summarize
+from devstack.processes import free_port
 from pipeline.config import Settings
-from pipeline.taskqueue import build_broker
+from pipeline.taskqueue import POLL_QUEUE, build_broker
 from pipeline.wiring import arrival_guard, redis_client
 
 THUMB_SIDE = 96
@@ -193,6 +195,9 @@ def capacity(args: argparse.Namespace) -> None:
         "IMAGEOPT_IN_FLIGHT_BUDGET_SECONDS": "2",
         "REPLICATE_MAX_WAIT_MS": str(args.sync_wait_ms),
     }
+    api_port = free_port()
+    if args.webhooks:  # the api receives the emulator's webhooks; polls are the fallback
+        env["IMAGEOPT_WEBHOOK_URL"] = f"http://127.0.0.1:{api_port}/api/webhooks/replicate"
     thumbs = make_thumbnails(THUMB_SIDE)
     with pipeline_stack(env, keep_logs=args.keep_logs) as stack:
         stack.upload_sources(thumbs)
@@ -202,6 +207,8 @@ def capacity(args: argparse.Namespace) -> None:
             f"({args.noop_messages} messages, {args.processes} process x {args.threads} threads)"
         )
         stack.start_emulator(**UNLIMITED_EMULATOR)
+        if args.webhooks:
+            stack.group.start("api", "api", "--host", "127.0.0.1", "--port", str(api_port))
         sampler = start_pipeline(stack, args.processes, args.threads)
         tx0 = stack.transactions()
         own0 = stack.own_queries
@@ -209,6 +216,8 @@ def capacity(args: argparse.Namespace) -> None:
         profilers = start_profilers(stack, args.profile) if args.profile else []
         total = args.stores * (args.items // args.stores)
         counts = stack.wait_final(total, timeout=args.timeout or 1800, poll=0.5)
+        if args.webhooks:  # the delayed fallback polls are work of this run too: let them run
+            wait_for_poll_messages(stack)
         sampler.stop()
         for profiler in profilers:
             profiler.wait(timeout=120)
@@ -216,16 +225,26 @@ def capacity(args: argparse.Namespace) -> None:
         t = timings(stack)
         in_s3 = results_in_s3(stack)
         stats = stack.emulator_stats()
+        finish = finished_to_done(stack)
     rate = t["done"] / t["span"] if t["span"] else 0.0
-    messages = total * (1 + t["polls"])
+    webhook_messages = int(stats.get("webhooks", {}).get("delivered", 0))
+    # with webhooks: each item's delayed fallback poll is a message too (it finds the item DONE)
+    messages = total * (1 + t["polls"] + (1 if args.webhooks else 0)) + webhook_messages
+    gets = int(stats["requests_by_endpoint"].get("get_prediction", 0))
     print(f"items: {total} ({counts}), results in S3: {in_s3}")
     print(
         f"throughput: {rate:.1f} items/s end to end (first insert -> last DONE {t['span']:.1f} s);"
         f" insert -> DONE p50 {t['p50']:.2f} s, p99 {t['p99']:.2f} s"
     )
     print(
-        f"messages: {messages / total:.2f} per item (1 create + {t['polls']:.2f} polls)"
-        f" = {messages / t['span']:.0f} messages/s"
+        f"messages: {messages / total:.2f} per item (1 create + {t['polls']:.2f} polls"
+        + (f" + {webhook_messages / total:.2f} webhooks + 1 fallback poll" if args.webhooks else "")
+        + f") = {messages / t['span']:.0f} messages/s"
+    )
+    print(
+        f"provider GETs: {gets / total:.3f} per item; prediction finished -> DONE "
+        f"p50 {finish[0] * 1000:.0f} ms, p99 {finish[1] * 1000:.0f} ms"
+        f" ({'webhooks' if args.webhooks else 'polling'})"
     )
     print(
         f"broker ceiling / our rate: per item {ceiling / rate:.1f}x, "
@@ -234,7 +253,7 @@ def capacity(args: argparse.Namespace) -> None:
     ours = sum(
         st.cpu_seconds
         for kind, st in sampler.stats.items()
-        if kind in ("scheduler", "worker-create", "worker-poll")
+        if kind in ("scheduler", "worker-create", "worker-poll", "api")
     )
     ours_ms = 1000 * ours / total
     print(
@@ -252,6 +271,44 @@ def capacity(args: argparse.Namespace) -> None:
         )
     print(f"emulator: 429s {stats['responses_429']}, requests {stats['requests_by_endpoint']}")
     print("\n".join(kinds_report(sampler, total)))
+
+
+def wait_for_poll_messages(stack: Stack, timeout: float = 180.0) -> None:
+    """Wait until the poll queue holds no message (waiting, delayed or not yet acknowledged:
+    dramatiq keeps each in the queue's ``.msgs`` hash until its ack)."""
+    client = redis.Redis.from_url(REDIS_URL)
+    namespace = f"{stack.env['IMAGEOPT_REDIS_NAMESPACE']}-dramatiq"
+    keys = [f"{namespace}:{POLL_QUEUE}.msgs", f"{namespace}:{POLL_QUEUE}.DQ.msgs"]
+    deadline = time.monotonic() + timeout
+    try:
+        while sum(int(client.hlen(key)) for key in keys) and time.monotonic() < deadline:
+            time.sleep(0.5)
+    finally:
+        client.close()
+
+
+def finished_to_done(stack: Stack) -> tuple[float, float]:
+    """p50 and p99, seconds, from each prediction's ``completed_at`` at the provider to its
+    item's DONE (both on this host's clock): the emulator's predictions, read page by page
+    after its stats were taken, joined to the rows by prediction id."""
+    finished: dict[str, datetime] = {}
+    url: str | None = f"{stack.emulator_url}/predictions"
+    with httpx.Client(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30) as client:
+        while url:
+            page = client.get(url).raise_for_status().json()
+            for p in page["results"]:
+                if p.get("completed_at"):
+                    finished[p["id"]] = datetime.fromisoformat(p["completed_at"])
+            url = page.get("next")
+    with stack.connect() as conn:
+        stack.own_queries += 1
+        rows = conn.execute(
+            "SELECT prediction_id, completed_at FROM image_optimization_items WHERE status = 'DONE'"
+        ).fetchall()
+    lags = sorted((done - finished[pid]).total_seconds() for pid, done in rows if pid in finished)
+    if not lags:
+        return 0.0, 0.0
+    return lags[len(lags) // 2], lags[min(len(lags) - 1, int(len(lags) * 0.99))]
 
 
 # --- at the limit --------------------------------------------------------------------------
@@ -509,6 +566,13 @@ def main() -> None:
         default=0,
         help="capacity: REPLICATE_MAX_WAIT_MS (sync-mode creates, Prefer: wait); default 0, "
         "async creates and polls as in the pipeline's default",
+    )
+    parser.add_argument(
+        "--webhooks",
+        action="store_true",
+        help="capacity: IMAGEOPT_WEBHOOK_URL set to an api process of the run (the emulator "
+        "POSTs each final prediction; polls are the fallback, after the expected runtime "
+        "plus IMAGEOPT_WEBHOOK_POLL_GRACE_SECONDS)",
     )
     parser.add_argument("--process-counts", default="1,2,4")
     parser.add_argument("--profile", default=None, help="folder for py-spy collapsed stacks")

@@ -21,7 +21,15 @@ from pipeline.config import Settings  # noqa: E402 - after the path is set
 
 COMPOSE = ROOT / "deploy" / "compose" / "compose.yaml"
 CONFIG_ENV = ROOT / "deploy" / "k8s" / "base" / "config.env"
-SECRETS = {"DATABASE_URL", "REDIS_URL", "S3_ACCESS_KEY", "S3_SECRET_KEY", "REPLICATE_API_TOKEN"}
+SECRETS = {
+    "DATABASE_URL",
+    "REDIS_URL",
+    "S3_ACCESS_KEY",
+    "S3_SECRET_KEY",
+    "REPLICATE_API_TOKEN",
+    "REPLICATE_WEBHOOK_SECRET",
+    "IMAGEOPT_CALLBACK_SECRET",
+}
 ANCHOR_END = "\n\n# One image for every process kind"
 
 

@@ -17,7 +17,17 @@ OUTPUT_MODES = ("normal", "not_image", "truncated", "bomb", "huge")
 """What ``GET /files/...`` serves: the real output, text, a cut PNG, a decompression bomb
 (tiny bytes, 30000x30000 pixels) or a very large valid PNG (about ``huge_bytes`` bytes)."""
 
-_RATES = ("failure_rate", "http_5xx_rate", "malformed_json_rate", "never_finish_rate")
+WEBHOOK_FAULTS = ("drop", "delay", "duplicate", "corrupt")
+"""What ``webhook_fault`` does to a drawn delivery: never send it, send it ``webhook_delay_seconds``
+late, send it twice (same ``webhook-id``), or send a body that no longer matches its signature."""
+
+_RATES = (
+    "failure_rate",
+    "http_5xx_rate",
+    "malformed_json_rate",
+    "never_finish_rate",
+    "webhook_fault_rate",
+)
 
 RUNTIME_FIELDS = frozenset(
     {
@@ -36,6 +46,11 @@ RUNTIME_FIELDS = frozenset(
         "token",
         "page_size",
         "huge_bytes",
+        "webhook_fault",
+        "webhook_fault_rate",
+        "webhook_delay_seconds",
+        "webhook_max_attempts",
+        "webhook_retry_seconds",
     }
 )
 """Fields that ``POST /_emulator/config`` may change while the server runs (not the pool size
@@ -71,6 +86,14 @@ class EmulatorConfig:
         max_input_bytes: largest input image the emulator downloads, bytes.
         fetch_timeout_seconds: timeout of the input download, seconds.
         huge_bytes: approximate size of the ``huge`` output, bytes.
+        webhook_secret: the ``whsec_`` key webhooks are signed with (served at
+            ``GET /v1/webhooks/default/secret``); ``None``: a random one per instance.
+        webhook_fault: one of :data:`WEBHOOK_FAULTS`, applied to a ``webhook_fault_rate``
+            fraction of webhook deliveries.
+        webhook_fault_rate: fraction of deliveries that get ``webhook_fault``.
+        webhook_delay_seconds: how late a ``delay`` fault sends, seconds.
+        webhook_max_attempts: sends of one webhook until a 2xx answer (Replicate retries).
+        webhook_retry_seconds: wait before the first retry, seconds; doubles per retry.
     """
 
     latency_min: float = 0.05
@@ -94,6 +117,12 @@ class EmulatorConfig:
     max_input_bytes: int = 50 * 1024 * 1024
     fetch_timeout_seconds: float = 20.0
     huge_bytes: int = 32 * 1024 * 1024
+    webhook_secret: str | None = None
+    webhook_fault: str = "drop"
+    webhook_fault_rate: float = 0.0
+    webhook_delay_seconds: float = 2.0
+    webhook_max_attempts: int = 4
+    webhook_retry_seconds: float = 0.5
 
     def __post_init__(self) -> None:
         if not 0 <= self.latency_min <= self.latency_max:
@@ -102,6 +131,8 @@ class EmulatorConfig:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1")
+        if self.webhook_fault not in WEBHOOK_FAULTS:
+            raise ValueError(f"webhook_fault must be one of {', '.join(WEBHOOK_FAULTS)}")
         if self.output_mode not in OUTPUT_MODES:
             raise ValueError(f"output_mode must be one of {', '.join(OUTPUT_MODES)}")
         positive = (
@@ -115,12 +146,14 @@ class EmulatorConfig:
             "max_input_bytes",
             "fetch_timeout_seconds",
             "huge_bytes",
+            "webhook_max_attempts",
         )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
-        if self.slow_response_seconds < 0:
-            raise ValueError("slow_response_seconds must not be negative")
+        for name in ("slow_response_seconds", "webhook_delay_seconds", "webhook_retry_seconds"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative")
         if self.public_base_url is not None:
             object.__setattr__(self, "public_base_url", self.public_base_url.rstrip("/"))
 
@@ -141,9 +174,11 @@ class EmulatorConfig:
         return dataclasses.replace(self, **dict(changes))
 
     def public_view(self) -> dict[str, Any]:
-        """The config as JSON-ready data, with the token replaced by whether one is set."""
+        """The config as JSON-ready data, with the token and the webhook secret replaced by
+        whether one is set."""
         data = dataclasses.asdict(self)
         data["token"] = "set" if self.token else None
+        data["webhook_secret"] = "set" if self.webhook_secret else None
         return data
 
 

@@ -9,6 +9,8 @@ at once. Predictions queue in ``starting`` when the pool is busy, as on a busy p
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import io
 import random
 import threading
@@ -16,6 +18,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from urllib.parse import unquote_to_bytes
 
 import httpx
 import structlog
@@ -30,6 +33,28 @@ log = structlog.get_logger(__name__)
 
 PROCESSING_FRACTION = 0.25
 """Share of the latency spent in ``starting`` before the prediction shows ``processing``."""
+
+
+MAX_DATA_URL_BYTES = 256 * 1024
+"""Largest file Replicate accepts as a data URL input (its docs: "up to 256kb"; larger files
+are uploaded and passed by URL)."""
+
+
+def decode_data_url(url: str) -> bytes:
+    """The bytes of a ``data:[<media type>][;base64],<data>`` URL (RFC 2397).
+
+    Raises:
+        ValueError: not a data URL, or its base64 is malformed.
+    """
+    header, comma, data = url.partition(",")
+    if not header.startswith("data:") or not comma:
+        raise ValueError("not a data URL")
+    if header.endswith(";base64"):
+        try:
+            return base64.b64decode(data, validate=True)
+        except binascii.Error as exc:
+            raise ValueError("bad base64") from exc
+    return unquote_to_bytes(data)
 
 
 class InputError(Exception):
@@ -54,8 +79,14 @@ class Runner:
     """
 
     def __init__(
-        self, store: Store, config: Callable[[], EmulatorConfig], *, max_workers: int
+        self,
+        store: Store,
+        config: Callable[[], EmulatorConfig],
+        *,
+        max_workers: int,
+        on_final: Callable[[str], None] | None = None,
     ) -> None:
+        self._on_final = on_final
         self._store = store
         self._config = config
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="emulator")
@@ -101,6 +132,13 @@ class Runner:
             log.debug("emulator_work_dropped", prediction_id=prediction_id)
 
     def _work(self, prediction_id: str, outcome: str) -> None:
+        try:
+            self._run(prediction_id, outcome)
+        finally:
+            if self._on_final is not None:
+                self._on_final(prediction_id)
+
+    def _run(self, prediction_id: str, outcome: str) -> None:
         if not self._store.mark_processing(prediction_id):
             return
         record = self._store.record_for_work(prediction_id)
@@ -159,6 +197,11 @@ class Runner:
         return OutputFile(payload, ext, content_type)
 
     def _fetch(self, url: str) -> bytes:
+        if url.startswith("data:"):
+            try:
+                return decode_data_url(url)
+            except ValueError as exc:
+                raise InputError(f"input data URL is malformed: {exc}") from exc
         config = self._config()
         try:
             with self._http.stream("GET", url, timeout=config.fetch_timeout_seconds) as response:

@@ -8,6 +8,9 @@ API routes (JSON shapes as on https://replicate.com/docs/reference/http):
 - ``GET  /v1/predictions``                        list, newest first, cursor pages
 - ``GET  /v1/predictions/{id}``                   one prediction
 - ``POST /v1/predictions/{id}/cancel``            cancel
+- ``GET  /v1/webhooks/default/secret``             the ``whsec_`` key webhooks are signed with
+- ``GET  /v1/models/{owner}/{name}``               a model (``latest_version`` included)
+- ``GET  /v1/models/{owner}/{name}/versions[/{id}]`` its versions (one per model here)
 - ``GET  /files/{id}/output.{ext}``               output image (no auth, like a CDN)
 
 Control routes for tests (no auth): ``GET /_emulator/stats``, ``GET|POST /_emulator/config``,
@@ -38,9 +41,13 @@ from starlette.routing import Route
 from emulator import ops
 from emulator.config import EmulatorConfig, advertised_base_url
 from emulator.limits import SlidingWindowLimiter, retry_after_header
-from emulator.runner import Runner
+from emulator.models import model_routes
+from emulator.models import version_id as version_id_of
+from emulator.runner import MAX_DATA_URL_BYTES, Runner, decode_data_url
 from emulator.store import TERMINAL, Store, utc_now_iso
+from emulator.webhooks import WebhookSender
 from pipeline.allowlist import ModelSpec, build_allowlist
+from pipeline.webhooks import new_secret
 
 log = structlog.get_logger(__name__)
 
@@ -72,8 +79,22 @@ class EmulatorState:
         self.store = Store(config.max_predictions, config.max_outputs)
         self.create_limiter = SlidingWindowLimiter(config.create_rpm, config.window_seconds)
         self.read_limiter = SlidingWindowLimiter(config.read_rpm, config.window_seconds)
-        self.runner = Runner(self.store, lambda: self.config, max_workers=config.max_workers)
+        for spec in self.allowlist.values():
+            self.by_version.setdefault(version_id_of(spec), spec)
+        self.runner = Runner(
+            self.store, lambda: self.config, max_workers=config.max_workers, on_final=self.final
+        )
+        self.webhooks = WebhookSender(
+            config.webhook_secret or new_secret(), self.store, lambda: self.config,
+            self.runner.chance,
+        )  # fmt: skip
         self._fault_files: dict[str, bytes] = {}
+
+    def final(self, prediction_id: str) -> None:
+        """A prediction may have become final: send its webhook (once) if it asked for one."""
+        taken = self.store.take_webhook(prediction_id)
+        if taken is not None:
+            self.webhooks.send(*taken)
 
     def apply(self, config: EmulatorConfig) -> None:
         """Switch to a new config (limits are re-sized, the history kept)."""
@@ -190,11 +211,47 @@ def _validate_input(spec: ModelSpec, payload: Any) -> tuple[dict[str, Any], tupl
             raise ValueError("- input: image_input is required (a list of URLs)")
     else:
         images = [payload.get(spec.image_field)]
-    if not all(isinstance(url, str) and url.startswith(("http://", "https://")) for url in images):
-        raise ValueError(f"- input.{spec.image_field}: must be an http(s) URL")
+    for url in images:
+        _check_file_input(spec, url)
     if spec.requires_prompt and not str(payload.get("prompt") or "").strip():
         raise ValueError("- input: prompt is required")
     return payload, tuple(images)
+
+
+def _check_file_input(spec: ModelSpec, url: Any) -> None:
+    """A file input is an http(s) URL, or a data URL of at most :data:`MAX_DATA_URL_BYTES`.
+
+    Raises:
+        ValueError: with Replicate's style of message.
+    """
+    if isinstance(url, str) and url.startswith(("http://", "https://")):
+        return
+    if isinstance(url, str) and url.startswith("data:"):
+        try:
+            size = len(decode_data_url(url))
+        except ValueError as exc:
+            raise ValueError(f"- input.{spec.image_field}: {exc}") from exc
+        if size > MAX_DATA_URL_BYTES:
+            raise ValueError(
+                f"- input.{spec.image_field}: data URLs are limited to 256 KB; "
+                "upload larger files and pass an http(s) URL"
+            )
+        return
+    raise ValueError(f"- input.{spec.image_field}: must be an http(s) URL or a data URL")
+
+
+def _webhook_of(body: dict[str, Any]) -> str | None:
+    """The ``webhook`` of a create request: None, or an http(s) URL.
+
+    Raises:
+        ValueError: not an http(s) URL.
+    """
+    webhook = body.get("webhook")
+    if webhook is None:
+        return None
+    if not isinstance(webhook, str) or not webhook.startswith(("http://", "https://")):
+        raise ValueError("- webhook: must be an http(s) URL")
+    return webhook
 
 
 async def _read_json(request: Request) -> Any:
@@ -207,6 +264,7 @@ async def _read_json(request: Request) -> Any:
 async def _create(state: EmulatorState, request: Request, spec: ModelSpec, body: Any) -> Response:
     try:
         payload, images = _validate_input(spec, body.get("input"))
+        webhook = _webhook_of(body)
     except ValueError as exc:
         return problem(422, "Input validation failed", str(exc))
     record = state.store.create(
@@ -218,6 +276,7 @@ async def _create(state: EmulatorState, request: Request, spec: ModelSpec, body:
         base_url=state.base_url(request),
         output_is_list=spec.kind == "img2img",
         created_at=getattr(request.state, "arrived_at", None) or utc_now_iso(),
+        webhook=webhook,
     )
     state.runner.schedule(record, state.runner.plan())
     log.debug("emulator_prediction_created", prediction_id=record.id, model=spec.name)
@@ -281,7 +340,12 @@ def _api_routes(state: EmulatorState) -> list[Route]:
         snapshot = state.store.cancel(request.path_params["prediction_id"])
         if snapshot is None:
             return problem(404, "Not found", "prediction not found")
+        state.final(request.path_params["prediction_id"])
         return JSONResponse(snapshot)
+
+    @_api(state, "webhook_secret", "read")
+    async def webhook_secret(request: Request) -> Response:
+        return JSONResponse({"key": state.webhooks.secret})
 
     @_api(state, "list_predictions", "read")
     async def list_predictions(request: Request) -> Response:
@@ -303,6 +367,8 @@ def _api_routes(state: EmulatorState) -> list[Route]:
         Route("/v1/predictions", list_predictions, methods=["GET"]),
         Route("/v1/predictions/{prediction_id}", get_prediction, methods=["GET"]),
         Route("/v1/predictions/{prediction_id}/cancel", cancel_prediction, methods=["POST"]),
+        Route("/v1/webhooks/default/secret", webhook_secret, methods=["GET"]),
+        *model_routes(state.allowlist, _api(state, "get_model", "read")),
     ]
 
 
@@ -369,7 +435,7 @@ def _resolve_version(state: EmulatorState, version: Any) -> ModelSpec | None:
     name, colon, version_id = version.partition(":")
     if colon:
         spec = state.allowlist.get(name)
-        return spec if spec is not None and spec.version == version_id else None
+        return spec if spec is not None and version_id_of(spec) == version_id else None
     if "/" in version:
         return state.allowlist.get(version)
     return state.by_version.get(version)
@@ -389,6 +455,7 @@ def build_app(config: EmulatorConfig) -> Starlette:
             yield
         finally:
             await asyncio.to_thread(state.runner.close)
+            await asyncio.to_thread(state.webhooks.close)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500

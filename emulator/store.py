@@ -56,6 +56,8 @@ class PredictionRecord:
     started_at: str | None = None
     completed_at: str | None = None
     predict_time: float | None = None
+    webhook: str | None = None
+    webhook_taken: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """The prediction object in Replicate's JSON shape."""
@@ -63,6 +65,9 @@ class PredictionRecord:
         metrics: dict[str, Any] = {}
         if self.predict_time is not None:
             metrics["predict_time"] = self.predict_time
+        extra: dict[str, Any] = {}
+        if self.webhook is not None:
+            extra = {"webhook": self.webhook, "webhook_events_filter": ["completed"]}
         return {
             "id": self.id,
             "model": self.model,
@@ -79,6 +84,7 @@ class PredictionRecord:
             "completed_at": self.completed_at,
             "urls": {"get": api, "cancel": f"{api}/cancel"},
             "metrics": metrics,
+            **extra,
         }
 
 
@@ -112,6 +118,7 @@ class Store:
         self._requests: Counter[str] = Counter()
         self._responses: Counter[str] = Counter()
         self._faults: Counter[str] = Counter()
+        self._webhooks: Counter[str] = Counter()
 
     # --- predictions ---------------------------------------------------------------------
     def create(self, **fields: Any) -> PredictionRecord:
@@ -145,6 +152,17 @@ class Store:
             if record is None or record.status in TERMINAL:
                 return None
             return record
+
+    def take_webhook(self, prediction_id: str) -> tuple[str, dict[str, Any]] | None:
+        """``(url, JSON)`` of a final prediction's webhook, once per prediction; else None."""
+        with self._lock:
+            record = self._predictions.get(prediction_id)
+            if record is None or record.webhook is None or record.webhook_taken:
+                return None
+            if record.status not in TERMINAL:
+                return None
+            record.webhook_taken = True
+            return record.webhook, record.to_json()
 
     def mark_processing(self, prediction_id: str) -> bool:
         """Move ``starting`` to ``processing``; False when the prediction is gone or done."""
@@ -237,6 +255,11 @@ class Store:
         with self._lock:
             self._faults[fault] += 1
 
+    def count_webhook(self, result: str) -> None:
+        """Count one webhook event (``delivered``, ``retried``, ``dropped``, ...)."""
+        with self._lock:
+            self._webhooks[result] += 1
+
     def stats(self) -> dict[str, Any]:
         """Counters for tests (``GET /_emulator/stats``)."""
         with self._lock:
@@ -251,6 +274,7 @@ class Store:
                 "requests_by_endpoint": dict(self._requests),
                 "faults_injected": dict(self._faults),
                 "outputs_stored": len(self._outputs),
+                "webhooks": dict(self._webhooks),
             }
 
     def clear(self) -> None:
@@ -265,5 +289,6 @@ class Store:
                 self._requests,
                 self._responses,
                 self._faults,
+                self._webhooks,
             ):
                 counter.clear()

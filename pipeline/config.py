@@ -53,6 +53,27 @@ class Settings(BaseSettings):
     finishes meanwhile is completed by the creation worker without a poll. 0 (default): async
     creates, polled. A held create keeps its worker thread: size ``--threads`` for
     creations per second times the wait (docs/LIFECYCLE.md, "Sync mode")."""
+    replicate_webhook_url: str = Field("", validation_alias="IMAGEOPT_WEBHOOK_URL")
+    """Public URL of this deployment's webhook route (``https://host/api/webhooks/replicate``);
+    set, every prediction is created with ``webhook`` and ``webhook_events_filter:
+    ["completed"]``, the api verifies and accepts what Replicate sends there, and the first poll
+    waits for the model's expected runtime plus ``IMAGEOPT_WEBHOOK_POLL_GRACE_SECONDS`` (polling
+    is the fallback, docs/LIFECYCLE.md "Webhooks"). Empty (default): no webhooks."""
+    replicate_webhook_secret: SecretStr = Field(
+        SecretStr(""), validation_alias="REPLICATE_WEBHOOK_SECRET"
+    )
+    """The account's ``whsec_...`` signing secret; empty = asked once from the provider
+    (``GET /v1/webhooks/default/secret``) by the api at its first webhook."""
+    webhook_poll_grace_seconds: float = Field(
+        30.0, gt=0, validation_alias="IMAGEOPT_WEBHOOK_POLL_GRACE_SECONDS"
+    )
+    """With webhooks on: seconds past the model's expected runtime before the fallback poll."""
+    callback_secret: SecretStr = Field(SecretStr(""), validation_alias="IMAGEOPT_CALLBACK_SECRET")
+    """``whsec_<base64>`` key that signs the completion callbacks POSTed to jobs'
+    ``callback_url`` (docs/UPSTREAM.md); empty: such callbacks fail (``callback_error``)."""
+    model_prices: str = Field("", validation_alias="IMAGEOPT_MODEL_PRICES")
+    """Price per provider second by model, USD, as a JSON object (``{"owner/name": 0.000225}``),
+    for ``imageopt usage``; models not listed use :data:`pipeline.usage.DEFAULT_PRICES`."""
     replicate_default_aspect_ratio: str = Field(
         "1:1", validation_alias="REPLICATE_DEFAULT_ASPECT_RATIO"
     )

@@ -41,7 +41,8 @@ at the module that calls the library, with ``raise ... from exc``::
     ├── ItemTimeout                    timeout                permanent (older than the max age)
     ├── RateLimitTimeout               rate_limit_timeout     transient (no token before deadline)
     ├── DatabaseUnavailable            database_unavailable   transient (never written to a row)
-    └── RateLimiterUnavailable         rate_limiter_unavailable transient (Redis unreachable)
+    ├── RateLimiterUnavailable         rate_limiter_unavailable transient (Redis unreachable)
+    └── WebhookRejected                webhook_rejected       refused at the door, never on a row
 
 An item's ``error_message`` keeps the detail for ops (addresses, DNS answers, HTTP statuses);
 callers of the HTTP API see :func:`public_message` of its ``error_code`` instead, one stable
@@ -329,3 +330,9 @@ def public_message(code: str | None) -> str | None:
     if code is None:
         return None
     return PUBLIC_MESSAGES.get(code, GENERIC_PUBLIC_MESSAGE)
+
+
+class WebhookRejected(PipelineError):
+    """A webhook that is not the provider's (signature, timestamp or body); answered 4xx."""
+
+    code = "webhook_rejected"

@@ -219,7 +219,12 @@ class ProviderClient:
 
     # --- API -----------------------------------------------------------------------------
     def create_prediction(
-        self, spec: ModelSpec, input: Mapping[str, Any], *, wait_seconds: int = 0
+        self,
+        spec: ModelSpec,
+        input: Mapping[str, Any],
+        *,
+        wait_seconds: int = 0,
+        webhook: str | None = None,
     ) -> Prediction:
         """Create a prediction for an allowlisted model.
 
@@ -233,6 +238,8 @@ class ProviderClient:
                 provider holds the answer until the prediction finished or ``N`` seconds
                 passed, so a fast model's answer already carries its output. The read timeout
                 of this request grows by ``N``.
+            webhook: a URL the provider POSTs the prediction to once it is final
+                (``webhook_events_filter: ["completed"]``); None: no webhook.
 
         Raises:
             ProviderRateLimited, ProviderUnavailable, ProviderTimeout, ProviderRejected,
@@ -245,6 +252,9 @@ class ProviderClient:
         else:
             path = "predictions"
             body = {"version": spec.version, "input": dict(input)}
+        if webhook:
+            body["webhook"] = webhook
+            body["webhook_events_filter"] = ["completed"]
         extra: dict[str, Any] = {}
         wait = min(max(wait_seconds, 0), MAX_SYNC_WAIT_SECONDS)
         if wait:
@@ -263,6 +273,18 @@ class ProviderClient:
         """Fetch a prediction's current state (``GET /predictions/{id}``)."""
         path = f"predictions/{_safe_id(prediction_id)}"
         return Prediction.from_json(self._request("GET", path, "get_prediction"))
+
+    def webhook_secret(self) -> str:
+        """The account's webhook signing secret (``GET /webhooks/default/secret``, ``key``).
+
+        Raises:
+            ProviderProtocolError: the answer has no ``whsec_`` key; and the module's errors.
+        """
+        answer = self._request("GET", "webhooks/default/secret", "webhook_secret")
+        key = answer.get("key") if isinstance(answer, dict) else None
+        if not isinstance(key, str) or not key.startswith("whsec_"):
+            raise ProviderProtocolError("provider webhook secret answer lacks a whsec_ key")
+        return key
 
     def cancel_prediction(self, prediction_id: str) -> Prediction:
         """Cancel a prediction (``POST /predictions/{id}/cancel``); a terminal one stays as is."""

@@ -273,9 +273,11 @@ class Repository:
         size: int,
         content_type: str,
         polled: bool = True,
+        predict_time: float | None = None,
     ) -> bool:
         """PROCESSING -> DONE; ``polled``: a GET saw the success (counted in ``poll_count``),
-        not the create's own answer (sync mode)."""
+        not the create's own answer (sync mode) or a webhook; ``predict_time``: the
+        prediction's provider seconds (``metrics.predict_time``)."""
         return (
             self._one(
                 "mark_done",
@@ -286,9 +288,46 @@ class Repository:
                 bytes=size,
                 content_type=content_type,
                 polls=int(polled),
+                predict_time=predict_time,
             )
             is not None
         )
+
+    def record_predict_time(self, item_id: int, prediction_id: str, seconds: float) -> bool:
+        """Store the provider seconds of a prediction that ended without a result."""
+        return (
+            self._one(
+                "record_predict_time",
+                id=item_id,
+                prediction_id=prediction_id,
+                predict_time=seconds,
+            )
+            is not None
+        )
+
+    def claim_due_callbacks(self, limit: int, lease_seconds: float) -> list[Row]:
+        """Due completion callbacks, claimed for ``lease_seconds`` (``claim_due_callbacks``)."""
+        return self._all("claim_due_callbacks", limit=limit, lease_seconds=lease_seconds)
+
+    def end_callback(self, job_id: int, attempt: int, state: str, error: str | None) -> bool:
+        """A claimed callback ``sent`` or ``failed`` for good."""
+        return (
+            self._one("end_callback", id=job_id, attempt=attempt, state=state, error=error)
+            is not None
+        )
+
+    def retry_callback(self, job_id: int, attempt: int, delay: float, error: str) -> bool:
+        """A claimed callback due again after ``delay`` seconds."""
+        return (
+            self._one(
+                "retry_callback", id=job_id, attempt=attempt, delay_seconds=delay, error=error
+            )
+            is not None
+        )
+
+    def usage_by_model(self, store_id: str, since: datetime) -> list[Row]:
+        """A store's predictions final at or after ``since``, by model (``usage_by_model``)."""
+        return self._all("usage_by_model", store_id=store_id, since=since)
 
     # --- jobs ----------------------------------------------------------------------------
     def refresh_active_jobs(self) -> list[JobChange]:

@@ -29,6 +29,15 @@ def build_broker(redis_url: str, namespace: str) -> RedisBroker:
     return broker
 
 
+WEBHOOK_FIELDS = ("id", "status", "output", "error", "created_at", "completed_at", "metrics")
+"""The prediction fields a webhook message carries (what finishing an item reads)."""
+
+
+def webhook_payload(prediction: dict[str, Any]) -> dict[str, Any]:
+    """``prediction`` without what finishing an item does not read (input, logs, urls)."""
+    return {name: prediction[name] for name in WEBHOOK_FIELDS if name in prediction}
+
+
 class TaskQueue:
     """Sends creation and polling messages.
 
@@ -55,14 +64,34 @@ class TaskQueue:
             sent += 1
         return sent
 
-    def send_poll(self, item_id: int, delay_seconds: float = 0.0) -> None:
-        """Enqueue a poll of ``item_id`` after ``delay_seconds``."""
+    def send_poll(
+        self,
+        item_id: int,
+        delay_seconds: float = 0.0,
+        *,
+        prediction: dict[str, Any] | None = None,
+        tries: int = 0,
+    ) -> None:
+        """Enqueue a poll of ``item_id`` after ``delay_seconds``.
+
+        Args:
+            item_id: the item.
+            delay_seconds: wait before the poll, seconds.
+            prediction: a final prediction a verified webhook brought (its JSON, trimmed by
+                :func:`webhook_payload`); the polling worker finishes the item with it
+                instead of a GET.
+            tries: how often this webhook message was looked at already (its item was
+                still SUBMITTING).
+        """
         delay_ms = int(delay_seconds * 1000)
+        kwargs: dict[str, Any] = {}
+        if prediction is not None:
+            kwargs = {"prediction": prediction, "tries": tries}
         message: dramatiq.Message[Any] = dramatiq.Message(
             queue_name=POLL_QUEUE,
             actor_name=POLL_ACTOR,
             args=(int(item_id),),
-            kwargs={},
+            kwargs=kwargs,
             options={},
         )
         self._broker.enqueue(message, delay=delay_ms if delay_ms > 0 else None)

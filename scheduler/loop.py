@@ -28,6 +28,7 @@ from pipeline.quotas import QuotaConfig, QuotaGate
 from pipeline.repository import Repository
 from pipeline.storage import ObjectStorage
 from pipeline.taskqueue import TaskQueue
+from scheduler.callbacks import CallbackConfig, CallbackThread
 from scheduler.leader import LeaderLock, SingleConnectionPool
 from scheduler.metering import DispatchResult, PendingDispatcher
 from scheduler.rescuer import Rescuer, RescuerConfig, RescueResult
@@ -79,6 +80,8 @@ class SchedulerConfig:
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     retention_interval: float = 0.0
     """Seconds between retention runs in the leader (a thread of its own); 0 = none."""
+    callbacks: CallbackConfig | None = None
+    """Completion callbacks to upstream (a thread of the leader's own); None = none."""
 
 
 class Scheduler:
@@ -174,17 +177,7 @@ class Scheduler:
         self._requeue_unsent(rescuer)
         listener = connect(cfg.database_url, cfg.schema, autocommit=True)
         listener.execute(f"LISTEN {CHANNEL}")
-        retention = None
-        if cfg.retention_interval > 0:
-            retention = RetentionThread(
-                database_url=cfg.database_url,
-                schema=cfg.schema,
-                storage=self._storage,
-                config=cfg.retention,
-                interval=cfg.retention_interval,
-                clock=self._clock,
-            )
-            retention.start()
+        threads = self._start_threads()
         last_jobs = last_rescue = last_beat = last_metrics = 0.0
         last_full: float | None = None
         try:
@@ -219,8 +212,8 @@ class Scheduler:
                 if self._wait_for_notify(listener, cfg.busy_tick if busy else cfg.tick):
                     switch.refresh()  # an insert or a change of the switch: look again
         finally:
-            if retention is not None:
-                retention.stop()
+            for thread in threads:
+                thread.stop()
             listener.close()
 
     def _beat(self) -> None:
@@ -229,6 +222,31 @@ class Scheduler:
         self.last_cycle_at = time.time()
         metrics.SCHEDULER.beat(self.last_cycle_at)
         health.SCHEDULER_LOOP.beat()
+
+    def _start_threads(self) -> list[RetentionThread | CallbackThread]:
+        """The leader's duties that run in threads of their own (retention, callbacks)."""
+        cfg = self._config
+        threads: list[RetentionThread | CallbackThread] = []
+        if cfg.retention_interval > 0:
+            threads.append(
+                RetentionThread(
+                    database_url=cfg.database_url,
+                    schema=cfg.schema,
+                    storage=self._storage,
+                    config=cfg.retention,
+                    interval=cfg.retention_interval,
+                    clock=self._clock,
+                )
+            )
+        if cfg.callbacks is not None:
+            threads.append(
+                CallbackThread(
+                    database_url=cfg.database_url, schema=cfg.schema, config=cfg.callbacks
+                )
+            )
+        for thread in threads:
+            thread.start()
+        return threads
 
     def _requeue_unsent(self, rescuer: Rescuer) -> None:
         """On taking the lead: the leader before us may have died between its commit and its

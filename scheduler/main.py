@@ -22,6 +22,7 @@ from pipeline.wiring import (
     redis_client,
     storage,
 )
+from scheduler.callbacks import callback_config
 from scheduler.loop import Scheduler, SchedulerConfig
 from scheduler.metering import in_flight_limit
 from scheduler.rescuer import RescuerConfig
@@ -74,6 +75,7 @@ def run(settings: Settings, stop: threading.Event | None = None) -> None:
         quota=quota_config(settings),
         retention=retention_config(settings),
         retention_interval=settings.retention_interval_seconds,
+        callbacks=callback_config(settings),
         metrics_interval=settings.metrics_refresh_seconds,
         metrics_top_stores=settings.metrics_top_stores,
     )

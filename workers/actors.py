@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import dramatiq
 import structlog
@@ -19,6 +20,7 @@ import structlog
 from pipeline.config import Settings
 from pipeline.errors import DatabaseUnavailable
 from pipeline.logging import setup_logging
+from pipeline.provider import Prediction
 from pipeline.taskqueue import (
     CREATE_ACTOR,
     CREATE_QUEUE,
@@ -44,6 +46,9 @@ broker.add_middleware(WorkerPresence(redis_client(settings), settings.redis_name
 dramatiq.set_broker(broker)
 queue = TaskQueue(broker)
 log = structlog.get_logger(__name__)
+
+EARLY_WEBHOOK_TRIES = 8
+"""Looks at a webhook that overtook its create's answer (1 s doubling, 30 s at most)."""
 
 _services: WorkerServices | None = None
 _lock = threading.Lock()
@@ -97,9 +102,20 @@ def create_prediction(item_id: int) -> None:
     max_backoff=60_000,
     time_limit=180_000,
 )
-def poll_prediction(item_id: int) -> None:
-    """Poll one PROCESSING item; schedule the next poll when it is still running."""
+def poll_prediction(item_id: int, prediction: dict[str, Any] | None = None, tries: int = 0) -> None:
+    """Poll one PROCESSING item; schedule the next poll when it is still running.
+
+    With ``prediction`` (a verified webhook's, sent by the api), finish the item with it
+    instead of a GET; one whose item is still SUBMITTING is looked at again with backoff, up
+    to :data:`EARLY_WEBHOOK_TRIES` times (then the fallback poll finishes the item).
+    """
+    known = Prediction.from_json(prediction) if prediction is not None else None
     with retried_while_database_unavailable(item_id):
-        outcome = services().polling.run(item_id)
-    if outcome.action == "again":
+        outcome = services().polling.run(item_id, known=known)
+    if outcome.action != "again":
+        return
+    if prediction is None:
         queue.send_poll(item_id, outcome.delay)
+    elif tries < EARLY_WEBHOOK_TRIES:
+        delay = min(outcome.delay * 2**tries, 30.0)
+        queue.send_poll(item_id, delay, prediction=prediction, tries=tries + 1)

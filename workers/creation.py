@@ -37,6 +37,7 @@ from pipeline.ratelimit import Grant
 from pipeline.rows import WorkItem
 from pipeline.statuses import ItemStatus
 from pipeline.storage import ObjectTooLarge
+from pipeline.webhooks import webhook_url
 from workers.seams import CreateBudget, CreationRepository, Fetcher, InputStorage, PredictionCreator
 
 log = structlog.get_logger(__name__)
@@ -56,6 +57,7 @@ class CreationPolicy:
         max_input_pixels: decompression-bomb cap for a source image, pixels.
         sync_wait_seconds: Replicate's sync mode for creates (``Prefer: wait=N``, seconds;
             0: async), from ``REPLICATE_MAX_WAIT_MS``.
+        webhook_url: the public webhook route (``IMAGEOPT_WEBHOOK_URL``); empty: no webhook.
     """
 
     max_attempts: int
@@ -66,6 +68,7 @@ class CreationPolicy:
     max_input_bytes: int
     max_input_pixels: int
     sync_wait_seconds: int = 0
+    webhook_url: str = ""
 
 
 CreationAction = Literal["submitted", "skipped", "retry", "failed", "released", "unknown"]
@@ -198,8 +201,12 @@ class CreationService:
         payload = spec.build_input(image_url, item.prompt, params)
         grant = self._limiter.acquire_grant(self._policy.acquire_timeout)
         bound.debug("create_token_granted", waited_seconds=round(grant.waited, 3))
+        hook = self._policy.webhook_url
         prediction = self._provider.create_prediction(
-            spec, payload, wait_seconds=self._policy.sync_wait_seconds
+            spec,
+            payload,
+            wait_seconds=self._policy.sync_wait_seconds,
+            webhook=webhook_url(hook, item.id) if hook else None,
         )
         if self._on_created is not None:  # the arrival correction of the create budget
             self._on_created(grant, prediction.created)

@@ -42,6 +42,9 @@ from workers.seams import PollingRepository, PredictionReader, ReadBudget, Resul
 
 log = structlog.get_logger(__name__)
 
+EARLY_WEBHOOK_DELAY = 1.0
+"""Seconds before a webhook that arrived while its item was SUBMITTING is looked at again."""
+
 
 @dataclass(frozen=True)
 class PollingPolicy:
@@ -52,6 +55,9 @@ class PollingPolicy:
     acquire_timeout: float
     max_output_bytes: int
     max_output_pixels: int
+    webhook_grace: float = 0.0
+    """With webhooks on, added to the first poll's delay: the poll is then only the fallback
+    for a webhook that never came (``IMAGEOPT_WEBHOOK_POLL_GRACE_SECONDS``); 0: no webhooks."""
 
 
 PollAction = Literal["done", "failed", "again", "skipped"]
@@ -108,13 +114,14 @@ class PollingService:
         Returns:
             Seconds until the poll message the caller sends, or ``None`` when none is needed.
         """
+        first = self._first_delay(model) + self._policy.webhook_grace
         if not prediction.terminal:
-            return self._first_delay(model)
+            return first
         try:
             outcome = self.run(item_id, known=prediction)
         except PipelineError as exc:
             log.warning("sync_completion_deferred", item_id=item_id, error_code=exc.code)
-            return self._first_delay(model)
+            return first
         return outcome.delay if outcome.action == "again" else None
 
     def run(  # noqa: PLR0911 - one return per outcome
@@ -125,13 +132,19 @@ class PollingService:
         Args:
             item_id: the item.
             known: the prediction as the provider just reported it (the create's answer in
-                sync mode); it is used instead of a GET, so no read token is taken.
+                sync mode, or a verified webhook); it is used instead of a GET, so no read
+                token is taken.
 
         Returns:
-            ``done``, ``failed``, ``again`` (with the delay, seconds) or ``skipped`` (the row
-            is not PROCESSING with a prediction id, or ``known`` is another prediction).
+            ``done``, ``failed``, ``again`` (with the delay, seconds; for a ``known``
+            prediction whose item is still SUBMITTING: look again with it later) or
+            ``skipped`` (the row is not PROCESSING with a prediction id, or ``known`` is
+            another prediction).
         """
         item = self._repo.get_work_item(item_id)
+        if known is not None and item is not None and item.status == ItemStatus.SUBMITTING:
+            # A webhook that overtook the create's answer: look again once the id is written.
+            return PollOutcome("again", delay=EARLY_WEBHOOK_DELAY)
         if item is None or item.status != ItemStatus.PROCESSING or not item.prediction_id:
             return PollOutcome("skipped")
         if known is not None and known.id != item.prediction_id:
@@ -149,6 +162,7 @@ class PollingService:
                 return self._finish(item, prediction, bound, polled=known is None)
             if known is None:
                 polls = self._repo.record_poll(item_id) or polls + 1
+            self._record_unfinished_cost(item_id, prediction)
             if prediction.status == "failed":
                 raise PredictionFailed(f"prediction failed: {prediction.error or 'no error given'}")
             if prediction.status == "canceled":
@@ -175,6 +189,11 @@ class PollingService:
             polls, initial=self._policy.initial_delay, maximum=self._policy.max_delay
         )
         return PollOutcome("again", delay=delay)
+
+    def _record_unfinished_cost(self, item_id: int, prediction: Prediction) -> None:
+        """A failed or canceled prediction's provider seconds are billed too (usage report)."""
+        if prediction.terminal and prediction.predict_time is not None:
+            self._repo.record_predict_time(item_id, prediction.id, prediction.predict_time)
 
     def _get(self, prediction_id: str) -> Prediction:
         self._limiter.acquire(self._policy.acquire_timeout)
@@ -211,6 +230,7 @@ class PollingService:
             size=len(data),
             content_type=info.content_type,
             polled=polled,  # mark_done counts the poll that saw the success
+            predict_time=prediction.predict_time,
         ):
             metrics.item_done(
                 item.model,

@@ -73,7 +73,10 @@ class PollingRepository(ItemWrites, Protocol):
         size: int,
         content_type: str,
         polled: bool = True,
+        predict_time: float | None = None,
     ) -> bool: ...
+
+    def record_predict_time(self, item_id: int, prediction_id: str, seconds: float) -> bool: ...
 
 
 class InputStorage(Protocol):
@@ -119,7 +122,12 @@ class PredictionCreator(Protocol):
     """The provider as the creation step uses it."""
 
     def create_prediction(
-        self, spec: ModelSpec, input: Mapping[str, Any], *, wait_seconds: int = 0
+        self,
+        spec: ModelSpec,
+        input: Mapping[str, Any],
+        *,
+        wait_seconds: int = 0,
+        webhook: str | None = None,
     ) -> Prediction: ...
 
     def cancel_prediction(self, prediction_id: str) -> Prediction: ...

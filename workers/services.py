@@ -94,6 +94,7 @@ def worker_services(settings: Settings, queue: TaskQueue, pool_size: int) -> Wor
             max_input_bytes=settings.max_input_bytes,
             max_input_pixels=settings.max_input_pixels,
             sync_wait_seconds=sync_wait_seconds(settings),
+            webhook_url=settings.replicate_webhook_url,
         ),
         on_submitted=after_create,
         on_created=(
@@ -115,6 +116,9 @@ def worker_services(settings: Settings, queue: TaskQueue, pool_size: int) -> Wor
             acquire_timeout=settings.rate_limit_acquire_timeout_seconds,
             max_output_bytes=settings.max_output_bytes,
             max_output_pixels=settings.max_output_pixels,
+            webhook_grace=(
+                settings.webhook_poll_grace_seconds if settings.replicate_webhook_url else 0.0
+            ),
         ),
     )
 

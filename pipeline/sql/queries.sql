@@ -172,9 +172,31 @@ SET status = 'DONE', output_key = %(output_key)s, output_width = %(width)s,
     output_height = %(height)s, output_bytes = %(bytes)s,
     output_content_type = %(content_type)s, error_code = NULL, error_message = NULL,
     poll_count = poll_count + %(polls)s, last_polled_at = now(),
-    completed_at = now(), updated_at = now()
+    predict_time_seconds = %(predict_time)s, completed_at = now(), updated_at = now()
 WHERE id = %(id)s AND status = 'PROCESSING'
 RETURNING id;
+
+-- name: record_predict_time
+-- The provider seconds of an item's prediction that ended without a result (failed, canceled):
+-- billed all the same (`imageopt usage`). Only for the prediction the row still holds.
+UPDATE image_optimization_items
+SET predict_time_seconds = %(predict_time)s
+WHERE id = %(id)s AND prediction_id = %(prediction_id)s
+RETURNING id;
+
+-- name: usage_by_model
+-- A store's predictions that ended at or after %(since)s, by model: how many, how many of them
+-- reported their provider seconds, and those seconds (`imageopt usage`).
+SELECT coalesce(i.model, j.model) AS model,
+       count(*)::bigint AS predictions,
+       count(i.predict_time_seconds)::bigint AS timed,
+       coalesce(sum(i.predict_time_seconds), 0)::double precision AS predict_seconds
+FROM image_optimization_items i
+JOIN image_optimization_jobs j ON j.id = i.job_id
+WHERE i.store_id = %(store_id)s AND i.completed_at >= %(since)s
+  AND i.prediction_id IS NOT NULL
+GROUP BY 1
+ORDER BY 1;
 
 -- name: active_job_ids
 -- Jobs not yet final (their counters may still change).
@@ -775,9 +797,8 @@ SELECT to_regclass('imageopt_schema_migrations') IS NOT NULL AS present;
 -- Versions applied to this schema; only after migrations_table_present said it exists.
 SELECT version FROM imageopt_schema_migrations ORDER BY version;
 
--- =============================================================================================
--- Operator console and levers (api/opspage.py, api/operator_auth.py, cli/stores.py,
--- cli/failed.py; docs/OPERATIONS.md). Migration 0008.
+-- ======================================================================================-- Operator console and levers (api/opspage.py, api/operator_auth.py, cli/stores.py,
+-- cli/failed.py; docs/OPERATIONS.md). Migration 0009.
 -- =============================================================================================
 
 -- name: ops_insert_operator_key
@@ -979,3 +1000,33 @@ SELECT i.id, i.job_id, i.store_id, i.status, coalesce(i.model, j.model) AS model
 FROM image_optimization_items i
 JOIN image_optimization_jobs j ON j.id = i.job_id
 WHERE i.id = %(id)s;
+=======
+-- name: claim_due_callbacks
+-- Completion callbacks that are due, claimed for %(lease_seconds)s (another leader skips them)
+-- and counted as an attempt; what the POST needs to say.
+UPDATE image_optimization_jobs j
+SET callback_next_at = now() + make_interval(secs => %(lease_seconds)s),
+    callback_attempts = j.callback_attempts + 1
+WHERE j.id IN (
+    SELECT id FROM image_optimization_jobs
+    WHERE callback_state = 'pending' AND callback_next_at <= now()
+    ORDER BY callback_next_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING j.id, j.store_id, j.status, j.callback_url, j.callback_attempts, j.total_items,
+          j.done_items, j.failed_items, j.canceled_items, j.completed_at;
+
+-- name: end_callback
+-- A claimed callback delivered (sent) or given up (failed); only by the attempt that claimed it.
+UPDATE image_optimization_jobs
+SET callback_state = %(state)s, callback_error = %(error)s, callback_next_at = NULL
+WHERE id = %(id)s AND callback_state = 'pending' AND callback_attempts = %(attempt)s
+RETURNING id;
+
+-- name: retry_callback
+-- A claimed callback that failed this attempt: due again after %(delay_seconds)s.
+UPDATE image_optimization_jobs
+SET callback_next_at = now() + make_interval(secs => %(delay_seconds)s), callback_error = %(error)s
+WHERE id = %(id)s AND callback_state = 'pending' AND callback_attempts = %(attempt)s
+RETURNING id;

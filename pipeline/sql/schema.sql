@@ -85,6 +85,7 @@ CREATE TABLE image_optimization_items (
     input_deleted_at timestamp with time zone,
     output_deleted_at timestamp with time zone,
     source_deleted_at timestamp with time zone,
+    predict_time_seconds double precision,
     CONSTRAINT image_optimization_items_job_id_fkey FOREIGN KEY (job_id) REFERENCES image_optimization_jobs(id) ON DELETE CASCADE,
     CONSTRAINT image_optimization_items_pkey PRIMARY KEY (id),
     CONSTRAINT image_optimization_items_status_check CHECK ((status = ANY (ARRAY['PENDING'::text, 'QUEUED'::text, 'SUBMITTING'::text, 'PROCESSING'::text, 'DONE'::text, 'FAILED'::text, 'CANCELED'::text])))
@@ -108,6 +109,12 @@ CREATE TABLE image_optimization_jobs (
     owner_type text,
     owner_id text,
     client_network text,
+    callback_url text,
+    callback_state text,
+    callback_attempts integer DEFAULT 0 NOT NULL,
+    callback_next_at timestamp with time zone,
+    callback_error text,
+    CONSTRAINT image_optimization_jobs_callback_state_check CHECK ((callback_state = ANY (ARRAY['pending'::text, 'sent'::text, 'failed'::text]))),
     CONSTRAINT image_optimization_jobs_client_network_check CHECK ((length(client_network) <= 64)),
     CONSTRAINT image_optimization_jobs_owner_chk CHECK (((owner_type IS NULL) = (owner_id IS NULL))),
     CONSTRAINT image_optimization_jobs_owner_type_check CHECK ((owner_type = ANY (ARRAY['store'::text, 'guest'::text]))),
@@ -183,7 +190,9 @@ CREATE INDEX image_optimization_items_prediction_idx ON image_optimization_items
 CREATE INDEX image_optimization_items_quota_idx ON image_optimization_items USING btree (store_id, queued_at) WHERE (queued_at IS NOT NULL);
 CREATE INDEX image_optimization_items_updated_idx ON image_optimization_items USING btree (updated_at, job_id);
 CREATE INDEX image_optimization_items_upload_needed_idx ON image_optimization_items USING hash (source_url) WHERE ((source_url ~ '^s3://[^/]+/uploads/'::text) AND (input_deleted_at IS NULL));
+CREATE INDEX image_optimization_items_usage_idx ON image_optimization_items USING btree (store_id, completed_at) WHERE (completed_at IS NOT NULL);
 CREATE INDEX image_optimization_jobs_active_idx ON image_optimization_jobs USING btree (id) WHERE (status = ANY (ARRAY['PENDING'::text, 'PROCESSING'::text]));
+CREATE INDEX image_optimization_jobs_callback_due_idx ON image_optimization_jobs USING btree (callback_next_at) WHERE (callback_state = 'pending'::text);
 CREATE INDEX image_optimization_jobs_client_network_idx ON image_optimization_jobs USING btree (client_network, created_at DESC) WHERE (client_network IS NOT NULL);
 CREATE INDEX image_optimization_jobs_completed_idx ON image_optimization_jobs USING btree (completed_at) WHERE (status = ANY (ARRAY['DONE'::text, 'FAILED'::text, 'CANCELED'::text]));
 CREATE INDEX image_optimization_jobs_owner_idx ON image_optimization_jobs USING btree (owner_type, owner_id, created_at DESC) WHERE (owner_type IS NOT NULL);
@@ -209,6 +218,44 @@ BEGIN
 END;
 $function$
 ;
+CREATE OR REPLACE FUNCTION image_optimization_items_notify_final()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+BEGIN
+    PERFORM pg_notify('imageopt_item_final', json_build_object(
+        'schema', TG_TABLE_SCHEMA, 'item_id', NEW.id, 'job_id', NEW.job_id,
+        'store_id', left(NEW.store_id, 200), 'status', NEW.status)::text);
+    RETURN NULL;
+END;
+$function$
+;
+CREATE OR REPLACE FUNCTION image_optimization_jobs_callback_due()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+BEGIN
+    NEW.callback_state := 'pending';
+    NEW.callback_attempts := 0;
+    NEW.callback_next_at := now();
+    NEW.callback_error := NULL;
+    RETURN NEW;
+END;
+$function$
+;
+CREATE OR REPLACE FUNCTION image_optimization_jobs_notify_final()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+BEGIN
+    PERFORM pg_notify('imageopt_job_final', json_build_object(
+        'schema', TG_TABLE_SCHEMA, 'job_id', NEW.id, 'store_id', left(NEW.store_id, 200),
+        'status', NEW.status, 'total_items', NEW.total_items, 'done_items', NEW.done_items,
+        'failed_items', NEW.failed_items, 'canceled_items', NEW.canceled_items)::text);
+    RETURN NULL;
+END;
+$function$
+;
 CREATE OR REPLACE FUNCTION image_optimization_upload_key(source_url text, bucket text)
  RETURNS text
  LANGUAGE sql
@@ -223,4 +270,7 @@ AS $function$
 $function$
 ;
 
+CREATE TRIGGER image_optimization_items_notify_final AFTER UPDATE OF status ON image_optimization_items FOR EACH ROW WHEN (((new.status = ANY (ARRAY['DONE'::text, 'FAILED'::text, 'CANCELED'::text])) AND (old.status IS DISTINCT FROM new.status))) EXECUTE FUNCTION image_optimization_items_notify_final();
 CREATE TRIGGER image_optimization_items_notify_insert AFTER INSERT ON image_optimization_items FOR EACH STATEMENT EXECUTE FUNCTION image_optimization_items_notify();
+CREATE TRIGGER image_optimization_jobs_callback_due BEFORE UPDATE OF status ON image_optimization_jobs FOR EACH ROW WHEN (((new.status = ANY (ARRAY['DONE'::text, 'FAILED'::text, 'CANCELED'::text])) AND (old.status IS DISTINCT FROM new.status) AND (new.callback_url IS NOT NULL))) EXECUTE FUNCTION image_optimization_jobs_callback_due();
+CREATE TRIGGER image_optimization_jobs_notify_final AFTER UPDATE OF status ON image_optimization_jobs FOR EACH ROW WHEN (((new.status = ANY (ARRAY['DONE'::text, 'FAILED'::text, 'CANCELED'::text])) AND (old.status IS DISTINCT FROM new.status))) EXECUTE FUNCTION image_optimization_jobs_notify_final();

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import time
 from collections.abc import Iterator
@@ -389,3 +390,44 @@ def test_unknown_routes_answer_replicate_style_json(emulator: Emulator) -> None:
     response = emulator.http.get(f"{emulator.api}/nothing-here")
     assert response.status_code == 404
     assert response.json()["status"] == 404
+
+
+def test_the_official_client_reads_models_versions_and_the_webhook_secret(
+    emulator: Emulator, official: Client
+) -> None:
+    model = official.models.get("nightmareai/real-esrgan")
+    assert (model.owner, model.name) == ("nightmareai", "real-esrgan")
+    assert model.latest_version is not None
+    assert model.latest_version.id == ESRGAN_VERSION
+    versions = list(model.versions.list())
+    assert [v.id for v in versions] == [ESRGAN_VERSION]
+    assert model.versions.get(ESRGAN_VERSION).id == ESRGAN_VERSION
+    official_model = official.models.get("google/nano-banana")  # no pinned version
+    assert official_model.latest_version is not None
+    with pytest.raises(ReplicateError):
+        official.models.get("nobody/nothing")
+    secret = official.webhooks.default.secret()
+    assert secret.key is not None
+    assert secret.key.startswith("whsec_")
+
+
+def test_a_data_url_input_up_to_256_kb_is_accepted_and_a_larger_one_refused(
+    emulator: Emulator, official: Client
+) -> None:
+    image = io.BytesIO()
+    Image.new("RGB", (32, 24), (10, 200, 30)).save(image, "PNG")
+    small = "data:image/png;base64," + base64.b64encode(image.getvalue()).decode()
+    prediction = official.predictions.create(
+        version=ESRGAN_VERSION, input={"image": small, "scale": 2}
+    )
+    prediction.wait()
+    assert prediction.status == "succeeded", prediction.error
+    assert isinstance(prediction.output, str)
+    assert _download_image(prediction.output).size == (64, 48)
+    big = (
+        "data:application/octet-stream;base64,"
+        + base64.b64encode(b"\0" * (256 * 1024 + 1)).decode()
+    )
+    with pytest.raises(ReplicateError) as refused:
+        official.predictions.create(version=ESRGAN_VERSION, input={"image": big})
+    assert refused.value.status == 422

@@ -155,6 +155,10 @@ class FakeRepository:
     def get_work_item(self, item_id: int) -> WorkItem | None:
         return self.items.get(item_id)
 
+    def record_predict_time(self, item_id: int, prediction_id: str, seconds: float) -> bool:
+        item = self.items.get(item_id)
+        return item is not None and item.prediction_id == prediction_id
+
     def record_poll(self, item_id: int) -> int | None:
         item = self.items.get(item_id)
         if item is None or item.status != ItemStatus.PROCESSING:
@@ -172,6 +176,7 @@ class FakeRepository:
         size: int,
         content_type: str,
         polled: bool = True,
+        predict_time: float | None = None,
     ) -> bool:
         item = self.items.get(item_id)
         polls = (item.poll_count if item else 0) + int(polled)
@@ -242,7 +247,12 @@ class FakeProvider:
     gets: list[str] = field(default_factory=list)
 
     def create_prediction(
-        self, spec: ModelSpec, input: Mapping[str, Any], *, wait_seconds: int = 0
+        self,
+        spec: ModelSpec,
+        input: Mapping[str, Any],
+        *,
+        wait_seconds: int = 0,
+        webhook: str | None = None,
     ) -> Prediction:
         self.created.append(input)
         if self.create_error is not None:

@@ -191,6 +191,7 @@ NEVER_ON_A_ROW = {
     "schema_not_migrated",
     "database_unavailable",  # nowhere to write it
     "rate_limiter_unavailable",  # retried by the actor, not written
+    "webhook_rejected",  # a forged or malformed webhook, answered 4xx
 }
 
 
