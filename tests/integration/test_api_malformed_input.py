@@ -46,6 +46,7 @@ BASE_JSON: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/jobs"): _JOB_JSON,
     ("POST", "/api/ai-image/jobs"): _JOB_JSON,
     ("POST", "/ops/login"): {"key": "iok_op_not-a-key"},
+    ("POST", "/api/webhooks/replicate"): {"id": "p1", "status": "succeeded", "output": None},
     ("POST", "/ops/api/retry"): {"itemId": 1, "reason": "probe"},
     ("POST", "/ops/api/cancel"): {"itemId": 1, "reason": "probe"},
     ("POST", "/ops/api/submissions"): {"paused": True, "reason": "probe"},
