@@ -13,6 +13,7 @@ from cli.base import (
     load_settings,
     open_repository,
 )
+from cli.progress import on_terminal, phase_progress
 
 if TYPE_CHECKING:
     from pipeline.controls import PauseState
@@ -138,6 +139,7 @@ def retention(
             repo=repo,
             storage=ObjectStorage.from_settings(settings),
             config=retention_config(settings, dry_run=dry_run or None),
+            on_phase=phase_progress("retention") if on_terminal() else None,
         ).run_once(datetime.now(UTC))
     verb = "due" if result.dry_run else "deleted"
     typer.echo(

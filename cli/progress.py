@@ -1,15 +1,16 @@
 """Progress of long commands on stderr, for people at a terminal only.
 
 ``submit DIR`` (uploads), ``retry`` and ``cancel`` of many items show a bar on stderr when it is
-a terminal; in scripts and pipes (stderr not a terminal) they print nothing extra, so stdout
-keeps only the result and stderr only the log lines. click's bar (under typer) renders on a
-terminal only; we also drop its one-line label elsewhere.
+a terminal, and ``retention`` (whose size is known only as each phase ends) one line per
+phase; in scripts and pipes (stderr not a terminal) they print nothing extra, so stdout keeps
+only the result and stderr only the log lines. click's bar (under typer) renders on a terminal
+only; we also drop its one-line label elsewhere.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -55,3 +56,13 @@ class StepBar:
         self._shown.update(1)
         if done >= total:
             self._bar.__exit__(None, None, None)
+
+
+def phase_progress(command: str) -> Callable[[str, int], None]:
+    """A callback that writes ``{command}: {phase} {count}`` to stderr after each phase of a
+    long command (use it only when :func:`on_terminal`)."""
+
+    def report(phase: str, count: int) -> None:
+        typer.echo(f"{command}: {phase} {count}", err=True)
+
+    return report

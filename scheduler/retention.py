@@ -103,12 +103,21 @@ class Retention:
         storage: ObjectStorage,
         config: RetentionConfig,
         on_result: Callable[[RetentionResult], None] | None = None,
+        on_phase: Callable[[str, int], None] | None = None,
     ) -> None:
+        """Args:
+        repo, storage, config: where and what to delete.
+        on_result: called with every run's result (the scheduler's metrics).
+        on_phase: called after each phase of a deleting run with its name (``inputs``,
+            ``originals``, ``outputs``, ``rows``, ``guest_sessions``) and how many it deleted
+            (items for ``rows``): the CLI's progress on a terminal.
+        """
         self._repo = repo
         self._storage = storage
         self._bucket = storage.bucket
         self._config = config
         self._on_result = on_result
+        self._on_phase = on_phase or (lambda _phase, _count: None)
 
     def run_once(self, now: datetime) -> RetentionResult:
         """Delete (or, in dry-run mode, count) everything due at ``now``.
@@ -140,13 +149,19 @@ class Retention:
                 self._repo.mark_inputs_deleted,
                 now,
             )
+            self._on_phase("inputs", inputs)
             originals, e_originals = self._delete_originals(now)
+            self._on_phase("originals", originals)
             outputs, e_outputs = self._expire(
                 lambda limit: self._repo.retention_due_outputs(output_cutoff, limit),
                 self._repo.mark_outputs_deleted,
                 now,
             )
+            self._on_phase("outputs", outputs)
             jobs, items, with_rows, e_rows = self._delete_rows(rows_cutoff)
+            self._on_phase("rows", items)
+            sessions = self._prune_guest_sessions(now)
+            self._on_phase("guest_sessions", sessions)
             result = RetentionResult(
                 dry_run=False,
                 inputs_deleted=inputs,
@@ -155,7 +170,7 @@ class Retention:
                 items_deleted=items,
                 storage_errors=e_inputs + e_originals + e_outputs + e_rows,
                 originals_deleted=originals + with_rows,
-                guest_sessions_deleted=self._prune_guest_sessions(now),
+                guest_sessions_deleted=sessions,
             )
         log.info("retention_run", **result.as_dict())
         if not result.dry_run:

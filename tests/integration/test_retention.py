@@ -419,3 +419,37 @@ def test_postgres_and_python_agree_on_which_sources_are_uploads(db_schema: str) 
         assert upload_key_of(url, "b") == expected, url
         in_sql = _sql(db_schema, "SELECT image_optimization_upload_key(%s, 'b')", (url,))[0][0]
         assert in_sql == expected, url
+
+
+@pytest.mark.usefixtures("storage")
+def test_cli_retention_reports_each_phase_on_a_terminal_and_nothing_in_scripts(
+    env: dict[str, str], db_schema: str, images_dir: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    source = sorted(images_dir.rglob("*.jpg"))[0]
+    shutil.copy(source, folder / source.name)
+    cli = CliRunner()
+    submitted = cli.invoke(app, ["submit", str(folder), "--store", "shop"], env=env)
+    assert submitted.exit_code == 0, submitted.output
+    (item,) = (int(r[0]) for r in _sql(db_schema, "SELECT id FROM image_optimization_items"))
+    _finish(db_schema, item, "FAILED")
+    zero = {**env, "IMAGEOPT_RETENTION_INPUTS_SECONDS": "0"}
+
+    in_script = cli.invoke(app, ["retention"], env=zero)
+    monkeypatch.setattr("cli.admin.on_terminal", lambda: True)
+    at_terminal = cli.invoke(app, ["retention"], env=zero)
+
+    assert in_script.exit_code == 0, in_script.output
+    assert "retention:" not in in_script.stderr
+    assert "originals=1" in in_script.stdout
+    phases = [line for line in at_terminal.stderr.splitlines() if line.startswith("retention:")]
+    assert phases == [
+        "retention: inputs 0",
+        "retention: originals 0",
+        "retention: outputs 0",
+        "retention: rows 0",
+        "retention: guest_sessions 0",
+    ]
+    assert at_terminal.stdout.startswith("deleted: inputs=0 outputs=0 originals=0")
