@@ -33,6 +33,7 @@ from api import (
     catalog,
     console,
     files,
+    golive_routes,
     imaging,
     jobs,
     liveness,
@@ -142,6 +143,7 @@ def create_app(
         *console.ROUTES,
         *opspage.ROUTES,
         *operator_actions.ROUTES,
+        *golive_routes.ROUTES,
         *webhooks.ROUTES,
         Route("/metrics", metrics, methods=["GET"]),
     ]
