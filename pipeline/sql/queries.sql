@@ -797,7 +797,8 @@ SELECT to_regclass('imageopt_schema_migrations') IS NOT NULL AS present;
 -- Versions applied to this schema; only after migrations_table_present said it exists.
 SELECT version FROM imageopt_schema_migrations ORDER BY version;
 
--- ======================================================================================-- Operator console and levers (api/opspage.py, api/operator_auth.py, cli/stores.py,
+-- ======================================================================================
+-- Operator console and levers (api/opspage.py, api/operator_auth.py, cli/stores.py,
 -- cli/failed.py; docs/OPERATIONS.md). Migration 0009.
 -- =============================================================================================
 
@@ -1000,7 +1001,7 @@ SELECT i.id, i.job_id, i.store_id, i.status, coalesce(i.model, j.model) AS model
 FROM image_optimization_items i
 JOIN image_optimization_jobs j ON j.id = i.job_id
 WHERE i.id = %(id)s;
-=======
+
 -- name: claim_due_callbacks
 -- Completion callbacks that are due, claimed for %(lease_seconds)s (another leader skips them)
 -- and counted as an attempt; what the POST needs to say.
