@@ -33,6 +33,7 @@ from api import (
     catalog,
     console,
     files,
+    golive,
     golive_routes,
     imaging,
     jobs,
@@ -121,6 +122,7 @@ def create_app(
         ctx = context_factory(settings)
         app.state.ctx = ctx
         app.state.image_limiter = imaging.new_image_limiter()
+        app.state.golive = golive.new_reader(ctx)  # the environment's start values, read once
         log.info("api_started")
         try:
             yield

@@ -21,11 +21,20 @@ from api.envelope import ApiError
 from pipeline.golive import GoLiveReader, GoLiveState
 
 
+def new_reader(ctx: ApiContext) -> GoLiveReader:
+    """The api process's reader, with the start values from the environment (at startup).
+
+    Raises:
+        ValueError: a flag variable that is not a boolean (the api does not start).
+    """
+    return GoLiveReader.of(ctx.repo)
+
+
 def reader_of(request: Request) -> GoLiveReader:
+    """The api process's reader (made at startup; made here for an app built without it)."""
     reader: GoLiveReader | None = getattr(request.app.state, "golive", None)
     if reader is None:
-        ctx: ApiContext = request.app.state.ctx
-        reader = GoLiveReader.of(ctx.repo)
+        reader = new_reader(request.app.state.ctx)
         request.app.state.golive = reader
     return reader
 

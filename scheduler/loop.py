@@ -22,7 +22,7 @@ from pipeline.allowlist import ModelSpec
 from pipeline.controls import CONTROL_INTERVAL_SECONDS, SubmissionsSwitch
 from pipeline.db import connect
 from pipeline.errors import DatabaseUnavailable, PipelineError, SchemaNotMigrated
-from pipeline.golive import GoLiveReader
+from pipeline.golive import GoLiveReader, GoLiveState
 from pipeline.migrate import require_migrated
 from pipeline.provider import ProviderClient
 from pipeline.quotas import QuotaConfig, QuotaGate
@@ -159,7 +159,8 @@ class Scheduler:
         switch = SubmissionsSwitch(
             repo, setting=cfg.submissions_paused, interval=cfg.control_interval
         )
-        golive = GoLiveReader.of(repo, interval=cfg.control_interval)
+        # The leader reads only the models' switches; the flags' start values are the api's.
+        golive = GoLiveReader.of(repo, start=GoLiveState({}), interval=cfg.control_interval)
         meter = PendingDispatcher(
             repo=repo,
             allowlist=self._allowlist,
