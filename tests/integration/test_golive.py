@@ -273,3 +273,31 @@ def test_levers_are_for_operators_only_and_refuse_bad_values(
     levers = operator.get("/ops/api/flags").json()["data"]
     assert levers["rollout"] == {"percent": 100, "allowStores": []}
     assert levers["models"][MODEL] is True
+
+
+def test_the_cli_switches_a_model_and_guests_and_refuses_unknown_names(
+    api: str, repo: Repository, env: dict[str, str]
+) -> None:
+    off = imageopt(env, "model", "disable", MODEL, "--reason", "provider incident")
+    assert off.returncode == 0, off.stderr
+    assert imageopt(env, "model", "disable", MODEL, "--reason", "again").stdout.startswith(
+        f"model:{MODEL} already"
+    )
+    assert imageopt(env, "auth-required", "on", "--reason", "phase 4").returncode == 0
+    listed = imageopt(env, "flags", "list")
+    assert f"model  {MODEL}" in listed.stdout
+    assert "disabled" in listed.stdout
+    assert "auth-required on" in listed.stdout
+    shop = store(api, repo, "shop-1")
+    wait_until(
+        lambda: create(shop).status_code == 400 or None,
+        SEEN_WITHIN_SECONDS, "the api did not see the model switched off",
+    )  # fmt: skip
+    assert imageopt(env, "model", "disable", "someone/else", "--reason", "x").returncode == 2
+    assert imageopt(env, "flags", "set", "NO_SUCH_FLAG", "on", "--reason", "x").returncode == 2
+    assert imageopt(env, "rollout", "set", "--percent", "101", "--reason", "x").returncode == 2
+    assert (
+        imageopt(env, "flags", "set", "ONBOARDING_ENABLED", "off", "--reason", "").returncode == 2
+    )
+    who = {a["action"]: a["actor"] for a in repo.ops_audit_recent(10)}
+    assert who["disable_model"] == who["set_auth_required"]  # the OS user and host
