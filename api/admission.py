@@ -21,6 +21,7 @@ from starlette.requests import Request
 from api.auth import Caller
 from api.context import ApiContext, blocking
 from api.envelope import ApiError
+from api.golive import auth_required_error, check_creator, refuse_new_guest
 from pipeline.repository import Repository, Row
 
 MAX_ID = 2**63 - 1
@@ -106,17 +107,27 @@ async def admit(
 
     Raises:
         ApiError: 401 no or bad credentials, 429 over a limit, 404 no such resource, 403 the
-            resource belongs to another owner.
+            resource belongs to another owner; with ``create``, 401 ``auth_required`` for a
+            guest while ``AUTH_REQUIRED`` is on and 403 ``not_in_rollout`` for a caller
+            outside the staged rollout (:mod:`api.golive`).
     """
     ctx = context_of(request)
     token: str | None = None
-    if guest == "new":
+    if guest == "new" and create and await refuse_new_guest(request):
+        found = await ctx.caller(request, required=False)
+        if found is None:  # no guest session is started while guests are off
+            await ctx.throttle_anonymous(request)
+            raise auth_required_error()
+        caller = found
+    elif guest == "new":
         caller, token = await ctx.caller_or_new_guest(request)
     else:
         found = await ctx.caller(request)
         assert found is not None  # required: a missing caller is a 401
         caller = found
     await ctx.throttle(caller, create=create)
+    if create:  # the go-live levers: guests off, the staged rollout
+        await check_creator(request, caller)
     if owned is None:
         return Admission(ctx, caller, token)
     resource_id = path_id(request, owned.param)

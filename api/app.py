@@ -33,6 +33,8 @@ from api import (
     catalog,
     console,
     files,
+    golive,
+    golive_routes,
     imaging,
     jobs,
     liveness,
@@ -120,6 +122,7 @@ def create_app(
         ctx = context_factory(settings)
         app.state.ctx = ctx
         app.state.image_limiter = imaging.new_image_limiter()
+        app.state.golive = golive.new_reader(ctx)  # the environment's start values, read once
         log.info("api_started")
         try:
             yield
@@ -142,6 +145,7 @@ def create_app(
         *console.ROUTES,
         *opspage.ROUTES,
         *operator_actions.ROUTES,
+        *golive_routes.ROUTES,
         *webhooks.ROUTES,
         Route("/metrics", metrics, methods=["GET"]),
     ]

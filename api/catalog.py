@@ -13,6 +13,7 @@ from api.admission import admit, admit_anyone
 from api.auth import Caller
 from api.context import SECONDS_PER_DAY, ApiContext, blocking
 from api.envelope import ok
+from api.golive import golive_state
 from pipeline.presets import list_presets
 
 
@@ -37,9 +38,12 @@ def preset_views(ctx: ApiContext, store_id: str | None) -> list[dict[str, Any]]:
 
 
 async def models(request: Request) -> Response:
-    """``GET /api/models``: the model allowlist (public)."""
+    """``GET /api/models``: the model allowlist (public), each with ``enabled`` (an operator
+    can switch one off at run time: :mod:`pipeline.golive`)."""
     ctx, _caller = await admit_anyone(request)
-    return ok({"models": model_views(ctx)})
+    disabled = (await golive_state(request)).disabled_models
+    views = [{**view, "enabled": view["name"] not in disabled} for view in model_views(ctx)]
+    return ok({"models": views})
 
 
 async def presets(request: Request) -> Response:

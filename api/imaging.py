@@ -34,9 +34,11 @@ from starlette.routing import Route
 from api.admission import admit
 from api.context import ApiContext, blocking
 from api.envelope import ApiError, ok, validation_error
+from api.golive import require_flag
 from api.jobs import read_image
 from pipeline.analysis import analyze as run_analysis
 from pipeline.errors import ImageTooLarge, PipelineError, SourceError
+from pipeline.golive import CUSTOM_PRESETS, IMAGE_ANALYSIS, SIZE_PREVIEW
 from pipeline.presets import Preset, check_name, resolve_preset
 from pipeline.preview import preview_size
 
@@ -129,10 +131,13 @@ async def preview(request: Request) -> Response:
     """``POST /api/preview``: multipart ``image`` + ``preset`` -> the estimated output
     (bytes, exact width/height/content type) of that preset applied to that image."""
     admission = await admit(request)
+    await require_flag(request, SIZE_PREVIEW)
     ctx, caller = admission.ctx, admission.caller
     form = await _form(request)
     try:
         chosen = await blocking(_preset, ctx, caller.store_id, form)
+        if not chosen.builtin:
+            await require_flag(request, CUSTOM_PRESETS)
         name, data = await _upload(ctx, form)
     finally:
         await form.close()
@@ -150,6 +155,7 @@ async def analyze(request: Request) -> Response:
     """``POST /api/analyze``: multipart ``image`` -> dimensions, format, transparency, photo or
     graphic, faces, and a recommended model and preset with the reasons."""
     admission = await admit(request)
+    await require_flag(request, IMAGE_ANALYSIS)
     ctx, caller = admission.ctx, admission.caller
     form = await _form(request)
     try:

@@ -26,11 +26,13 @@ from api.admission import JOB, admit
 from api.auth import Caller
 from api.context import SECONDS_PER_DAY, ApiContext, blocking
 from api.envelope import ApiError, ok, validation_error
+from api.golive import check_model, golive_state, require_flag
 from api.views import job_view
 from pipeline.cancellation import cancel_job as cancel_job_items
 from pipeline.errors import InvalidParams, InvalidSourceUrl, MissingPrompt, NotJson, PipelineError
+from pipeline.golive import CUSTOM_PRESETS
 from pipeline.images import ALLOWED_CONTENT_TYPES
-from pipeline.presets import resolve_preset
+from pipeline.presets import Preset, resolve_preset
 from pipeline.repository import ApiQuotas, ApiUsage, NewJob
 from pipeline.uploads import new_batch, sniff_content_type, store_upload
 from pipeline.uploads import upload_key_of as _upload_key_of
@@ -336,6 +338,7 @@ async def accept_job(
         wanted = "multipart/form-data" if multipart_only else "multipart/form-data or JSON"
         raise ApiError(415, "unsupported_media_type", f"send {wanted}")
     try:
+        await _golive_gates(request, ctx, caller, submission.job)
         job_id = await _insert(ctx, caller, quotas, submission)
     except ApiError:  # refused before anything was written; never after a commit
         await _discard_uploads(ctx, submission.uploads)
@@ -343,6 +346,23 @@ async def accept_job(
     log.info("api_job_created", job_id=job_id, store_id=caller.store_id,
              owner_type=caller.owner_type, items=len(submission.items))  # fmt: skip
     return Accepted(ctx, caller, token, job_id)
+
+
+async def _golive_gates(request: Request, ctx: ApiContext, caller: Caller, job: JobRequest) -> None:
+    """The go-live levers on a new job: its model switched off (400 ``model_disabled``), a
+    custom preset while ``CUSTOM_PRESETS_ENABLED`` is off (404 ``feature_disabled``)."""
+    await check_model(request, job.model)
+    if job.preset is not None and not (await golive_state(request)).flag(CUSTOM_PRESETS):
+        chosen = await blocking(_resolved_preset, ctx, caller.store_id, job.preset)
+        if chosen is not None and not chosen.builtin:
+            await require_flag(request, CUSTOM_PRESETS)
+
+
+def _resolved_preset(ctx: ApiContext, store_id: str, name: str) -> Preset | None:
+    try:
+        return resolve_preset(ctx.repo, store_id, name)
+    except PipelineError:
+        return None  # unknown: _insert answers its 400
 
 
 async def create_job(request: Request) -> Response:

@@ -944,6 +944,36 @@ class Repository:
     def ops_get_item(self, item_id: int) -> Row | None:
         return self._one("ops_get_item", id=item_id)
 
+    # --- go-live levers (pipeline/golive.py) --------------------------------------------------
+    def golive_rows(self) -> list[Row]:
+        """Every go-live lever ever set: ``name, value`` (decoded JSON), ``reason,
+        changed_by, changed_at``; a lever without a row has its start value."""
+        return self._all("golive_rows")
+
+    def golive_set(
+        self, name: str, value: Any, *, reason: str | None, changed_by: str | None
+    ) -> Row | None:
+        """Set lever ``name`` to ``value`` (JSON-encodable) and wake the scheduler leader.
+
+        Returns:
+            The new row, or None when the lever already had this value (nothing changed).
+        """
+        return self._one(
+            "golive_set", lever=name, value=json.dumps(value), reason=reason, changed_by=changed_by
+        )
+
+    def pending_heads_enabled(
+        self, store_ids: Sequence[str], per_store: int, now: datetime, disabled: Sequence[str]
+    ) -> list[PendingItem]:
+        """:meth:`pending_heads` leaving out the items of the ``disabled`` models."""
+        if not store_ids:
+            return []
+        rows = self._all(
+            "pending_heads_enabled", store_ids=list(store_ids), per_store=per_store, now=now,
+            disabled=list(disabled),
+        )  # fmt: skip
+        return [PendingItem.from_row(r) for r in rows]
+
 
 @dataclass(frozen=True)
 class FailedFilter:

@@ -22,6 +22,7 @@ from pipeline.allowlist import ModelSpec
 from pipeline.controls import CONTROL_INTERVAL_SECONDS, SubmissionsSwitch
 from pipeline.db import connect
 from pipeline.errors import DatabaseUnavailable, PipelineError, SchemaNotMigrated
+from pipeline.golive import GoLiveReader, GoLiveState
 from pipeline.migrate import require_migrated
 from pipeline.provider import ProviderClient
 from pipeline.quotas import QuotaConfig, QuotaGate
@@ -158,6 +159,8 @@ class Scheduler:
         switch = SubmissionsSwitch(
             repo, setting=cfg.submissions_paused, interval=cfg.control_interval
         )
+        # The leader reads only the models' switches; the flags' start values are the api's.
+        golive = GoLiveReader.of(repo, start=GoLiveState({}), interval=cfg.control_interval)
         meter = PendingDispatcher(
             repo=repo,
             allowlist=self._allowlist,
@@ -165,6 +168,7 @@ class Scheduler:
             enqueue=self._queue.send_create,
             paused=switch.paused,
             quota=QuotaGate(repo, cfg.quota),
+            disabled_models=golive.disabled_models,
         )
         rescuer = Rescuer(
             repo=repo,
@@ -211,6 +215,7 @@ class Scheduler:
                 busy = result.saturated and not result.paused
                 if self._wait_for_notify(listener, cfg.busy_tick if busy else cfg.tick):
                     switch.refresh()  # an insert or a change of the switch: look again
+                    golive.refresh()
         finally:
             for thread in threads:
                 thread.stop()

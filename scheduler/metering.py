@@ -79,6 +79,9 @@ class PendingDispatcher:
             item PENDING.
         quota: per-store quotas (:mod:`pipeline.quotas`); stores at their quota are skipped
             and their items stay PENDING.
+        disabled_models: the models switched off (asked on each pass, e.g.
+            :meth:`pipeline.golive.GoLiveReader.disabled_models`): their items stay PENDING
+            and never hold back the other models' items (docs/LIFECYCLE.md).
     """
 
     def __init__(
@@ -90,6 +93,7 @@ class PendingDispatcher:
         enqueue: Callable[[Iterable[int]], int],
         paused: bool | Callable[[], bool] = False,
         quota: QuotaGate | None = None,
+        disabled_models: Callable[[], frozenset[str]] | None = None,
     ) -> None:
         self._repo = repo
         self._allowlist = allowlist
@@ -97,6 +101,7 @@ class PendingDispatcher:
         self._enqueue = enqueue
         self._paused: Callable[[], bool] = paused if callable(paused) else (lambda: paused)
         self._quota = quota
+        self._disabled = disabled_models or frozenset
         self.cursor: str | None = None
 
     def next_stores(self, count: int) -> list[tuple[str, int]]:
@@ -140,7 +145,12 @@ class PendingDispatcher:
             return DispatchResult(0, 0, in_flight, self._limit)
         visit = list(stores)
         per_store = max(stores[s] for s in visit) * math.ceil(capacity / len(visit))
-        items = self._repo.pending_heads(visit, per_store, now)
+        disabled = self._disabled()
+        items = (
+            self._repo.pending_heads_enabled(visit, per_store, now, sorted(disabled))
+            if disabled
+            else self._repo.pending_heads(visit, per_store, now)
+        )
         heads: dict[str, list[PendingItem]] = {store: [] for store in visit}
         for item in items:
             heads[item.store_id].append(item)

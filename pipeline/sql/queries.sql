@@ -1001,6 +1001,7 @@ SELECT i.id, i.job_id, i.store_id, i.status, coalesce(i.model, j.model) AS model
 FROM image_optimization_items i
 JOIN image_optimization_jobs j ON j.id = i.job_id
 WHERE i.id = %(id)s;
+
 -- name: claim_due_callbacks
 -- Completion callbacks that are due, claimed for %(lease_seconds)s (another leader skips them)
 -- and counted as an attempt; what the POST needs to say.
@@ -1030,3 +1031,43 @@ UPDATE image_optimization_jobs
 SET callback_next_at = now() + make_interval(secs => %(delay_seconds)s), callback_error = %(error)s
 WHERE id = %(id)s AND callback_state = 'pending' AND callback_attempts = %(attempt)s
 RETURNING id;
+
+-- ======================================================================================
+-- Go-live levers (pipeline/golive.py, api/golive_routes.py, cli/golive.py)
+
+-- name: golive_rows
+-- Every go-live lever that was ever set: name, value (jsonb), reason, who, when.
+SELECT name, value, reason, changed_by, changed_at
+FROM image_optimization_golive
+ORDER BY name;
+
+-- name: golive_set
+-- Set one lever; a no-op (no row returned) when it already has this value, which keeps the
+-- first reason and time. Wakes the scheduler leader (the channel of the items' NOTIFY trigger).
+WITH changed AS (
+    INSERT INTO image_optimization_golive AS g (name, value, reason, changed_by)
+    VALUES (%(lever)s, %(value)s::jsonb, %(reason)s, %(changed_by)s)
+    ON CONFLICT (name) DO UPDATE
+        SET value = EXCLUDED.value, reason = EXCLUDED.reason,
+            changed_by = EXCLUDED.changed_by, changed_at = now()
+        WHERE g.value IS DISTINCT FROM EXCLUDED.value
+    RETURNING name, value, reason, changed_by, changed_at
+)
+SELECT changed.*, pg_notify('imageopt_pending', current_schema()) AS woke FROM changed;
+
+-- name: pending_heads_enabled
+-- pending_heads without the items of the disabled models %(disabled)s (they stay PENDING and
+-- never hold back the items of enabled models behind them).
+SELECT h.id, h.job_id, h.store_id, h.source_url, h.priority, h.created_at,
+       e.model, e.prompt, e.params
+FROM unnest(%(store_ids)s::text[]) AS s(store_id)
+CROSS JOIN LATERAL (
+    SELECT i.* FROM image_optimization_items i
+    JOIN image_optimization_item_settings x ON x.item_id = i.id
+    WHERE i.store_id = s.store_id AND i.status = 'PENDING'
+      AND (i.next_attempt_at IS NULL OR i.next_attempt_at <= %(now)s)
+      AND coalesce(x.model, '') <> ALL (%(disabled)s::text[])
+    ORDER BY i.priority DESC, i.created_at, i.id
+    LIMIT %(per_store)s
+) h
+JOIN image_optimization_item_settings e ON e.item_id = h.id;

@@ -43,6 +43,18 @@ CREATE TABLE image_optimization_controls (
     CONSTRAINT image_optimization_controls_reason_check CHECK ((length(reason) <= 500))
 );
 
+CREATE TABLE image_optimization_golive (
+    name text NOT NULL,
+    value jsonb NOT NULL,
+    reason text,
+    changed_by text,
+    changed_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT image_optimization_golive_changed_by_check CHECK ((length(changed_by) <= 300)),
+    CONSTRAINT image_optimization_golive_name_check CHECK ((name ~ '^(flag:[A-Z_]{1,64}|model:.{1,200}|auth_required|rollout)$'::text)),
+    CONSTRAINT image_optimization_golive_pkey PRIMARY KEY (name),
+    CONSTRAINT image_optimization_golive_reason_check CHECK ((length(reason) <= 500))
+);
+
 CREATE TABLE image_optimization_guest_sessions (
     id uuid NOT NULL,
     token_hash bytea NOT NULL,

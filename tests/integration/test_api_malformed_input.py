@@ -51,6 +51,10 @@ BASE_JSON: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/ops/api/cancel"): {"itemId": 1, "reason": "probe"},
     ("POST", "/ops/api/submissions"): {"paused": True, "reason": "probe"},
     ("POST", "/ops/api/stores/{storeId}"): {"weight": 2, "reason": "probe"},
+    ("POST", "/ops/api/flags"): {"name": "ONBOARDING_ENABLED", "enabled": True, "reason": "p"},
+    ("POST", "/ops/api/models"): {"name": "nightmareai/real-esrgan", "enabled": True},
+    ("POST", "/ops/api/rollout"): {"percent": 100, "allowStores": ["shop-1"], "reason": "p"},
+    ("POST", "/ops/api/auth-required"): {"enabled": False, "reason": "probe"},
 }
 """A valid body per JSON operation: the hostile value is the only thing wrong with it."""
 BASE_FORM: dict[tuple[str, str], dict[str, str]] = {
