@@ -143,6 +143,11 @@
         $("#model").value = r.model;
         $("#preset").value = r.preset;
         togglePrompt();
+        for (const [k, v] of Object.entries(r.params)) {
+          const input = document.getElementById(`param-${k}`);
+          if (!input) continue;
+          if (input.type === "checkbox") input.checked = v === true; else input.value = String(v);
+        }
         showPreviews();
       };
       hint.classList.remove("error");
@@ -159,6 +164,87 @@
   function togglePrompt() {
     const opt = $("#model").selectedOptions[0];
     $("#prompt-row").hidden = !opt || opt.dataset.prompt !== "yes";
+    $("#prompt").required = !$("#prompt-row").hidden;
+    renderParams();
+  }
+
+  // The parameter form: one field per parameter of the chosen model, with the allowlist's
+  // type, limits and default (GET /api/models' "parameters"); the server checks them again.
+  const models = JSON.parse($("#models-data").textContent);
+
+  function paramLabel(p) {
+    const name = p.name.replace(/_/g, " ");
+    if (p.min !== undefined && p.max !== undefined) return `${name} (${p.min}–${p.max})`;
+    return name;
+  }
+
+  function paramInput(p) {
+    let input;
+    if (p.type === "boolean") {
+      input = document.createElement("input");
+      input.type = "checkbox";
+      input.checked = p.default === true;
+    } else if (p.choices) {
+      input = document.createElement("select");
+      for (const c of p.choices) {
+        const opt = document.createElement("option");
+        opt.value = c;
+        opt.textContent = c;
+        opt.selected = c === p.default;
+        input.append(opt);
+      }
+    } else {
+      input = document.createElement("input");
+      input.type = "number";
+      input.min = String(p.min);
+      input.max = String(p.max);
+      input.step = p.type === "integer" ? "1" : "any";
+      input.required = p.default !== null && p.default !== undefined;
+      if (input.required) input.value = String(p.default);
+      else input.placeholder = "provider default";
+    }
+    input.id = `param-${p.name}`;
+    input.name = p.name;
+    input.dataset.type = p.type;
+    return input;
+  }
+
+  function renderParams() {
+    const spec = models.find((m) => m.name === $("#model").value);
+    const box = $("#param-fields");
+    box.replaceChildren();
+    const params = spec ? spec.parameters : [];
+    $("#params").hidden = params.length === 0;
+    for (const p of params) {
+      const label = document.createElement("label");
+      label.className = p.type === "boolean" ? "check" : "";
+      const text = document.createElement("span");
+      text.textContent = paramLabel(p);
+      const input = paramInput(p);
+      label.htmlFor = input.id;
+      if (p.type === "boolean") label.append(input, text); else label.append(text, input);
+      box.append(label);
+    }
+  }
+
+  // The form's values as the API's params object; null (and the field focused) when one is
+  // out of its limits, so nothing is uploaded for a request the server would refuse.
+  function readParams() {
+    const out = {};
+    for (const input of document.querySelectorAll("#param-fields [name]")) {
+      const label = input.closest("label").textContent.trim();
+      if (!input.checkValidity()) {
+        say(`${label}: ${input.validationMessage}`);
+        input.focus();
+        return null;
+      }
+      const type = input.dataset.type;
+      if (type === "boolean") out[input.name] = input.checked;
+      else if (type === "integer" || type === "number") {
+        if (input.value !== "") out[input.name] = Number(input.value);
+      } else out[input.name] = input.value;
+    }
+    return out;
   }
 
   function renderItem(item, li) {
@@ -253,11 +339,19 @@
 
   async function start() {
     if (!files.length) return;
+    const params = readParams();
+    if (params === null) return;
+    if (!$("#prompt-row").hidden && !$("#prompt").value.trim()) {
+      say("This model needs a prompt");
+      $("#prompt").focus();
+      return;
+    }
     const form = new FormData();
     for (const f of files) form.append("image", f, f.name);
     form.append("model", $("#model").value);
     if ($("#preset").value) form.append("preset", $("#preset").value);
     if (!$("#prompt-row").hidden && $("#prompt").value.trim()) form.append("prompt", $("#prompt").value.trim());
+    form.append("params", JSON.stringify(params));
     $("#start").disabled = true;
     say("Uploading…", "info");
     try {
