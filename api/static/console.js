@@ -306,12 +306,94 @@
       }
       renderItem(item, li);
     }
+    const entry = document.querySelector(`#history-list li.job[data-id="${job.id}"]`);
+    if (entry) renderHistoryJob(job, entry);
     if (job.final) {
       stopWatching();
       refreshUsage();
       const failed = c.failed + c.canceled;
       say(failed ? `${c.done} done, ${failed} not done` : `All ${c.done} images done`, "info");
     }
+  }
+
+  // History: the caller's jobs (GET /api/jobs, newest first, a page at a time), each with its
+  // items' thumbnails, downloads, expired files, and cancel / retry.
+  const HISTORY_PAGE = 5;
+  let historyBefore = null;
+
+  function when(iso) {
+    return iso ? new Date(iso).toLocaleString() : "";
+  }
+
+  function renderThumb(item) {
+    const li = $("#thumb-template").content.firstElementChild.cloneNode(true);
+    li.dataset.id = item.id;
+    li.dataset.status = item.status;
+    const img = li.querySelector("img");
+    const src = item.resultUrl || item.inputUrl;
+    if (src) { img.src = src; img.alt = item.name; } else img.hidden = true;
+    const expired = item.resultExpired || (!item.resultUrl && item.inputExpired);
+    li.dataset.expired = expired ? "yes" : "";
+    li.querySelector(".expired-tag").hidden = !expired;
+    li.querySelector(".thumb-name").textContent = item.name || `image ${item.id}`;
+    const badge = li.querySelector(".status");
+    badge.textContent = item.status.toLowerCase();
+    badge.dataset.status = item.status;
+    const link = li.querySelector(".download");
+    if (item.downloadUrl) { link.href = item.downloadUrl; link.hidden = false; }
+    return li;
+  }
+
+  function renderHistoryJob(job, li) {
+    li.dataset.id = job.id;
+    li.dataset.status = job.status;
+    li.querySelector(".when").textContent = when(job.createdAt);
+    li.querySelector(".model").textContent = job.model;
+    const badge = li.querySelector(".status");
+    badge.textContent = job.status.toLowerCase();
+    badge.dataset.status = job.status;
+    li.querySelector(".thumbs").replaceChildren(...job.items.map(renderThumb));
+    li.querySelector(".cancel").hidden = job.final;
+    li.querySelector(".retry").hidden = !(job.counts.failed > 0);
+  }
+
+  function historyEntry(job) {
+    const li = $("#job-template").content.firstElementChild.cloneNode(true);
+    li.querySelector(".cancel").addEventListener("click", () => act(li, "cancel"));
+    li.querySelector(".retry").addEventListener("click", () => act(li, "retry"));
+    renderHistoryJob(job, li);
+    return li;
+  }
+
+  async function act(li, action) {
+    const id = li.dataset.id;
+    li.querySelectorAll("button").forEach((b) => { b.disabled = true; });
+    try {
+      const data = await api(`/api/jobs/${id}/${action}`, { method: "POST" });
+      renderHistoryJob(data.job, li);
+      if (action === "retry" && !data.job.final) {
+        $("#items").replaceChildren();
+        render(data.job);
+        watch(data.job.id);
+      }
+    } catch (e) {
+      say(e.message);
+    } finally {
+      li.querySelectorAll("button").forEach((b) => { b.disabled = false; });
+    }
+  }
+
+  async function loadHistory(more) {
+    const query = new URLSearchParams({ limit: String(HISTORY_PAGE) });
+    if (more && historyBefore) query.set("before", String(historyBefore));
+    let data;
+    try { data = await api(`/api/jobs?${query}`); } catch (e) { return; }
+    const list = $("#history-list");
+    if (!more) list.replaceChildren();
+    for (const job of data.jobs) list.append(historyEntry(job));
+    historyBefore = data.nextBefore;
+    $("#history-more").hidden = !historyBefore;
+    $("#history-empty").hidden = list.children.length > 0;
   }
 
   function stopWatching() {
@@ -359,6 +441,7 @@
       say("Working on it…", "info");
       $("#items").replaceChildren();
       render(job);
+      loadHistory(false);
       if (!job.final) watch(job.id);
     } catch (e) {
       say(e.retry ? `${e.message} (retry in ${e.retry} s)` : e.message);
@@ -394,6 +477,8 @@
   $("#preset").addEventListener("change", showPreviews);
   $("#start").addEventListener("click", start);
   $("#reset").addEventListener("click", reset);
+  $("#history-more").addEventListener("click", () => loadHistory(true));
   togglePrompt();
   refreshUsage();
+  loadHistory(false);
 })();

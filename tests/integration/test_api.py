@@ -259,6 +259,26 @@ def test_upload_creates_an_owned_job_whose_input_only_its_owner_can_read(
     assert other.get("/api/jobs").json()["data"]["jobs"] == []
 
 
+def test_job_history_pages_newest_first_with_items_and_only_the_callers_jobs(
+    api: str, photo: bytes
+) -> None:
+    owner, other = guest(api), guest(api)
+    ids = [upload(owner, (f"p{n}.png", photo)).json()["data"]["id"] for n in range(3)]
+    upload(other, ("theirs.png", photo))
+    first = owner.get("/api/jobs", params={"limit": 2}).json()["data"]
+    assert [j["id"] for j in first["jobs"]] == [ids[2], ids[1]]
+    assert first["nextBefore"] == ids[1]
+    assert [i["name"] for i in first["jobs"][0]["items"]] == ["p2.png"]
+    assert first["jobs"][0]["items"][0]["inputUrl"].startswith("/api/items/")
+    second = owner.get("/api/jobs", params={"limit": 2, "before": ids[1]}).json()["data"]
+    assert [j["id"] for j in second["jobs"]] == [ids[0]]
+    assert second["nextBefore"] is None
+    for query in ({"limit": "0"}, {"limit": "51"}, {"before": "-1"}, {"before": "x"}):
+        response = owner.get("/api/jobs", params=query)
+        assert response.status_code == 400, query
+        assert error_of(response)["details"] == {"field": next(iter(query))}
+
+
 def test_a_result_is_served_to_its_owner_only(
     api: str, photo: bytes, api_env: dict[str, str]
 ) -> None:
