@@ -1012,7 +1012,6 @@ SELECT i.id, i.job_id, i.store_id, i.status, coalesce(i.model, j.model) AS model
 FROM image_optimization_items i
 JOIN image_optimization_jobs j ON j.id = i.job_id
 WHERE i.id = %(id)s;
-=======
 -- name: claim_due_callbacks
 -- Completion callbacks that are due, claimed for %(lease_seconds)s (another leader skips them)
 -- and counted as an attempt; what the POST needs to say.
