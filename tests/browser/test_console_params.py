@@ -55,7 +55,7 @@ def test_parameter_form_follows_the_allowlist_in_the_browser_and_on_the_server(
             steps.fill("25")
             page.click("#start")
             message = page.locator("#message")
-            expect(message).to_contain_text("num inference steps (1\u201320)")
+            expect(message).to_contain_text("steps (1\u201320)")
             expect(steps).to_be_focused()
             expect(page.locator("#results")).to_be_hidden()  # nothing was sent
 
