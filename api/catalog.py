@@ -18,13 +18,16 @@ from pipeline.presets import list_presets
 
 
 def model_views(ctx: ApiContext) -> list[dict[str, Any]]:
-    """The allowlist as the API shows it (name, kind, prompt needed, parameter names)."""
+    """The allowlist as the API shows it: name, kind, prompt needed, parameter names, and
+    ``parameters`` (each with type, limits and default: :meth:`ModelSpec.parameters`, the
+    limits the server enforces; the console builds its form from them)."""
     return [
         {
             "name": spec.name,
             "kind": spec.kind,
             "requiresPrompt": spec.requires_prompt,
             "params": sorted(spec.allowed_params),
+            "parameters": spec.parameters(),
             "default": spec.name == ctx.settings.replicate_image_model,
         }
         for spec in ctx.models.values()

@@ -43,6 +43,9 @@ log = structlog.get_logger(__name__)
 MAX_PROMPT_CHARS = 2000
 MAX_FORM_FIELDS = 20
 LIST_LIMIT = 50
+"""Most jobs on one page of ``GET /api/jobs``."""
+LIST_PAGE = 20
+"""Jobs on a page of ``GET /api/jobs`` without ``limit``."""
 EVENTS_POLL_SECONDS = 1.0
 """How often the event stream re-reads a job (seconds): one indexed query per tick."""
 EVENTS_HEARTBEAT_SECONDS = 15.0
@@ -418,14 +421,54 @@ async def get_job(request: Request) -> Response:
     return ok(await blocking(_job_view, ctx, job_id))
 
 
+def _page_param(request: Request, name: str, low: int, high: int) -> int | None:
+    """A query parameter that must be a whole number in ``[low, high]`` (None when absent).
+
+    Raises:
+        ApiError: 400 ``validation_error`` naming ``name``.
+    """
+    value = request.query_params.get(name)
+    if value is None or value == "":
+        return None
+    if (
+        len(value) > 20
+        or not value.isascii()
+        or not value.isdigit()
+        or not low <= int(value) <= high
+    ):
+        raise validation_error(name, f"{name} must be a whole number from {low} to {high}")
+    return int(value)
+
+
+def _history(ctx: ApiContext, caller: Caller, before: int | None, limit: int) -> dict[str, Any]:
+    rows = ctx.repo.api_list_jobs(
+        caller.owner_type, caller.owner_id, caller.store_id, limit, before
+    )
+    items: dict[int, list[Any]] = {}
+    for item in ctx.repo.api_items_of_jobs([int(row["id"]) for row in rows]):
+        items.setdefault(int(item["job_id"]), []).append(item)
+    bucket = ctx.storage.bucket
+    jobs = [
+        job_view(row, items.get(int(row["id"]), []), lambda url: _upload_key_of(url, bucket))
+        for row in rows
+    ]
+    more = len(rows) == limit
+    return {"jobs": jobs, "nextBefore": jobs[-1]["id"] if jobs and more else None}
+
+
 async def list_jobs(request: Request) -> Response:
-    """``GET /api/jobs``: the caller's newest jobs (at most 50)."""
+    """``GET /api/jobs?before=ID&limit=N``: the caller's jobs (a guest's own, or a store's),
+    newest first, with their items (status, links, expired flags); ``limit`` 1..50 (default
+    :data:`LIST_PAGE`); ``nextBefore`` is the ``before`` of the next page (null: no more).
+
+    Raises:
+        ApiError: 400 for a ``before`` or ``limit`` that is not a whole number in range.
+    """
     admission = await admit(request)
     ctx, caller = admission.ctx, admission.caller
-    rows = await blocking(
-        ctx.repo.api_list_jobs, caller.owner_type, caller.owner_id, caller.store_id, LIST_LIMIT
-    )
-    return ok({"jobs": [job_view(row, None, lambda _url: None) for row in rows]})
+    before = _page_param(request, "before", 1, 2**63 - 1)
+    limit = _page_param(request, "limit", 1, LIST_LIMIT) or LIST_PAGE
+    return ok(await blocking(_history, ctx, caller, before, limit))
 
 
 async def jobs_collection(request: Request) -> Response:

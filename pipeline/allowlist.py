@@ -99,46 +99,106 @@ class ModelSpec:
                 return float(merged[key])
         return 1.0
 
+    def parameters(self) -> list[dict[str, Any]]:
+        """Each allowed parameter with its type, limits and default, sorted by name.
 
-def _int_range(low: int, high: int) -> Callable[[Any], int]:
-    def check(value: Any) -> int:
+        Returns:
+            ``[{"name", "type": "integer"|"number"|"boolean"|"string", "min"?, "max"?,
+            "choices"?, "default"}]``; ``default`` is the value sent when the item gives
+            none (``None``: the provider's own default). Limits are the validators' own.
+        """
+        out = []
+        for name in sorted(self.allowed_params):
+            describe = getattr(self.allowed_params[name], "describe", None)
+            shape = describe() if describe is not None else {"type": "string"}
+            out.append({"name": name, **shape, "default": self.defaults.get(name)})
+        return out
+
+
+@dataclass(frozen=True)
+class IntRange:
+    """An integer parameter in ``[low, high]`` (both inclusive)."""
+
+    low: int
+    high: int
+
+    def __call__(self, value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError("must be an integer")
-        if not low <= value <= high:
-            raise ValueError(f"must be between {low} and {high}")
+        if not self.low <= value <= self.high:
+            raise ValueError(f"must be between {self.low} and {self.high}")
         return value
 
-    return check
+    def describe(self) -> dict[str, Any]:
+        """``{"type": "integer", "min": low, "max": high}`` (the API's parameter shape)."""
+        return {"type": "integer", "min": self.low, "max": self.high}
 
 
-def _float_range(low: float, high: float) -> Callable[[Any], float]:
-    def check(value: Any) -> float:
+@dataclass(frozen=True)
+class FloatRange:
+    """A number parameter in ``[low, high]`` (both inclusive)."""
+
+    low: float
+    high: float
+
+    def __call__(self, value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError("must be a number")
-        if not low <= float(value) <= high:
-            raise ValueError(f"must be between {low} and {high}")
+        if not self.low <= float(value) <= self.high:
+            raise ValueError(f"must be between {self.low} and {self.high}")
         return float(value)
 
-    return check
+    def describe(self) -> dict[str, Any]:
+        """``{"type": "number", "min": low, "max": high}``."""
+        return {"type": "number", "min": self.low, "max": self.high}
 
 
-def _boolean(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError("must be true or false")
-    return value
+@dataclass(frozen=True)
+class Boolean:
+    """A true/false parameter."""
+
+    def __call__(self, value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise ValueError("must be true or false")
+        return value
+
+    def describe(self) -> dict[str, Any]:
+        """``{"type": "boolean"}``."""
+        return {"type": "boolean"}
 
 
-def _one_of(*choices: str) -> Callable[[Any], str]:
-    def check(value: Any) -> str:
-        if value not in choices:
-            raise ValueError(f"must be one of {', '.join(choices)}")
+@dataclass(frozen=True)
+class OneOf:
+    """A parameter that takes one of a fixed set of strings."""
+
+    choices: tuple[str, ...]
+
+    def __call__(self, value: Any) -> str:
+        if value not in self.choices:
+            raise ValueError(f"must be one of {', '.join(self.choices)}")
         return str(value)
 
-    return check
+    def describe(self) -> dict[str, Any]:
+        """``{"type": "string", "choices": [...]}``."""
+        return {"type": "string", "choices": list(self.choices)}
 
 
-def _steps_capped(value: Any) -> int:
-    return _int_range(1, SDXL_MAX_STEPS)(value)
+def _int_range(low: int, high: int) -> IntRange:
+    return IntRange(low, high)
+
+
+def _float_range(low: float, high: float) -> FloatRange:
+    return FloatRange(low, high)
+
+
+_boolean = Boolean()
+
+
+def _one_of(*choices: str) -> OneOf:
+    return OneOf(tuple(choices))
+
+
+_steps_capped = IntRange(1, SDXL_MAX_STEPS)
 
 
 _MP = 1_000_000

@@ -698,14 +698,22 @@ class Repository:
     def api_job_items(self, job_id: int) -> list[Row]:
         return self._all("api_job_items", job_id=job_id)
 
-    def api_list_jobs(self, owner_type: str, owner_id: str, store_id: str, limit: int) -> list[Row]:
+    def api_list_jobs(
+        self, owner_type: str, owner_id: str, store_id: str, limit: int, before: int | None = None
+    ) -> list[Row]:
+        """The caller's jobs, newest first, at most ``limit``, ids below ``before`` if given."""
         return self._all(
             "api_list_jobs",
             owner_type=owner_type,
             owner_id=owner_id,
             store_id=store_id,
             limit=limit,
+            before=before,
         )
+
+    def api_items_of_jobs(self, job_ids: Sequence[int]) -> list[Row]:
+        """The items of ``job_ids`` (each row with its ``job_id``), by job, then item id."""
+        return self._all("api_items_of_jobs", job_ids=list(job_ids))
 
     def api_get_item(self, item_id: int) -> Row | None:
         return self._one("api_get_item", id=item_id)

@@ -1,5 +1,8 @@
-// imageopt console: upload with size preview and analysis hint, live progress (server-sent
-// events, polling as fallback), before/after slider, download. No framework; CSP allows only this same-origin script.
+// imageopt console: parameter form, upload with size preview and analysis hint, live progress
+// (server-sent events, polling as fallback), before/after slider, download, history. Every
+// visible string comes from the page's catalogue (#i18n: static/i18n/{lang}.json); numbers and
+// dates are formatted for the page's language (Intl). No framework; CSP allows only this
+// same-origin script.
 "use strict";
 
 (function () {
@@ -8,12 +11,37 @@
   const maxBytes = Number(app.dataset.maxBytes);
   const maxFiles = Number(app.dataset.maxFiles);
   const allowed = ["image/jpeg", "image/png", "image/webp"];
+  const lang = app.dataset.lang || "en";
+  const catalogue = JSON.parse($("#i18n").textContent);
+  const number = new Intl.NumberFormat(lang, { maximumFractionDigits: 1 });
   const PREVIEW_FILES = 3; // size previews per selection (each is one request against the limit)
   let files = [];
   let events = null;
   let pollTimer = null;
   let generation = 0; // bumps on every new selection: late answers for older ones are dropped
   const previews = new Map(); // "generation/index/preset" -> promise of the preview
+
+  // The catalogue's text for key, {name} placeholders filled from values (the key itself if missing).
+  function t(key, values) {
+    let text = catalogue[key] || key;
+    for (const [k, v] of Object.entries(values || {})) text = text.split(`{${k}}`).join(String(v));
+    return text;
+  }
+
+  // An API error as a sentence in the page's language: the catalogue's text for its type
+  // (a file-related one prefixed by the file's name), else the server's own message.
+  function errorText(e) {
+    const key = `error.${e.type}`;
+    if (!catalogue[key]) return e.message;
+    if (e.type === "validation_error") return t(key, { message: e.message });
+    if (e.type === "http_error") return t(key, { status: e.status });
+    const file = e.details && e.details.file;
+    return file ? `${file}: ${t(key)}` : t(key);
+  }
+
+  function statusText(status) {
+    return t(`status.${status}`);
+  }
 
   function cookie(name) {
     const hit = document.cookie.split("; ").find((c) => c.startsWith(name + "="));
@@ -36,7 +64,9 @@
     if (!response.ok || !body || !body.success) {
       const err = body && body.error ? body.error : { type: "http_error", message: "HTTP " + response.status };
       const retry = response.headers.get("Retry-After");
-      throw Object.assign(new Error(err.message), { type: err.type, retry: retry });
+      throw Object.assign(new Error(err.message), {
+        type: err.type, retry: retry, details: err.details || {}, status: response.status,
+      });
     }
     return body.data;
   }
@@ -45,17 +75,19 @@
     try {
       const data = await api("/api/usage");
       const u = data.usage;
-      $("#usage").textContent = u.limit ? `${u.used} of ${u.limit} images used (24 h)` : `${u.used} images (24 h)`;
-    } catch (e) { $("#usage").textContent = "usage unavailable"; }
+      $("#usage").textContent = u.limit
+        ? t("usage.of", { used: number.format(u.used), limit: number.format(u.limit) })
+        : t("usage.count", { used: number.format(u.used) });
+    } catch (e) { $("#usage").textContent = t("usage.unavailable"); }
   }
 
   function choose(list) {
     say("");
     const picked = Array.from(list);
     const bad = picked.filter((f) => f.size > maxBytes);
-    if (bad.length) say(`${bad[0].name}: larger than ${Math.round(maxBytes / 1048576)} MB`);
+    if (bad.length) say(t("upload.tooBig", { name: bad[0].name, mb: number.format(Math.round(maxBytes / 1048576)) }));
     const wrongType = picked.filter((f) => f.type && !allowed.includes(f.type));
-    if (wrongType.length) say(`${wrongType[0].name}: not a JPEG, PNG or WebP image`);
+    if (wrongType.length) say(t("upload.wrongType", { name: wrongType[0].name }));
     files = picked.filter((f) => f.size <= maxBytes && (!f.type || allowed.includes(f.type))).slice(0, maxFiles);
     const ul = $("#chosen");
     ul.replaceChildren();
@@ -83,7 +115,7 @@
   }
 
   function kb(bytes) {
-    return bytes >= 1048576 ? `${(bytes / 1048576).toFixed(1)} MB` : `${Math.max(1, Math.round(bytes / 1024))} KB`;
+    return bytes >= 1048576 ? `${number.format(bytes / 1048576)} MB` : `${number.format(Math.max(1, Math.round(bytes / 1024)))} KB`;
   }
 
   function imageForm(file, fields) {
@@ -99,24 +131,27 @@
     const rows = Array.from(document.querySelectorAll("#chosen li .estimate"));
     rows.forEach((el, i) => {
       el.classList.remove("error");
-      if (!preset) { el.textContent = i === 0 ? "choose an output preset to see its size" : ""; return; }
+      if (!preset) { el.textContent = i === 0 ? t("preview.choose") : ""; return; }
       if (i >= PREVIEW_FILES) { el.textContent = ""; return; }
       const key = `${generation}/${i}/${preset}`;
       if (!previews.has(key)) {
         previews.set(key, api("/api/preview", { method: "POST", body: imageForm(files[i], { preset: preset }) }));
       }
-      el.textContent = "estimating size…";
+      el.textContent = t("preview.estimating");
       const mine = generation;
       previews.get(key).then((p) => {
         if (mine !== generation || $("#preset").value !== preset) return;
         const type = p.contentType.replace("image/", "").toUpperCase();
-        el.textContent = `≈ ${kb(p.estimatedBytes)} as ${p.preset} · ${p.width}×${p.height} ${type} (upload ${kb(p.inputBytes)})`;
-        el.title = "The preset applied to this image as uploaded; a model that upscales makes the result larger.";
+        el.textContent = t("preview.line", {
+          size: kb(p.estimatedBytes), preset: p.preset, width: p.width, height: p.height, type: type,
+          input: kb(p.inputBytes),
+        });
+        el.title = t("preview.title");
       }, (e) => {
         if (mine !== generation || $("#preset").value !== preset) return;
         previews.delete(key);
         el.classList.add("error");
-        el.textContent = `no size preview: ${e.message}`;
+        el.textContent = t("preview.failed", { message: errorText(e) });
       });
     });
   }
@@ -133,23 +168,32 @@
       if (mine !== generation) return;
       const r = a.recommendation;
       const params = Object.entries(r.params).map(([k, v]) => `${k} ${v}`).join(", ");
-      const faces = a.faces ? `, ${a.faces} face(s)` : "";
-      $("#hint-text").textContent =
-        `${file.name}: ${a.width}×${a.height} ${a.kind}${a.transparent ? ", transparent" : ""}${faces}. ` +
-        `Suggested: ${r.model}${params ? ` (${params})` : ""} — ${r.modelReason}; preset ${r.preset} — ${r.presetReason}.`;
+      $("#hint-text").textContent = t("hint.text", {
+        name: file.name, width: a.width, height: a.height, kind: a.kind,
+        transparent: a.transparent ? t("hint.transparent") : "",
+        faces: a.faces ? t("hint.faces", { count: number.format(a.faces) }) : "",
+        model: r.model, params: params ? ` (${params})` : "", modelReason: r.modelReason,
+        preset: r.preset, presetReason: r.presetReason,
+      });
       const apply = $("#hint-apply");
       apply.hidden = !$(`#model option[value="${CSS.escape(r.model)}"]`) || !$(`#preset option[value="${CSS.escape(r.preset)}"]`);
       apply.onclick = () => {
         $("#model").value = r.model;
         $("#preset").value = r.preset;
         togglePrompt();
+        for (const [k, v] of Object.entries(r.params)) {
+          const input = document.getElementById(`param-${k}`);
+          if (!input) continue;
+          if (input.type === "checkbox") input.checked = v === true; else input.value = String(v);
+        }
         showPreviews();
       };
       hint.classList.remove("error");
       hint.hidden = false;
     } catch (e) {
       if (mine !== generation) return;
-      $("#hint-text").textContent = e.message.includes(file.name) ? e.message : `${file.name}: ${e.message}`;
+      const text = errorText(e);
+      $("#hint-text").textContent = text.includes(file.name) ? text : `${file.name}: ${text}`;
       $("#hint-apply").hidden = true;
       hint.classList.add("error");
       hint.hidden = false;
@@ -159,14 +203,97 @@
   function togglePrompt() {
     const opt = $("#model").selectedOptions[0];
     $("#prompt-row").hidden = !opt || opt.dataset.prompt !== "yes";
+    $("#prompt").required = !$("#prompt-row").hidden;
+    renderParams();
+  }
+
+  // The parameter form: one field per parameter of the chosen model, with the allowlist's
+  // type, limits and default (GET /api/models' "parameters"); the server checks them again.
+  const models = JSON.parse($("#models-data").textContent);
+
+  function paramLabel(p) {
+    const name = catalogue[`param.${p.name}`] || p.name.replace(/_/g, " ");
+    if (p.min !== undefined && p.max !== undefined) {
+      return t("param.range", { name: name, min: number.format(p.min), max: number.format(p.max) });
+    }
+    return name;
+  }
+
+  function paramInput(p) {
+    let input;
+    if (p.type === "boolean") {
+      input = document.createElement("input");
+      input.type = "checkbox";
+      input.checked = p.default === true;
+    } else if (p.choices) {
+      input = document.createElement("select");
+      for (const c of p.choices) {
+        const opt = document.createElement("option");
+        opt.value = c;
+        opt.textContent = c;
+        opt.selected = c === p.default;
+        input.append(opt);
+      }
+    } else {
+      input = document.createElement("input");
+      input.type = "number";
+      input.min = String(p.min);
+      input.max = String(p.max);
+      input.step = p.type === "integer" ? "1" : "any";
+      input.required = p.default !== null && p.default !== undefined;
+      if (input.required) input.value = String(p.default);
+      else input.placeholder = t("form.providerDefault");
+    }
+    input.id = `param-${p.name}`;
+    input.name = p.name;
+    input.dataset.type = p.type;
+    return input;
+  }
+
+  function renderParams() {
+    const spec = models.find((m) => m.name === $("#model").value);
+    const box = $("#param-fields");
+    box.replaceChildren();
+    const params = spec ? spec.parameters : [];
+    $("#params").hidden = params.length === 0;
+    for (const p of params) {
+      const label = document.createElement("label");
+      label.className = p.type === "boolean" ? "check" : "";
+      const text = document.createElement("span");
+      text.textContent = paramLabel(p);
+      const input = paramInput(p);
+      label.htmlFor = input.id;
+      if (p.type === "boolean") label.append(input, text); else label.append(text, input);
+      box.append(label);
+    }
+  }
+
+  // The form's values as the API's params object; null (and the field focused) when one is
+  // out of its limits, so nothing is uploaded for a request the server would refuse.
+  function readParams() {
+    const out = {};
+    for (const input of document.querySelectorAll("#param-fields [name]")) {
+      const label = input.closest("label").textContent.trim();
+      if (!input.checkValidity()) {
+        say(t("param.invalid", { label: label, message: input.validationMessage }));
+        input.focus();
+        return null;
+      }
+      const type = input.dataset.type;
+      if (type === "boolean") out[input.name] = input.checked;
+      else if (type === "integer" || type === "number") {
+        if (input.value !== "") out[input.name] = Number(input.value);
+      } else out[input.name] = input.value;
+    }
+    return out;
   }
 
   function renderItem(item, li) {
     li.dataset.status = item.status;
     li.dataset.id = item.id;
-    li.querySelector(".name").textContent = item.name || `image ${item.id}`;
+    li.querySelector(".name").textContent = item.name || t("item.name", { id: item.id });
     const badge = li.querySelector(".status");
-    badge.textContent = item.status.toLowerCase();
+    badge.textContent = statusText(item.status);
     badge.dataset.status = item.status;
     const compare = li.querySelector(".compare");
     const facts = li.querySelector(".facts");
@@ -174,7 +301,8 @@
     // Files retention deleted have no link: say "expired" rather than show a broken image.
     const expired = [item.inputExpired && "original", item.resultExpired && "result"].filter(Boolean);
     li.dataset.expired = expired.join(" ");
-    const note = expired.length ? ` · ${expired.join(" and ")} expired` : "";
+    const what = expired.map((w) => t(`item.${w}`)).join(t("item.and"));
+    const note = expired.length ? t("item.expiredNote", { what: what }) : "";
     if (item.status === "DONE" && item.resultUrl) {
       const before = compare.querySelector(".before");
       const after = compare.querySelector(".after");
@@ -184,24 +312,27 @@
       compare.querySelector(".tag-before").hidden = !item.inputUrl;
       if (after.getAttribute("src") !== item.resultUrl) after.src = item.resultUrl;
       compare.hidden = false;
-      facts.textContent = `${item.width}×${item.height} px · ${(item.bytes / 1024).toFixed(0)} KB · ${item.contentType}${note}`;
+      facts.textContent = t("item.facts", {
+        width: item.width, height: item.height, size: kb(item.bytes), type: item.contentType,
+      }) + note;
       link.href = item.downloadUrl;
       link.hidden = false;
     } else if (item.status === "DONE") {
       compare.hidden = true;
       link.hidden = true;
-      facts.textContent = item.resultExpired ? `expired: ${expired.join(" and ")} deleted after the retention period` : "done";
+      facts.textContent = item.resultExpired ? t("item.expiredAll", { what: what }) : t("item.done");
     } else if (item.status === "FAILED" || item.status === "CANCELED") {
-      facts.textContent = (item.errorMessage || item.errorCode || item.status.toLowerCase()) + note;
+      const known = item.errorCode && catalogue[`code.${item.errorCode}`];
+      facts.textContent = (known || item.errorMessage || item.errorCode || statusText(item.status)) + note;
     } else {
-      facts.textContent = "working…";
+      facts.textContent = t("item.working");
     }
   }
 
   function render(job) {
     $("#results").hidden = false;
     const status = $("#job-status");
-    status.textContent = job.status.toLowerCase();
+    status.textContent = statusText(job.status);
     status.dataset.status = job.status;
     const c = job.counts;
     const finished = c.done + c.failed + c.canceled;
@@ -220,12 +351,96 @@
       }
       renderItem(item, li);
     }
+    const entry = document.querySelector(`#history-list li.job[data-id="${job.id}"]`);
+    if (entry) renderHistoryJob(job, entry);
     if (job.final) {
       stopWatching();
       refreshUsage();
       const failed = c.failed + c.canceled;
-      say(failed ? `${c.done} done, ${failed} not done` : `All ${c.done} images done`, "info");
+      say(failed
+        ? t("msg.someNotDone", { done: number.format(c.done), failed: number.format(failed) })
+        : t("msg.allDone", { done: number.format(c.done) }), "info");
     }
+  }
+
+  // History: the caller's jobs (GET /api/jobs, newest first, a page at a time), each with its
+  // items' thumbnails, downloads, expired files, and cancel / retry.
+  const HISTORY_PAGE = 5;
+  let historyBefore = null;
+
+  function when(iso) {
+    return iso ? new Date(iso).toLocaleString(lang, { dateStyle: "medium", timeStyle: "short" }) : "";
+  }
+
+  function renderThumb(item) {
+    const li = $("#thumb-template").content.firstElementChild.cloneNode(true);
+    li.dataset.id = item.id;
+    li.dataset.status = item.status;
+    const img = li.querySelector("img");
+    const src = item.resultUrl || item.inputUrl;
+    if (src) { img.src = src; img.alt = item.name; } else img.hidden = true;
+    const expired = item.resultExpired || (!item.resultUrl && item.inputExpired);
+    li.dataset.expired = expired ? "yes" : "";
+    li.querySelector(".expired-tag").hidden = !expired;
+    li.querySelector(".thumb-name").textContent = item.name || t("item.name", { id: item.id });
+    const badge = li.querySelector(".status");
+    badge.textContent = statusText(item.status);
+    badge.dataset.status = item.status;
+    const link = li.querySelector(".download");
+    if (item.downloadUrl) { link.href = item.downloadUrl; link.hidden = false; }
+    return li;
+  }
+
+  function renderHistoryJob(job, li) {
+    li.dataset.id = job.id;
+    li.dataset.status = job.status;
+    li.querySelector(".when").textContent = when(job.createdAt);
+    li.querySelector(".model").textContent = job.model;
+    const badge = li.querySelector(".status");
+    badge.textContent = statusText(job.status);
+    badge.dataset.status = job.status;
+    li.querySelector(".thumbs").replaceChildren(...job.items.map(renderThumb));
+    li.querySelector(".cancel").hidden = job.final;
+    li.querySelector(".retry").hidden = !(job.counts.failed > 0);
+  }
+
+  function historyEntry(job) {
+    const li = $("#job-template").content.firstElementChild.cloneNode(true);
+    li.querySelector(".cancel").addEventListener("click", () => act(li, "cancel"));
+    li.querySelector(".retry").addEventListener("click", () => act(li, "retry"));
+    renderHistoryJob(job, li);
+    return li;
+  }
+
+  async function act(li, action) {
+    const id = li.dataset.id;
+    li.querySelectorAll("button").forEach((b) => { b.disabled = true; });
+    try {
+      const data = await api(`/api/jobs/${id}/${action}`, { method: "POST" });
+      renderHistoryJob(data.job, li);
+      if (action === "retry" && !data.job.final) {
+        $("#items").replaceChildren();
+        render(data.job);
+        watch(data.job.id);
+      }
+    } catch (e) {
+      say(errorText(e));
+    } finally {
+      li.querySelectorAll("button").forEach((b) => { b.disabled = false; });
+    }
+  }
+
+  async function loadHistory(more) {
+    const query = new URLSearchParams({ limit: String(HISTORY_PAGE) });
+    if (more && historyBefore) query.set("before", String(historyBefore));
+    let data;
+    try { data = await api(`/api/jobs?${query}`); } catch (e) { return; }
+    const list = $("#history-list");
+    if (!more) list.replaceChildren();
+    for (const job of data.jobs) list.append(historyEntry(job));
+    historyBefore = data.nextBefore;
+    $("#history-more").hidden = !historyBefore;
+    $("#history-empty").hidden = list.children.length > 0;
   }
 
   function stopWatching() {
@@ -235,7 +450,7 @@
 
   function poll(id) {
     pollTimer = setTimeout(async () => {
-      try { render(await api(`/api/jobs/${id}`)); } catch (e) { say(e.message); }
+      try { render(await api(`/api/jobs/${id}`)); } catch (e) { say(errorText(e)); }
       if (pollTimer) poll(id);
     }, 2500);
   }
@@ -253,21 +468,30 @@
 
   async function start() {
     if (!files.length) return;
+    const params = readParams();
+    if (params === null) return;
+    if (!$("#prompt-row").hidden && !$("#prompt").value.trim()) {
+      say(t("form.promptMissing"));
+      $("#prompt").focus();
+      return;
+    }
     const form = new FormData();
     for (const f of files) form.append("image", f, f.name);
     form.append("model", $("#model").value);
     if ($("#preset").value) form.append("preset", $("#preset").value);
     if (!$("#prompt-row").hidden && $("#prompt").value.trim()) form.append("prompt", $("#prompt").value.trim());
+    form.append("params", JSON.stringify(params));
     $("#start").disabled = true;
-    say("Uploading…", "info");
+    say(t("msg.uploading"), "info");
     try {
       const job = await api("/api/jobs", { method: "POST", body: form });
-      say("Working on it…", "info");
+      say(t("msg.working"), "info");
       $("#items").replaceChildren();
       render(job);
+      loadHistory(false);
       if (!job.final) watch(job.id);
     } catch (e) {
-      say(e.retry ? `${e.message} (retry in ${e.retry} s)` : e.message);
+      say(e.retry ? t("msg.retryIn", { message: errorText(e), seconds: e.retry }) : errorText(e));
     } finally {
       $("#start").disabled = files.length === 0;
     }
@@ -300,6 +524,30 @@
   $("#preset").addEventListener("change", showPreviews);
   $("#start").addEventListener("click", start);
   $("#reset").addEventListener("click", reset);
+  $("#history-more").addEventListener("click", () => loadHistory(true));
+  // The language switch is remembered: a cookie the server reads (and localStorage, so a
+  // cleared cookie is restored on the next visit).
+  $("#lang").addEventListener("change", (e) => {
+    const chosen = e.target.value;
+    document.cookie = `console_lang=${chosen}; path=/; max-age=31536000; samesite=lax`;
+    try { localStorage.setItem("console_lang", chosen); } catch (err) { /* private mode */ }
+    location.reload();
+  });
+  try {
+    const stored = localStorage.getItem("console_lang");
+    if (stored && !cookie("console_lang") && stored !== lang && $(`#lang option[value="${CSS.escape(stored)}"]`)) {
+      document.cookie = `console_lang=${stored}; path=/; max-age=31536000; samesite=lax`;
+      location.reload();
+    }
+    // Onboarding: shown on the first visit until dismissed.
+    if (!localStorage.getItem("console_tour_done")) $("#tour").hidden = false;
+  } catch (err) { /* storage unavailable: no tour, no restore */ }
+  $("#tour-close").addEventListener("click", () => {
+    $("#tour").hidden = true;
+    try { localStorage.setItem("console_tour_done", "1"); } catch (err) { /* private mode */ }
+    $("#file-input").focus();
+  });
   togglePrompt();
   refreshUsage();
+  loadHistory(false);
 })();

@@ -705,14 +705,26 @@ FROM image_optimization_items
 WHERE job_id = %(job_id)s
 ORDER BY id;
 
+-- name: api_items_of_jobs
+-- The items of several jobs (one page of a caller's history) as the API shows them.
+SELECT job_id, id, status, source_url, input_key, output_key, output_width, output_height,
+       output_bytes, output_content_type, error_code, error_message, attempts,
+       created_at, updated_at, completed_at, input_deleted_at, output_deleted_at,
+       source_deleted_at
+FROM image_optimization_items
+WHERE job_id = ANY(%(job_ids)s::bigint[])
+ORDER BY job_id, id;
+
 -- name: api_list_jobs
--- A caller's newest jobs: a guest's own, or every job of a store except guests' jobs.
+-- A caller's newest jobs: a guest's own, or every job of a store except guests' jobs; a page
+-- ends before the job id `before` (NULL: from the newest).
 SELECT id, store_id, owner_type, owner_id, model, prompt, params, preset, status,
        total_items, done_items, failed_items, canceled_items, created_at, updated_at, completed_at
 FROM image_optimization_jobs
 WHERE CASE WHEN %(owner_type)s::text = 'guest'
            THEN owner_type = 'guest' AND owner_id = %(owner_id)s::text
            ELSE store_id = %(store_id)s::text AND owner_type IS DISTINCT FROM 'guest' END
+  AND (%(before)s::bigint IS NULL OR id < %(before)s::bigint)
 ORDER BY id DESC
 LIMIT %(limit)s;
 

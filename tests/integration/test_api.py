@@ -3,7 +3,9 @@ success and error paths, ownership, CSRF, security headers, 405s, upload limits,
 
 from __future__ import annotations
 
+import hashlib
 import io
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -187,6 +189,37 @@ def test_readyz_is_503_while_the_schema_lacks_a_migration_of_this_release(
 
 
 # --- browser safety ------------------------------------------------------------------------------
+def test_console_assets_have_content_hashed_names_cached_for_a_year(api: str) -> None:
+    page = httpx.get(f"{api}/").text
+    names = re.findall(r'"/assets/(console\.[0-9a-f]{12}\.(?:js|css))"', page)
+    assert sorted(n.rsplit(".", 1)[1] for n in names) == ["css", "js"]
+    for name in names:
+        response = httpx.get(f"{api}/assets/{name}")
+        assert response.status_code == 200
+        assert response.headers["cache-control"] == "public, max-age=31536000, immutable"
+        digest = hashlib.sha256(response.content).hexdigest()[:12]
+        assert name.split(".")[1] == digest
+    stale = httpx.get(f"{api}/assets/console.000000000000.js")
+    assert stale.status_code == 404
+    assert stale.json()["error"]["type"] == "not_found"
+
+
+def test_console_language_from_accept_language_unless_the_switch_chose_one(api: str) -> None:
+    def lang(headers: dict[str, str], cookies: dict[str, str] | None = None) -> str:
+        page = httpx.get(f"{api}/", headers=headers, cookies=cookies).text
+        found = re.search(r'<html lang="(\w+)">', page)
+        assert found is not None
+        return found.group(1)
+
+    assert lang({"Accept-Language": "de-DE,de;q=0.9,en;q=0.8"}) == "de"
+    assert lang({"Accept-Language": "fr-FR, en;q=0.5, de;q=0.7"}) == "de"
+    assert lang({"Accept-Language": "fr, ja"}) == "en"
+    assert lang({"Accept-Language": "de;q=x"}) == "en"
+    assert lang({"Accept-Language": "de"}, {"console_lang": "en"}) == "en"
+    assert lang({}, {"console_lang": "de"}) == "de"
+    assert lang({}, {"console_lang": "xx"}) == "en"
+
+
 def test_every_response_carries_the_security_headers(api: str) -> None:
     for path in ("/", "/api/models", "/healthz", "/api/jobs/1", "/static/console.js"):
         headers = httpx.get(f"{api}{path}").headers
@@ -257,6 +290,26 @@ def test_upload_creates_an_owned_job_whose_input_only_its_owner_can_read(
     assert other.post(f"/api/jobs/{job['id']}/cancel").status_code == 403
     assert owner.get("/api/jobs").json()["data"]["jobs"][0]["id"] == job["id"]
     assert other.get("/api/jobs").json()["data"]["jobs"] == []
+
+
+def test_job_history_pages_newest_first_with_items_and_only_the_callers_jobs(
+    api: str, photo: bytes
+) -> None:
+    owner, other = guest(api), guest(api)
+    ids = [upload(owner, (f"p{n}.png", photo)).json()["data"]["id"] for n in range(3)]
+    upload(other, ("theirs.png", photo))
+    first = owner.get("/api/jobs", params={"limit": 2}).json()["data"]
+    assert [j["id"] for j in first["jobs"]] == [ids[2], ids[1]]
+    assert first["nextBefore"] == ids[1]
+    assert [i["name"] for i in first["jobs"][0]["items"]] == ["p2.png"]
+    assert first["jobs"][0]["items"][0]["inputUrl"].startswith("/api/items/")
+    second = owner.get("/api/jobs", params={"limit": 2, "before": ids[1]}).json()["data"]
+    assert [j["id"] for j in second["jobs"]] == [ids[0]]
+    assert second["nextBefore"] is None
+    for query in ({"limit": "0"}, {"limit": "51"}, {"before": "-1"}, {"before": "x"}):
+        response = owner.get("/api/jobs", params=query)
+        assert response.status_code == 400, query
+        assert error_of(response)["details"] == {"field": next(iter(query))}
 
 
 def test_a_result_is_served_to_its_owner_only(

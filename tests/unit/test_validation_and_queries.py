@@ -118,3 +118,25 @@ def test_queries_file_parses_and_rejects_duplicates() -> None:
     assert all("%(" in q or "SELECT" in q or "UPDATE" in q for q in queries.values())
     with pytest.raises(ValueError, match="twice"):
         parse_queries("-- name: a\n-- d\nSELECT 1;\n-- name: a\n-- d\nSELECT 2;\n")
+
+
+@pytest.mark.parametrize("spec", list(build_allowlist().values()), ids=lambda s: s.name)
+def test_described_parameter_limits_are_the_ones_validation_enforces(spec: Any) -> None:
+    """The console builds its form from :meth:`ModelSpec.parameters`: each described bound
+    is accepted, one step past it refused, every choice accepted and the default valid."""
+    for p in spec.parameters():
+        check = spec.allowed_params[p["name"]]
+        if p["type"] in ("integer", "number"):
+            step = 1 if p["type"] == "integer" else 0.01
+            assert check(p["min"]) == p["min"]
+            assert check(p["max"]) == p["max"]
+            for outside in (p["min"] - step, p["max"] + step):
+                with pytest.raises(ValueError, match="must be between"):
+                    check(outside)
+        if p["type"] == "string":
+            assert [check(c) for c in p["choices"]] == p["choices"]
+        if p["default"] is not None:
+            assert check(p["default"]) == p["default"]
+    sdxl = build_allowlist()["stability-ai/sdxl"].parameters()
+    assert {"name": "num_inference_steps", "type": "integer", "min": 1, "max": 20,
+            "default": 20} in sdxl  # fmt: skip
