@@ -345,9 +345,11 @@ class Run:
 
     # --- upstream ----------------------------------------------------------------------------
     def insert_wave(self, sizes: dict[str, int], rng: random.Random) -> None:
+        """Insert one job per store of ``sizes`` (items per store), removing each store from
+        ``sizes`` once its job is committed."""
         bad_kinds = list(self.bad_sources)
         with self.connect() as conn:
-            for store, n in sizes.items():
+            for store, n in list(sizes.items()):
                 items: list[dict[str, Any]] = []
                 bad: list[str | None] = []
                 for i in range(n):
@@ -364,6 +366,7 @@ class Run:
                         items.append({"source_url": self.sources[(i * 7 + n) % len(self.sources)]})
                         bad.append(None)
                 job = rows.insert_job(conn, store, items, model=MODEL, params={"scale": 1})
+                sizes.pop(store)  # a retry after a Postgres restart re-sends only the rest
                 with self.lock:
                     self.item_ids += job.item_ids
                     for item_id, kind in zip(job.item_ids, bad, strict=True):
@@ -372,16 +375,20 @@ class Run:
 
     def upstream(self) -> None:
         rng = random.Random(self.plan.seed + 1)
-        for at, sizes in self.plan.waves:
+        for at, planned in self.plan.waves:
             if self.stop.wait(max(0.0, self.t0 + at - time.time())):
                 return
-            for attempt in range(60):  # Postgres may be restarting: upstream retries
+            sizes = dict(planned)
+            for _ in range(60):  # Postgres may be restarting: upstream retries for a minute
                 try:
                     self.insert_wave(sizes, rng)
                     break
                 except psycopg.OperationalError:
-                    time.sleep(1.0 + 0 * attempt)
-            self.log(f"wave: {sum(sizes.values())} items in {len(sizes)} stores")
+                    time.sleep(1.0)
+            else:
+                self.errors.append(f"wave at +{at:g} s: Postgres refused it for 60 s")
+                continue
+            self.log(f"wave: {sum(planned.values())} items in {len(planned)} stores")
 
     # --- sampling ----------------------------------------------------------------------------
     def sample(self) -> Sample:

@@ -46,6 +46,7 @@ def test_two_minutes_at_the_budget_with_random_faults_lose_nothing(
         cwd=REPO, env=env, capture_output=True, text=True, timeout=TIMEOUT_SECONDS, check=False,
     )  # fmt: skip
     shown = f"{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
+    print(result.stdout[-4000:])  # the plan and the verdict table (pytest -s, or -rP)
     assert result.returncode == 0, shown
     report = json.loads((out / "soak.json").read_text())
     assert report["ok"], shown
