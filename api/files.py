@@ -64,10 +64,10 @@ async def _serve(request: Request, kind: str) -> Response:
     if request.method == "HEAD":
         stream.close()
         return Response(media_type=stream.content_type, headers=headers)
-    return StreamingResponse(_relay(stream), media_type=stream.content_type, headers=headers)
+    return StreamingResponse(relay(stream), media_type=stream.content_type, headers=headers)
 
 
-async def _relay(stream: ObjectStream) -> AsyncIterator[bytes]:
+async def relay(stream: ObjectStream) -> AsyncIterator[bytes]:
     """The object's chunks, each read in the thread pool; the connection is released at the
     end, on a transfer error, and when the client goes away (the generator is closed).
 

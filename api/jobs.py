@@ -75,7 +75,9 @@ class Submission:
 
 
 # --- validation ----------------------------------------------------------------------------------
-def _text(value: Any, field: str, max_chars: int) -> str | None:
+def text_field(value: Any, field: str, max_chars: int) -> str | None:
+    """A request's text field: None when absent; a 400 naming ``field`` when it is not a
+    string, longer than ``max_chars`` characters, or holds a NUL or a lone surrogate."""
     if value is None:
         return None
     if not isinstance(value, str):
@@ -85,7 +87,9 @@ def _text(value: Any, field: str, max_chars: int) -> str | None:
     return value or None
 
 
-def _params(value: Any, field: str = "params") -> dict[str, Any]:
+def params_field(value: Any, field: str = "params") -> dict[str, Any]:
+    """Model parameters as an object (or a JSON text of one, as multipart sends it); a 400
+    naming ``field`` otherwise."""
     if value is None or value == "":
         return {}
     if isinstance(value, str):
@@ -98,7 +102,10 @@ def _params(value: Any, field: str = "params") -> dict[str, Any]:
     return value
 
 
-def _check_model(ctx: ApiContext, model: str, prompt: str | None, params: dict[str, Any]) -> None:
+def check_allowlisted(
+    ctx: ApiContext, model: str, prompt: str | None, params: dict[str, Any]
+) -> None:
+    """A 400 unless ``model`` is on the allowlist and takes ``prompt`` and ``params``."""
     spec = ctx.models.get(model)
     if spec is None:
         raise ApiError(
@@ -121,12 +128,13 @@ def _check_preset(ctx: ApiContext, store_id: str, name: str) -> None:
         raise validation_error("preset", exc.message) from exc
 
 
-def _job_request(ctx: ApiContext, fields: Mapping[str, Any]) -> JobRequest:
-    model = _text(fields.get("model"), "model", 200) or ctx.settings.replicate_image_model
-    prompt = _text(fields.get("prompt"), "prompt", MAX_PROMPT_CHARS)
-    preset = _text(fields.get("preset"), "preset", 63)
-    params = _params(fields.get("params"))
-    _check_model(ctx, model, prompt, params)
+def job_request(ctx: ApiContext, fields: Mapping[str, Any]) -> JobRequest:
+    """The job-wide fields of a create request (model, prompt, preset, params), checked."""
+    model = text_field(fields.get("model"), "model", 200) or ctx.settings.replicate_image_model
+    prompt = text_field(fields.get("prompt"), "prompt", MAX_PROMPT_CHARS)
+    preset = text_field(fields.get("preset"), "preset", 63)
+    params = params_field(fields.get("params"))
+    check_allowlisted(ctx, model, prompt, params)
     return JobRequest(model, prompt, preset, params)
 
 
@@ -255,7 +263,7 @@ async def _json_items(ctx: ApiContext, request: Request, quotas: ApiQuotas) -> S
         raise ApiError(400, "validation_error", "body is not valid JSON") from exc
     if not isinstance(body, dict):
         raise ApiError(400, "validation_error", "body must be a JSON object")
-    job = _job_request(ctx, body)
+    job = job_request(ctx, body)
     raw_items = body.get("items")
     limit = ctx.settings.api_max_items_per_job
     if not isinstance(raw_items, list) or not raw_items:
@@ -281,8 +289,8 @@ def _json_item(ctx: ApiContext, job: JobRequest, index: int, raw: Any) -> dict[s
     if not url.lower().startswith(("http://", "https://")):
         raise validation_error(f"{field}.sourceUrl", "sourceUrl must be an http(s) URL")
     item: dict[str, Any] = {"source_url": url}
-    prompt = _text(raw.get("prompt"), f"{field}.prompt", MAX_PROMPT_CHARS)
-    params = _params(raw.get("params"), f"{field}.params")
+    prompt = text_field(raw.get("prompt"), f"{field}.prompt", MAX_PROMPT_CHARS)
+    params = params_field(raw.get("params"), f"{field}.params")
     if prompt is not None or params:
         try:
             ctx.models[job.model].validate(prompt or job.prompt, {**job.params, **params})
@@ -309,7 +317,7 @@ class Accepted:
 async def accept_job(
     request: Request,
     *,
-    read_fields: FieldsReader = _job_request,
+    read_fields: FieldsReader = job_request,
     multipart_only: bool = False,
     max_files: int | None = None,
 ) -> Accepted:

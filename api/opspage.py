@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from starlette.templating import Jinja2Templates
 
 from api.context import ApiContext, blocking
 from api.envelope import ApiError, ok, validation_error
+from api.files import relay
 from api.operator_auth import (
     require_operator,
     set_session_cookie,
@@ -47,7 +48,7 @@ from api.views import display_name, input_state, result_state
 from pipeline.controls import SUBMISSIONS_PAUSED, pause_state
 from pipeline.presence import seen
 from pipeline.repository import FailedFilter, Row
-from pipeline.storage import ObjectNotFound, ObjectStream
+from pipeline.storage import ObjectNotFound
 from pipeline.taskqueue import TaskQueue
 from pipeline.uploads import upload_key_of
 from pipeline.wiring import build_queue
@@ -64,7 +65,6 @@ MAX_STORES = 500
 AUDIT_SHOWN = 50
 FAILED_PAGE_DEFAULT = 50
 FAILED_PAGE_MAX = 500
-CHUNK_BYTES = 256 * 1024
 NO_STORE = {"Cache-Control": "no-store"}
 
 
@@ -324,15 +324,6 @@ async def failed(request: Request) -> Response:
 
 
 # --- files -----------------------------------------------------------------------------------
-async def _relay(stream: ObjectStream) -> AsyncIterator[bytes]:
-    chunks = stream.chunks(CHUNK_BYTES)
-    try:
-        while (chunk := await blocking(next, chunks, None)) is not None:
-            yield chunk
-    finally:
-        stream.close()
-
-
 async def _serve(request: Request, kind: str) -> Response:
     await require_operator(request)
     ctx: ApiContext = request.app.state.ctx
@@ -356,7 +347,7 @@ async def _serve(request: Request, kind: str) -> Response:
         raise ApiError(404, "not_found", f"the {kind} of item {item_id} is gone") from exc
     headers = {"Cache-Control": "private, no-store", "Content-Length": str(stream.size),
                "Content-Disposition": f'inline; filename="item-{item_id}-{kind}"'}  # fmt: skip
-    return StreamingResponse(_relay(stream), media_type=stream.content_type, headers=headers)
+    return StreamingResponse(relay(stream), media_type=stream.content_type, headers=headers)
 
 
 async def item_input(request: Request) -> Response:

@@ -84,12 +84,12 @@ def generate_fields(ctx: ApiContext, fields: Mapping[str, Any]) -> jobs.JobReque
         ApiError: 400 ``validation_error`` naming the field (an unknown model, a parameter the
             model does not take, a value out of its range: ``steps`` over 20 for SDXL).
     """
-    model = jobs._text(fields.get("model"), "model", 200) or ctx.settings.replicate_image_model
+    model = jobs.text_field(fields.get("model"), "model", 200) or ctx.settings.replicate_image_model
     spec = ctx.models.get(model)
     if spec is None:
-        jobs._check_model(ctx, model, None, {})  # raises the allowlist's 400
+        jobs.check_allowlisted(ctx, model, None, {})  # raises the allowlist's 400
         raise AssertionError("unreachable")
-    params = jobs._params(fields.get("params"))
+    params = jobs.params_field(fields.get("params"))
     for field, raw in fields.items():
         if field in FORM_FIELDS - {"steps"}:
             continue
@@ -103,7 +103,7 @@ def generate_fields(ctx: ApiContext, fields: Mapping[str, Any]) -> jobs.JobReque
         except (TypeError, ValueError) as exc:
             raise validation_error(field, f"{field}: {exc}") from exc
         params[name] = value
-    return jobs._job_request(
+    return jobs.job_request(
         ctx,
         {"model": model, "prompt": fields.get("prompt"), "preset": fields.get("preset"),
          "params": params},
