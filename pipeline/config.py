@@ -11,6 +11,8 @@ import ipaddress
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pipeline.prediction_errors import DEFAULT_INPUT_FETCH_ERROR_PATTERN
+
 
 class Settings(BaseSettings):
     """Every knob of the pipeline. Construct once per process (``Settings()``) and pass down.
@@ -114,6 +116,13 @@ class Settings(BaseSettings):
     max_attempts: int = Field(5, validation_alias="IMAGEOPT_MAX_ATTEMPTS")
     backoff_base_seconds: float = Field(2.0, validation_alias="IMAGEOPT_BACKOFF_BASE_SECONDS")
     backoff_max_seconds: float = Field(300.0, validation_alias="IMAGEOPT_BACKOFF_MAX_SECONDS")
+    input_fetch_error_pattern: str = Field(
+        DEFAULT_INPUT_FETCH_ERROR_PATTERN, validation_alias="IMAGEOPT_INPUT_FETCH_ERROR_PATTERN"
+    )
+    """Regular expression (case-insensitive) over a failed prediction's ``error`` that marks
+    an input the provider could not download: such an item gets a new prediction (an attempt,
+    up to ``IMAGEOPT_MAX_ATTEMPTS``) instead of ending FAILED. Empty: every failure is final
+    (:mod:`pipeline.prediction_errors`)."""
     poll_initial_delay_seconds: float = Field(
         1.0, validation_alias="IMAGEOPT_POLL_INITIAL_DELAY_SECONDS"
     )
