@@ -141,7 +141,7 @@ def _written(action: str, caller: Caller, name: str) -> None:
 async def presets(request: Request) -> Response:
     """``GET /api/presets`` (:func:`api.catalog.presets`) and ``POST /api/presets``
     ``{"name", "spec"}``: a new custom preset of the caller's store, 201 ``{"preset"}``."""
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):  # Starlette answers HEAD with the GET route
         return await catalog.presets(request)
     ctx, caller = await _writer(request)
     body = await _body(request)

@@ -83,6 +83,7 @@ def test_a_store_creates_lists_updates_uses_and_deletes_its_presets(
         assert created.status_code == 201, created.text
         assert created.json()["data"]["preset"]["spec"] == {**SPEC, "fit": "contain"}
         assert custom_names(shop) == ["hero"]
+        assert shop.head("/api/presets").status_code == 200  # a HEAD reads, never writes
         assert custom_names(other) == []  # a store sees only its own
 
         spec = {"format": "jpeg", "width": 400, "height": 400, "fit": "pad",
