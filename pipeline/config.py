@@ -191,6 +191,17 @@ class Settings(BaseSettings):
         10, validation_alias="IMAGEOPT_API_CREATE_RATE_PER_MINUTE"
     )
     """Job creations per caller per rolling minute (seed 002: ``aiJobsLimiter`` 10/min)."""
+    api_preset_writes_per_minute: int = Field(
+        10, validation_alias="IMAGEOPT_API_PRESET_WRITES_PER_MINUTE"
+    )
+    """Custom preset creates, updates and deletes per caller per rolling minute; 0 = unlimited
+    (seed 004: ``RATE_LIMIT_CUSTOM_PRESETS=10``)."""
+    api_max_presets_per_store: int = Field(
+        100, validation_alias="IMAGEOPT_API_MAX_PRESETS_PER_STORE"
+    )
+    """Custom presets one store may keep through the API; 0 = unlimited. Bounds the table
+    against a key that writes within its rate limit for days (``imageopt preset-add``, an
+    operator's tool, is not capped)."""
     api_max_upload_bytes: int = Field(
         10 * 1024 * 1024, validation_alias="IMAGEOPT_API_MAX_UPLOAD_BYTES"
     )

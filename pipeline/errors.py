@@ -269,9 +269,18 @@ class UnknownPreset(InvalidInput):
 
 
 class InvalidPreset(InvalidInput):
-    """A preset spec breaks the rules of :mod:`pipeline.presets` (the message says which)."""
+    """A preset spec breaks the rules of :mod:`pipeline.presets` (the message says which).
+
+    Attributes:
+        field: what was wrong: ``name``, ``store_id``, ``spec`` (the whole spec) or one of its
+            keys (``width``, ``format``, ...; the API reports it as ``spec.<key>``).
+    """
 
     code = "invalid_preset"
+
+    def __init__(self, message: str, *, field: str = "spec") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class MalformedInput(InvalidInput):
