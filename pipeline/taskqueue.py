@@ -14,6 +14,8 @@ from typing import Any
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 
+from pipeline.broker import ResilientRedisBroker
+
 CREATE_QUEUE = "imageopt-create"
 POLL_QUEUE = "imageopt-poll"
 CREATE_ACTOR = "create_prediction"
@@ -23,7 +25,7 @@ POLL_ACTOR = "poll_prediction"
 def build_broker(redis_url: str, namespace: str) -> RedisBroker:
     """A Redis broker whose keys live under ``{namespace}-dramatiq``, both queues declared."""
     # dramatiq's RedisBroker.__init__ carries no annotations.
-    broker = RedisBroker(url=redis_url, namespace=f"{namespace}-dramatiq")  # type: ignore[no-untyped-call]
+    broker = ResilientRedisBroker(url=redis_url, namespace=f"{namespace}-dramatiq")  # type: ignore[no-untyped-call]
     broker.declare_queue(CREATE_QUEUE)
     broker.declare_queue(POLL_QUEUE)
     return broker

@@ -10,6 +10,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import redis
+import structlog
+
 from pipeline.config import Settings
 from pipeline.db import create_pool
 from pipeline.fetch import SourceFetcher
@@ -28,6 +31,8 @@ from pipeline.wiring import (
 )
 from workers.creation import CreationPolicy, CreationService
 from workers.polling import PollingPolicy, PollingService
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass
@@ -75,8 +80,15 @@ def worker_services(settings: Settings, queue: TaskQueue, pool_size: int) -> Wor
 
     def after_create(item_id: int, model: str, prediction: Prediction) -> None:
         delay = polling.after_create(item_id, model, prediction)
-        if delay is not None:
+        if delay is None:
+            return
+        try:
             queue.send_poll(item_id, delay)
+        except redis.RedisError as exc:
+            # The row is PROCESSING with its prediction id: the rescuer polls it once it has
+            # not been polled for IMAGEOPT_RESCUE_PROCESSING_SECONDS. Failing the create
+            # message here would only have dramatiq retry a create that is already done.
+            log.warning("poll_message_not_sent", item_id=item_id, error=type(exc).__name__)
 
     creation = CreationService(
         repo=repo,
