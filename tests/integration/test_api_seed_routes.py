@@ -14,21 +14,17 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from api.final_items import SAFETY_READ_SECONDS, application_name
 from tests.conftest import DATABASE_URL, settings_from
-from tests.support.api import run_api
+from tests.support.api import HIGH_LIMITS, run_api
+from tests.support.prometheus import samples
 from tests.support.stack import run_stack
 
 pytestmark = pytest.mark.integration
 
 PHOTO = "store-food/coffee-cup.png"
 CSRF = "seed-csrf-token-0123456789"
-HIGH_LIMITS = {
-    "IMAGEOPT_API_RATE_PER_MINUTE": "1000",
-    "IMAGEOPT_API_CREATE_RATE_PER_MINUTE": "1000",
-}
 
 
 @pytest.fixture
@@ -98,12 +94,7 @@ def test_generate_answers_the_image_owner_gated_and_counts_usage(
 def _samples(base: str, name: str) -> dict[str, float]:
     """The api's ``/metrics`` samples called ``name``, by their labels' values."""
     text = httpx.get(f"{base}/metrics", timeout=20).text
-    return {
-        ",".join(sample.labels.values()): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == name
-    }
+    return {",".join(sample.labels.values()): sample.value for sample in samples(text, name)}
 
 
 def _listener_pids(schema: str) -> list[int]:
