@@ -217,7 +217,7 @@ async def _generate_answer(
     if item["status"] != ItemStatus.DONE:
         message = public_message(item.get("error_code")) or "the image could not be generated"
         raise ApiError(502, "generation_failed", message, details=details)
-    usage = await catalog.usage_view(ctx, accepted.caller)
+    usage = await catalog.usage_view(ctx, accepted.caller, request)
     job = await blocking(ctx.repo.api_get_job, job_id)
     return ok({
         "model": job["model"] if job else None,
