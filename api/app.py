@@ -55,6 +55,7 @@ from api.envelope import (
     internal_error_handler,
     malformed_input_handler,
 )
+from api.final_items import FinalItemWatch
 from api.http_metrics import HttpMetricsMiddleware, probe_database
 from api.input_guard import InputGuardMiddleware
 from api.liveness import EventLoopWatch
@@ -124,10 +125,13 @@ def create_app(
         app.state.ctx = ctx
         app.state.image_limiter = imaging.new_image_limiter()
         app.state.golive = golive.new_reader(ctx)  # the environment's start values, read once
+        app.state.final_items = FinalItemWatch(settings.database_url, settings.db_schema)
+        app.state.final_items.start()
         log.info("api_started")
         try:
             yield
         finally:
+            await app.state.final_items.stop()
             ctx.close()
             log.info("api_stopped")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -57,8 +58,22 @@ async def presets(request: Request) -> Response:
     return ok({"presets": views})
 
 
-async def usage_view(ctx: ApiContext, caller: Caller) -> dict[str, Any]:
-    """Items used and left in the rolling 24 h window (seed 002: ``usage``, ``limits``)."""
+def _window(used: int, limit: int, frees_at: datetime | None) -> dict[str, Any]:
+    """One quota's use over the rolling 24 h: ``limit`` 0 (no quota) shows as null."""
+    reset = frees_at if frees_at is not None and limit > 0 and used >= limit else None
+    return {"used": used, "limit": limit or None,
+            "remaining": max(0, limit - used) if limit > 0 else None,
+            "windowSeconds": int(SECONDS_PER_DAY),
+            "resetAt": reset.astimezone(UTC).isoformat() if reset else None}  # fmt: skip
+
+
+async def usage_view(ctx: ApiContext, caller: Caller, request: Request) -> dict[str, Any]:
+    """Items used and left in the rolling 24 h window (seed 002: ``usage``, ``limits``).
+
+    ``usage`` is the caller's own quota; ``addressUsage`` the quota every guest of the caller's
+    client address shares (``IMAGEOPT_API_GUEST_ADDRESS_DAILY_ITEMS``), which a guest may meet
+    first: null for stores and when that quota is off. A new image needs room in both.
+    """
     limit = (
         ctx.settings.api_guest_daily_items
         if caller.owner_type == "guest"
@@ -67,13 +82,14 @@ async def usage_view(ctx: ApiContext, caller: Caller) -> dict[str, Any]:
     used, frees_at = await blocking(
         ctx.repo.api_usage, caller.owner_type, caller.owner_id, caller.store_id, SECONDS_PER_DAY
     )
-    reset = frees_at if frees_at is not None and limit > 0 and used >= limit else None
+    # The address quota alone (the owner's was read above, also when it has no limit).
+    address_only = replace(ctx.quotas(caller, request), owner_limit=0)
+    shared = await blocking(ctx.repo.api_quota_usage, address_only)
     return {
         "ownerType": caller.owner_type,
-        "usage": {"used": used, "limit": limit or None,
-                  "remaining": max(0, limit - used) if limit > 0 else None,
-                  "windowSeconds": int(SECONDS_PER_DAY),
-                  "resetAt": reset.astimezone(UTC).isoformat() if reset else None},
+        "usage": _window(used, limit, frees_at),
+        "addressUsage": _window(shared[0].used, shared[0].limit, shared[0].frees_at)
+        if shared else None,
         "limits": {
             "maxUploadBytes": ctx.settings.api_max_upload_bytes,
             "maxFilesPerJob": ctx.settings.api_max_files_per_job,
@@ -88,7 +104,7 @@ async def usage(request: Request) -> Response:
     """``GET /api/usage``: the caller's usage; seeds a guest session for a cookie-less browser."""
     admission = await admit(request, guest="new")
     ctx, caller, token = admission.ctx, admission.caller, admission.guest_token
-    response = ok(await usage_view(ctx, caller))
+    response = ok(await usage_view(ctx, caller, request))
     if token is not None:
         ctx.set_guest_cookie(request, response, token)
     return response

@@ -16,9 +16,11 @@ two paths. Auth, CSRF, throttles, quotas and owner-gating are those of the ``/ap
 =====================================  ==========================================================
 
 The generate route goes through the same queue, global rate limiter and fairness as every other
-job: it inserts a job like the console's upload and then reads the item's row in Postgres every
-:data:`GENERATE_POLL_SECONDS` (an indexed read in the thread pool; between reads the request
-holds no thread), so a thousand waiting callers cost sleeping coroutines, not threads.
+job: it inserts a job like the console's upload, reads the item's row once, and then sleeps until
+the process's one ``LISTEN imageopt_item_final`` connection (:mod:`api.final_items`) says the
+item may be final, re-reading at least every :data:`~api.final_items.SAFETY_READ_SECONDS` in
+case a notification was lost. A thousand waiting callers cost sleeping coroutines: no
+threads, and about two indexed reads each, not one every half second.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import anyio
+from prometheus_client import Counter
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -35,14 +39,20 @@ from starlette.routing import Route
 from api import catalog, files, jobs
 from api.context import ApiContext, blocking
 from api.envelope import ApiError, error_response, ok, validation_error
+from api.final_items import SAFETY_READ_SECONDS, FinalItemWatch
 from pipeline.allowlist import ModelSpec
 from pipeline.errors import NotJson, PipelineError, public_message
 from pipeline.statuses import FINAL_ITEM_STATUSES, ItemStatus
 from pipeline.validation import check_text, parse_json
 
-GENERATE_POLL_SECONDS = 0.5
-"""How often a waiting generate request reads its item (seconds): one indexed query each, so
-a finished image is answered within half a second of its DONE."""
+DISCONNECT_CHECK_SECONDS = 1.0
+"""How often a waiting generate request checks that its client is still there (seconds; no
+query: the ASGI receive channel)."""
+GENERATE_READS = Counter(
+    "imageopt_api_generate_item_reads_total",
+    "Reads of a waiting generate request's item in Postgres, by what prompted them.",
+    ["reason"],  # first | notified | safety
+)
 FORM_FIELDS = frozenset({"image", "model", "prompt", "preset", "params", "steps"})
 """Fields of a generate form with a meaning of their own; any other text field must be one of
 the model's parameters (``scale=2``, ``face_enhance=true``)."""
@@ -115,21 +125,47 @@ async def _wait_final(
 ) -> tuple[dict[str, Any] | None, bool]:
     """The job's item as last read, and whether it is final: the wait ends when it is, when
     ``wait_seconds`` ran out, when the client left, or when Postgres stopped answering (the
-    job goes on in every case)."""
+    job goes on in every case).
+
+    The item is read once at the start, then when the process's :class:`FinalItemWatch` says
+    the job's item may be final, and at least every :data:`SAFETY_READ_SECONDS` in case a
+    notification was lost; between reads the request sleeps, checking every
+    :data:`DISCONNECT_CHECK_SECONDS` whether the client left."""
+    watch: FinalItemWatch = request.app.state.final_items
     deadline = time.monotonic() + wait_seconds
     item: dict[str, Any] | None = None
+    reason = "first"
+    with watch.watching(job_id) as woken:
+        while True:
+            woken.clear()
+            try:
+                rows = await blocking(ctx.repo.api_job_items, job_id)
+            except PipelineError:
+                return item, False
+            GENERATE_READS.labels(reason=reason).inc()
+            item = dict(rows[0]) if rows else item
+            if item is not None and item["status"] in FINAL_ITEM_STATUSES:
+                return item, True
+            told = await _sleep_until_told(request, woken, deadline)
+            if told is None:
+                return item, False
+            reason = told
+
+
+async def _sleep_until_told(request: Request, woken: asyncio.Event, deadline: float) -> str | None:
+    """Sleep until ``woken`` is set (``"notified"``) or the safety interval passed
+    (``"safety"``); None when the deadline passed or the client left first."""
+    safety_at = time.monotonic() + SAFETY_READ_SECONDS
     while True:
-        try:
-            rows = await blocking(ctx.repo.api_job_items, job_id)
-        except PipelineError:
-            return item, False
-        item = dict(rows[0]) if rows else item
-        if item is not None and item["status"] in FINAL_ITEM_STATUSES:
-            return item, True
-        left = deadline - time.monotonic()
-        if left <= 0 or await request.is_disconnected():
-            return item, False
-        await asyncio.sleep(min(GENERATE_POLL_SECONDS, left))
+        now = time.monotonic()
+        if now >= deadline or await request.is_disconnected():
+            return None
+        if now >= safety_at:
+            return "safety"
+        with anyio.move_on_after(min(DISCONNECT_CHECK_SECONDS, deadline - now, safety_at - now)):
+            await woken.wait()
+        if woken.is_set():
+            return "notified"
 
 
 async def generate(request: Request) -> Response:
@@ -181,7 +217,7 @@ async def _generate_answer(
     if item["status"] != ItemStatus.DONE:
         message = public_message(item.get("error_code")) or "the image could not be generated"
         raise ApiError(502, "generation_failed", message, details=details)
-    usage = await catalog.usage_view(ctx, accepted.caller)
+    usage = await catalog.usage_view(ctx, accepted.caller, request)
     job = await blocking(ctx.repo.api_get_job, job_id)
     return ok({
         "model": job["model"] if job else None,

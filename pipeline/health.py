@@ -8,7 +8,8 @@ recorded:
   cycle and the standby's retry alike); a dependency error is a :meth:`LoopHeartbeat.fault`.
 * worker group: each dramatiq worker process writes a :class:`WorkerBeat` file beside its
   multiprocess metrics (``health-<pid>.json``) from a thread that beats only while every
-  consumer and worker thread of that process is alive (``workers/health.py``); the group's
+  consumer and worker thread of that process is alive (``workers/heartbeat.py``, which also
+  writes the process's console presence; ``workers/health.py``); the group's
   exposition process reads them all (:func:`worker_verdicts`).
 * api: its event loop (``api/liveness.py``).
 

@@ -7,7 +7,9 @@ queues, the scheduler's leadership and cycle). It expires after :data:`PRESENCE_
 so a process that died drops off the list by itself, with nothing to clean up. Presence is
 a display aid, never a decision input: losing Redis loses only the list.
 
-Kept apart from the liveness probe's heartbeat (deploy/), so that the two can be unified.
+A worker process writes its key from the heartbeat that also feeds its liveness probe
+(:mod:`workers.heartbeat`), so the console lists a worker exactly while its probe would call
+it alive; the scheduler writes its key from a :class:`PresenceThread`.
 """
 
 from __future__ import annotations
@@ -55,6 +57,14 @@ def beat(
         json.dumps(doc, default=str),
         px=int(PRESENCE_TTL_SECONDS * 1000),
     )
+
+
+def remove(client: redis.Redis, namespace: str, kind: str) -> None:
+    """Delete this process's key (a clean stop leaves the list at once); Redis errors are
+    ignored: the key expires anyway."""
+    key = presence_key(namespace, kind, socket.gethostname(), os.getpid())
+    with contextlib.suppress(redis.RedisError):
+        client.delete(key)
 
 
 def seen(client: redis.Redis, namespace: str) -> list[dict[str, Any]]:
@@ -122,6 +132,4 @@ class PresenceThread:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=self._interval + 1)
-        key = presence_key(self._namespace, self._kind, socket.gethostname(), os.getpid())
-        with contextlib.suppress(redis.RedisError):
-            self._client.delete(key)
+        remove(self._client, self._namespace, self._kind)

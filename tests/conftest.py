@@ -127,3 +127,7 @@ def settings_from(env: dict[str, str]) -> Settings:
     finally:
         os.environ.clear()
         os.environ.update(saved)
+
+
+pytest_plugins = ["tests.support.api_fixtures"]
+"""The api tests' shared fixtures (``api_env``, ``api``, ``repo``)."""

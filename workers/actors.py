@@ -20,6 +20,7 @@ import structlog
 from pipeline.config import Settings
 from pipeline.errors import DatabaseUnavailable
 from pipeline.logging import setup_logging
+from pipeline.presence import PRESENCE_INTERVAL_SECONDS
 from pipeline.provider import Prediction
 from pipeline.taskqueue import (
     CREATE_ACTOR,
@@ -30,19 +31,22 @@ from pipeline.taskqueue import (
     build_broker,
 )
 from pipeline.wiring import redis_client
-from workers.health import WorkerHeartbeat
-from workers.presence import WorkerPresence
+from workers.health import BeatFile
+from workers.heartbeat import HeartbeatOutput, WorkerHeartbeat
+from workers.presence import PresenceKey
 from workers.prometheus import WorkerPrometheus
 from workers.services import WorkerServices, worker_services
 
 settings = Settings()
 setup_logging(settings, process="worker")  # again after the fork: plain `dramatiq` set its own
 broker = build_broker(settings.redis_url, settings.redis_namespace)
+heartbeat: list[HeartbeatOutput] = [PresenceKey(redis_client(settings), settings.redis_namespace)]
 if settings.worker_metrics_port and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     broker.add_middleware(WorkerPrometheus())  # set up by `imageopt worker` (docs/OBSERVABILITY.md)
-    beats = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])  # read by the group's /livez
-    broker.add_middleware(WorkerHeartbeat(beats, settings.worker_liveness_seconds / 4))
-broker.add_middleware(WorkerPresence(redis_client(settings), settings.redis_namespace))
+    heartbeat.append(BeatFile(Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])))  # the group's /livez
+broker.add_middleware(
+    WorkerHeartbeat(heartbeat, min(settings.worker_liveness_seconds / 4, PRESENCE_INTERVAL_SECONDS))
+)
 dramatiq.set_broker(broker)
 queue = TaskQueue(broker)
 log = structlog.get_logger(__name__)

@@ -1,90 +1,64 @@
-"""Worker heartbeats: each dramatiq worker process tells its group's probe that it still works.
+"""The worker heartbeat's output for the group's liveness probe: a beat file per process.
 
-A thread started at worker boot writes :class:`pipeline.health.WorkerBeat` every
-``interval`` seconds into the group's multiprocess directory, but only while every consumer
-thread (which fetches messages) and worker thread (which runs actors) of the process is alive.
-The beat carries the time of the last message handled and the number of ready messages in the
-process's queues, so the group's ``/livez`` (:func:`pipeline.metrics_server.
-serve_worker_metrics`) also fails on a process that stopped taking work from a non-empty queue.
-A process that is frozen (SIGSTOP, a deadlock of the interpreter) writes nothing, and its beat
-ages past ``IMAGEOPT_WORKER_LIVENESS_SECONDS``.
+:class:`BeatFile` writes :class:`pipeline.health.WorkerBeat` into the group's multiprocess
+directory at each beat of :class:`workers.heartbeat.WorkerHeartbeat` (so only while every
+consumer and worker thread of the process is alive). The beat carries the time of the last
+message handled and the number of ready messages in the process's queues, so the group's
+``/livez`` (:func:`pipeline.metrics_server.serve_worker_metrics`) also fails on a process that
+stopped taking work from a non-empty queue. A process that is frozen writes nothing, and its
+beat ages past ``IMAGEOPT_WORKER_LIVENESS_SECONDS``.
 """
 
 from __future__ import annotations
 
 import os
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import dramatiq
-import structlog
 
 from pipeline import health
-
-log = structlog.get_logger(__name__)
+from workers.heartbeat import Pulse
 
 DELAY_QUEUE_SUFFIX = ".DQ"
 """dramatiq's delay queues: their messages are not due yet, so they are not backlog."""
 
 
-class WorkerHeartbeat(dramatiq.Middleware):
-    """dramatiq middleware writing this process's beat file.
+class BeatFile:
+    """Writes this process's beat file (a :class:`workers.heartbeat.HeartbeatOutput`).
 
     Args:
         directory: the group's ``PROMETHEUS_MULTIPROC_DIR``.
-        interval: seconds between beats; keep it well under the liveness threshold.
     """
 
-    def __init__(self, directory: Path, interval: float) -> None:
+    def __init__(self, directory: Path) -> None:
         self._directory = directory
-        self._interval = interval
-        self._last_message_at = time.time()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._broker: dramatiq.Broker | None = None
+        self._queues: list[str] = []
 
-    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        """Start beating once dramatiq's consumer and worker threads run."""
-        self._last_message_at = time.time()
-        self._thread = threading.Thread(
-            target=self._run, args=(broker, worker), name="worker-heartbeat", daemon=True
+    def started(self, broker: dramatiq.Broker, worker: Any) -> None:
+        self._broker = broker
+        self._queues = list(worker.consumers)
+
+    def beat(self, pulse: Pulse) -> None:
+        """Write the beat file.
+
+        Raises:
+            OSError: the directory is not writable.
+        """
+        beat = health.WorkerBeat(
+            pid=os.getpid(),
+            beat_at=pulse.beat_at,
+            last_message_at=pulse.last_message_at,
+            backlog=_ready_messages(self._broker, self._queues),
         )
-        self._thread.start()
+        health.write_worker_beat(self._directory, beat)
 
-    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        """A process that stops on purpose takes its beat file with it."""
-        self._stop.set()
+    def stopped(self) -> None:
         health.remove_worker_beat(self._directory, os.getpid())
 
-    def after_process_message(
-        self, broker: dramatiq.Broker, message: Any, *, result: Any = None, exception: Any = None
-    ) -> None:
-        """A message was handled (whatever its outcome)."""
-        self._last_message_at = time.time()
 
-    def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
-        """A skipped message counts as handled: the worker took it from the queue."""
-        self._last_message_at = time.time()
-
-    def _run(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        while not self._stop.wait(self._interval):
-            threads = [*worker.consumers.values(), *worker.workers]
-            if not threads or not all(thread.is_alive() for thread in threads):
-                continue  # a dead consumer or worker thread: no beat, the probe will fail
-            beat = health.WorkerBeat(
-                pid=os.getpid(),
-                beat_at=time.time(),
-                last_message_at=self._last_message_at,
-                backlog=_ready_messages(broker, list(worker.consumers)),
-            )
-            try:
-                health.write_worker_beat(self._directory, beat)
-            except OSError as exc:
-                log.warning("worker_heartbeat_failed", error=type(exc).__name__)
-
-
-def _ready_messages(broker: dramatiq.Broker, queues: list[str]) -> int | None:
+def _ready_messages(broker: dramatiq.Broker | None, queues: list[str]) -> int | None:
     """Ready messages in ``queues``' Redis lists (dramatiq's layout: ``namespace:queue``)."""
     client = getattr(broker, "client", None)
     namespace = getattr(broker, "namespace", "dramatiq")

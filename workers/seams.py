@@ -6,7 +6,8 @@ written against these, not the concrete clients: in production they get
 :class:`pipeline.provider.ProviderClient`, :class:`pipeline.fetch.SourceFetcher` and
 :class:`pipeline.ratelimit.RateLimiter` (mypy checks that each satisfies its Protocol where
 ``workers/services.py`` builds the services); the unit tests of their decisions give them
-in-process fakes (tests/unit/test_creation_service.py, tests/unit/test_polling_service.py).
+in-process fakes (tests/unit/service_fakes.py, which mypy checks against these Protocols too:
+``modules`` in pyproject's ``[tool.mypy]``).
 """
 
 from __future__ import annotations

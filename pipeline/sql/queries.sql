@@ -973,36 +973,26 @@ SELECT changed.*, pg_notify('imageopt_pending', current_schema()) AS woke FROM c
 SELECT count(*) AS n FROM image_optimization_stores WHERE paused;
 
 -- name: ops_failed_items
--- FAILED items matching the filters (each NULL = any), newest first, with the detailed
--- error_message (operators only) and the total that match.
-SELECT i.id, i.job_id, i.store_id, coalesce(i.model, j.model) AS model, i.source_url,
+-- FAILED items matching the filters (each NULL = any; image_optimization_failed_matching,
+-- migration 0012), newest first, with the detailed error_message (operators only) and the
+-- total that match.
+SELECT i.id, i.job_id, i.store_id, f.model, i.source_url,
        i.error_code, i.error_message, i.attempts, i.created_at, i.submitted_at, i.completed_at,
        i.input_key, i.input_deleted_at, i.prediction_id,
        count(*) OVER () AS total
-FROM image_optimization_items i
-JOIN image_optimization_jobs j ON j.id = i.job_id
-WHERE i.status = 'FAILED'
-  AND (%(store_id)s::text IS NULL OR i.store_id = %(store_id)s::text)
-  AND (%(job_id)s::bigint IS NULL OR i.job_id = %(job_id)s::bigint)
-  AND (%(model)s::text IS NULL OR coalesce(i.model, j.model) = %(model)s::text)
-  AND (%(error_code)s::text IS NULL OR i.error_code = %(error_code)s::text)
-  AND (%(since)s::timestamptz IS NULL OR i.completed_at >= %(since)s::timestamptz)
-  AND (%(until)s::timestamptz IS NULL OR i.completed_at < %(until)s::timestamptz)
+FROM image_optimization_failed_matching(
+    %(store_id)s::text, %(job_id)s::bigint, %(model)s::text, %(error_code)s::text,
+    %(since)s::timestamptz, %(until)s::timestamptz) AS f
+JOIN image_optimization_items i ON i.id = f.item_id
 ORDER BY i.completed_at DESC NULLS LAST, i.id DESC
 LIMIT %(limit)s;
 
 -- name: ops_count_failed
 -- How many FAILED items match the filters (what a retry of the filter would move).
 SELECT count(*) AS n
-FROM image_optimization_items i
-JOIN image_optimization_jobs j ON j.id = i.job_id
-WHERE i.status = 'FAILED'
-  AND (%(store_id)s::text IS NULL OR i.store_id = %(store_id)s::text)
-  AND (%(job_id)s::bigint IS NULL OR i.job_id = %(job_id)s::bigint)
-  AND (%(model)s::text IS NULL OR coalesce(i.model, j.model) = %(model)s::text)
-  AND (%(error_code)s::text IS NULL OR i.error_code = %(error_code)s::text)
-  AND (%(since)s::timestamptz IS NULL OR i.completed_at >= %(since)s::timestamptz)
-  AND (%(until)s::timestamptz IS NULL OR i.completed_at < %(until)s::timestamptz);
+FROM image_optimization_failed_matching(
+    %(store_id)s::text, %(job_id)s::bigint, %(model)s::text, %(error_code)s::text,
+    %(since)s::timestamptz, %(until)s::timestamptz);
 
 -- name: ops_retry_failed
 -- FAILED items matching the filters back to PENDING (attempts start over), at most %(limit)s
@@ -1012,19 +1002,13 @@ SET status = 'PENDING', attempts = 0, next_attempt_at = NULL, prediction_id = NU
     error_code = NULL, error_message = NULL, completed_at = NULL, input_deleted_at = NULL,
     updated_at = now()
 FROM (
-    SELECT f.id FROM image_optimization_items f
-    JOIN image_optimization_jobs j ON j.id = f.job_id
-    WHERE f.status = 'FAILED'
-      AND (%(store_id)s::text IS NULL OR f.store_id = %(store_id)s::text)
-      AND (%(job_id)s::bigint IS NULL OR f.job_id = %(job_id)s::bigint)
-      AND (%(model)s::text IS NULL OR coalesce(f.model, j.model) = %(model)s::text)
-      AND (%(error_code)s::text IS NULL OR f.error_code = %(error_code)s::text)
-      AND (%(since)s::timestamptz IS NULL OR f.completed_at >= %(since)s::timestamptz)
-      AND (%(until)s::timestamptz IS NULL OR f.completed_at < %(until)s::timestamptz)
-    ORDER BY f.id
+    SELECT f.item_id FROM image_optimization_failed_matching(
+        %(store_id)s::text, %(job_id)s::bigint, %(model)s::text, %(error_code)s::text,
+        %(since)s::timestamptz, %(until)s::timestamptz) AS f
+    ORDER BY f.item_id
     LIMIT %(limit)s::bigint
 ) AS m
-WHERE i.id = m.id AND i.status = 'FAILED'
+WHERE i.id = m.item_id AND i.status = 'FAILED'
 RETURNING i.id, i.job_id;
 
 -- name: ops_get_item

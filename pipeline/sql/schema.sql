@@ -220,6 +220,23 @@ CREATE VIEW image_optimization_item_settings AS
    FROM image_optimization_items i
      JOIN image_optimization_jobs j ON j.id = i.job_id;
 
+CREATE OR REPLACE FUNCTION image_optimization_failed_matching(p_store_id text, p_job_id bigint, p_model text, p_error_code text, p_since timestamp with time zone, p_until timestamp with time zone)
+ RETURNS TABLE(item_id bigint, model text)
+ LANGUAGE sql
+ STABLE
+AS $function$
+    SELECT i.id, coalesce(i.model, j.model)
+    FROM image_optimization_items i
+    JOIN image_optimization_jobs j ON j.id = i.job_id
+    WHERE i.status = 'FAILED'
+      AND (p_store_id IS NULL OR i.store_id = p_store_id)
+      AND (p_job_id IS NULL OR i.job_id = p_job_id)
+      AND (p_model IS NULL OR coalesce(i.model, j.model) = p_model)
+      AND (p_error_code IS NULL OR i.error_code = p_error_code)
+      AND (p_since IS NULL OR i.completed_at >= p_since)
+      AND (p_until IS NULL OR i.completed_at < p_until)
+$function$
+;
 CREATE OR REPLACE FUNCTION image_optimization_items_notify()
  RETURNS trigger
  LANGUAGE plpgsql

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import io
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -15,55 +14,16 @@ import pytest
 import yaml  # type: ignore[import-untyped]  # types-PyYAML is not a dev dependency
 from PIL import Image
 
-from api.auth import create_api_key
-from pipeline.db import create_pool
 from pipeline.migrate import migrate
 from pipeline.repository import Repository
 from pipeline.storage import ObjectStorage
 from tests.conftest import DATABASE_URL, settings_from
-from tests.support.api import run_api
+from tests.support.api import HIGH_LIMITS, run_api, store_client, track
 
 pytestmark = pytest.mark.integration
 
 PHOTO = "store-food/coffee-cup.png"
 CSRF = "csrf-test-token-0123456789"
-HIGH_LIMITS = {
-    "IMAGEOPT_API_RATE_PER_MINUTE": "1000",
-    "IMAGEOPT_API_CREATE_RATE_PER_MINUTE": "1000",
-}
-
-
-_CLIENTS: list[httpx.Client] = []
-
-
-@pytest.fixture(autouse=True)
-def _close_clients() -> Iterator[None]:
-    yield
-    while _CLIENTS:
-        _CLIENTS.pop().close()
-
-
-def track(client: httpx.Client) -> httpx.Client:
-    _CLIENTS.append(client)
-    return client
-
-
-@pytest.fixture
-def api_env(pipeline_env: dict[str, str]) -> dict[str, str]:
-    return {**pipeline_env, **HIGH_LIMITS}
-
-
-@pytest.fixture
-def api(api_env: dict[str, str]) -> Iterator[str]:
-    with run_api(settings_from(api_env)) as base:
-        yield base
-
-
-@pytest.fixture
-def repo(api_env: dict[str, str]) -> Iterator[Repository]:
-    pool = create_pool(DATABASE_URL, api_env["IMAGEOPT_DB_SCHEMA"], max_size=2, name="test")
-    yield Repository(pool)
-    pool.close()
 
 
 @pytest.fixture
@@ -79,13 +39,6 @@ def guest(base: str) -> httpx.Client:
     assert response.status_code == 200
     client.headers["X-CSRF-Token"] = client.cookies["csrf_token"]
     return client
-
-
-def store_client(base: str, repo: Repository, store: str) -> httpx.Client:
-    key, _ = create_api_key(repo, store, "test")
-    return track(
-        httpx.Client(base_url=base, timeout=20, headers={"Authorization": f"Bearer {key}"})
-    )
 
 
 def upload(client: httpx.Client, *files: tuple[str, bytes], **fields: str) -> httpx.Response:

@@ -216,6 +216,40 @@ def test_cookieless_uploads_from_one_address_are_bounded_by_the_address_quota(
     assert len(uploads_of(env)) == 20
 
 
+def test_usage_shows_a_guest_the_address_quota_it_shares_and_a_store_none(
+    env: dict[str, str], repo: Repository, png: bytes
+) -> None:
+    settings = settings_from(
+        {
+            **env,
+            "IMAGEOPT_API_GUEST_DAILY_ITEMS": "5",
+            "IMAGEOPT_API_GUEST_ADDRESS_DAILY_ITEMS": "3",
+        }
+    )
+    key, _ = create_api_key(repo, "shop-1", "test")
+    with run_api(settings) as base, browser(base) as first, browser(base) as second:
+        assert first.get("/api/usage").status_code == 200  # the guest cookies
+        assert second.get("/api/usage").status_code == 200
+        two = [("image", (f"{i}.png", png, "image/png")) for i in range(2)]
+        assert first.post("/api/jobs", data={"model": MODEL}, files=two).status_code == 201
+        own = second.get("/api/usage").json()["data"]
+        assert (own["usage"]["used"], own["usage"]["remaining"]) == (0, 5)
+        shared = own["addressUsage"]
+        assert (shared["used"], shared["limit"], shared["remaining"]) == (2, 3, 1)
+        assert shared["resetAt"] is None
+        refused = second.post("/api/jobs", data={"model": MODEL}, files=two)
+        assert_quota_envelope(refused, "address")  # what addressUsage said: room for one
+        one = [("image", ("a.png", png, "image/png"))]
+        assert second.post("/api/jobs", data={"model": MODEL}, files=one).status_code == 201
+        full = second.get("/api/usage").json()["data"]["addressUsage"]
+        assert (full["used"], full["remaining"]) == (3, 0)
+        assert full["resetAt"] is not None  # when the first of them leaves the window
+        store = httpx.get(
+            f"{base}/api/usage", headers={"Authorization": f"Bearer {key}"}, timeout=20
+        )
+    assert store.json()["data"]["addressUsage"] is None
+
+
 def test_new_guest_sessions_per_address_are_rate_limited(
     env: dict[str, str], repo: Repository
 ) -> None:

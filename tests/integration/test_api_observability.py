@@ -5,12 +5,9 @@ critical and rollback alerts under an injected error rate (Redis gone: throttled
 
 from __future__ import annotations
 
-import contextlib
 import json
-import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,14 +15,13 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
 from api.http_metrics import METHODS
-from devstack.processes import free_port, wait_http
+from devstack.processes import free_port
 from tests.conftest import DATABASE_URL, settings_from
-from tests.integration.test_observability import _prometheus_binary, _query
 from tests.support.api import run_api
 from tests.support.observability import ALERTS, DASHBOARDS_DIR, panels, selectors, substitute
+from tests.support.prometheus import query, run_prometheus, samples
 from tests.support.tcp_proxy import tcp_proxy
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -35,12 +31,7 @@ FIRING_DEADLINE_SECONDS = 90.0
 
 
 def _samples(text: str, name: str) -> list[dict[str, str]]:
-    return [
-        dict(sample.labels)
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == name
-    ]
+    return [dict(sample.labels) for sample in samples(text, name)]
 
 
 def test_requests_are_counted_by_route_template_method_and_status_class(
@@ -75,39 +66,6 @@ def _rules_for_a_test(path: Path) -> Path:
         rule["for"] = "1s"
     path.write_text(yaml.safe_dump({"groups": [group]}), encoding="utf-8")
     return path
-
-
-@contextlib.contextmanager
-def run_prometheus(tmp_path: Path, api_port: int) -> Iterator[str]:
-    """A Prometheus on 127.0.0.1 (own data dir) scraping the api on ``api_port`` every second
-    with the api's alert group (:func:`_rules_for_a_test`); yields its URL."""
-    port = free_port()
-    config = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "900ms"},
-        "rule_files": [str(_rules_for_a_test(tmp_path / "rules.yml"))],
-        "scrape_configs": [{"job_name": "imageopt-api",
-                            "static_configs": [{"targets": [f"127.0.0.1:{api_port}"]}]}],
-    }  # fmt: skip
-    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    binary = _prometheus_binary()
-    log = (tmp_path / "prometheus.log").open("wb")
-    proc = subprocess.Popen(
-        [binary, f"--config.file={tmp_path / 'prometheus.yml'}",
-         f"--storage.tsdb.path={tmp_path / 'prometheus-data'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    try:
-        wait_http(f"http://127.0.0.1:{port}/-/ready", timeout=20)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def _traffic(base: str, stop: threading.Event) -> None:
@@ -156,7 +114,11 @@ def test_api_alerts_fire_on_a_real_prometheus_under_injected_faults(
         stop = threading.Event()
         with (
             run_api(settings_from(env)) as base,
-            run_prometheus(tmp_path, urlsplit(base).port or 0) as prom,
+            run_prometheus(
+                tmp_path,
+                {"imageopt-api": urlsplit(base).port or 0},
+                [_rules_for_a_test(tmp_path / "rules.yml")],
+            ) as prom,
             httpx.Client(timeout=5) as client,
         ):
             worker = threading.Thread(target=_traffic, args=(base, stop), daemon=True)
@@ -165,12 +127,12 @@ def test_api_alerts_fire_on_a_real_prometheus_under_injected_faults(
                 errors = {"ImageoptApiErrorRateCritical", "ImageoptApiRollbackErrorRate"}
                 _wait_for(lambda: errors <= _firing(client, prom), f"{errors} firing")
                 missing = [f"{where}: {expr}" for where, expr in _api_dashboard_queries()
-                           if not _query(client, prom, expr)]  # fmt: skip
+                           if not query(client, prom, expr)]  # fmt: skip
                 rules = yaml.safe_load(ALERTS.read_text(encoding="utf-8"))["groups"]
                 (group,) = [g for g in rules if g["name"] == API_GROUP]
                 for rule in group["rules"]:
                     missing += [f"alert {rule['alert']}: {s}" for s in selectors(rule["expr"])
-                                if not _query(client, prom, s)]  # fmt: skip
+                                if not query(client, prom, s)]  # fmt: skip
                 assert not missing, "\n".join(missing)
 
                 proxy.cut()  # Postgres is gone for the api

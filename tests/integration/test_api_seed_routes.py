@@ -6,6 +6,7 @@ the synchronous generate (200 within its wait, 202 after it) and SDXL's steps.""
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,18 +15,16 @@ import httpx
 import psycopg
 import pytest
 
+from api.final_items import SAFETY_READ_SECONDS, application_name
 from tests.conftest import DATABASE_URL, settings_from
-from tests.support.api import run_api
+from tests.support.api import HIGH_LIMITS, run_api
+from tests.support.prometheus import samples
 from tests.support.stack import run_stack
 
 pytestmark = pytest.mark.integration
 
 PHOTO = "store-food/coffee-cup.png"
 CSRF = "seed-csrf-token-0123456789"
-HIGH_LIMITS = {
-    "IMAGEOPT_API_RATE_PER_MINUTE": "1000",
-    "IMAGEOPT_API_CREATE_RATE_PER_MINUTE": "1000",
-}
 
 
 @pytest.fixture
@@ -90,6 +89,51 @@ def test_generate_answers_the_image_owner_gated_and_counts_usage(
             denied = stranger.get(data["imageUrl"])
             assert denied.status_code == 403
             assert denied.json()["error"]["type"] == "forbidden"
+
+
+def _samples(base: str, name: str) -> dict[str, float]:
+    """The api's ``/metrics`` samples called ``name``, by their labels' values."""
+    text = httpx.get(f"{base}/metrics", timeout=20).text
+    return {",".join(sample.labels.values()): sample.value for sample in samples(text, name)}
+
+
+def _listener_pids(schema: str) -> list[int]:
+    with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s",
+            (application_name(schema),),
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+def test_generate_is_woken_by_the_items_notification_and_survives_a_killed_listener(
+    pipeline_env: dict[str, str], photo: bytes, tmp_path: Path
+) -> None:
+    schema = pipeline_env["IMAGEOPT_DB_SCHEMA"]
+    env = {**pipeline_env, **HIGH_LIMITS, "IMAGEOPT_API_GENERATE_WAIT_SECONDS": "60"}
+    reads = "imageopt_api_generate_item_reads_total"
+    connects = "imageopt_api_item_final_listener_connects_total"
+    with run_stack(env, tmp_path / "logs") as base, visitor(base) as client:
+        before = _samples(base, reads)
+        started = time.monotonic()
+        response = generate(client, photo)
+        elapsed = time.monotonic() - started
+        assert response.status_code == 200, response.text
+        after = _samples(base, reads)
+        delta = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in ("first", "notified", "safety")}
+        assert delta["first"] == 1
+        assert delta["notified"] >= 1  # the NOTIFY woke it, not a safety re-read
+        # one read at the start, one when told, one per safety interval: not one per 0.5 s
+        assert sum(delta.values()) <= 2 + elapsed // SAFETY_READ_SECONDS, (delta, elapsed)
+
+        [listener] = _listener_pids(schema)
+        connected = _samples(base, connects)[""]
+        with psycopg.connect(DATABASE_URL, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (listener,))
+        again = generate(client, photo)
+        assert again.status_code == 200, again.text
+        assert _samples(base, connects)[""] > connected  # it listened again
+        assert _listener_pids(schema) not in ([], [listener])
 
 
 def test_generate_answers_202_with_the_jobs_url_when_the_wait_runs_out(

@@ -16,42 +16,26 @@ import httpx
 import pytest
 from PIL import Image
 
-from api.auth import create_api_key
 from api.operator_auth import create_operator_key
-from pipeline.db import create_pool
 from pipeline.golive import bucket
 from pipeline.presets import add_custom_preset
 from pipeline.repository import Repository
-from tests.conftest import DATABASE_URL, settings_from
 from tests.integration.test_scheduling_loop import MODEL, run_scheduler, wait_status
-from tests.support.api import run_api
+from tests.support.api import store_client
 from tests.support.cycles import wait_cycles
 from tests.support.rows import connect, insert_job, item_statuses, wait_until
 
 pytestmark = pytest.mark.integration
 
 OTHER_MODEL = "tencentarc/gfpgan"
-LIMITS = {"IMAGEOPT_API_RATE_PER_MINUTE": "1000", "IMAGEOPT_API_CREATE_RATE_PER_MINUTE": "1000"}
 SEEN_WITHIN_SECONDS = 5.0
 """The api re-reads the levers every second; this only bounds a slow machine's wait."""
 
 
 @pytest.fixture
-def env(pipeline_env: dict[str, str]) -> dict[str, str]:
-    return {**pipeline_env, **LIMITS}
-
-
-@pytest.fixture
-def api(env: dict[str, str]) -> Iterator[str]:
-    with run_api(settings_from(env)) as base:
-        yield base
-
-
-@pytest.fixture
-def repo(env: dict[str, str]) -> Iterator[Repository]:
-    pool = create_pool(DATABASE_URL, env["IMAGEOPT_DB_SCHEMA"], max_size=2, name="t")
-    yield Repository(pool)
-    pool.close()
+def env(api_env: dict[str, str]) -> dict[str, str]:
+    """The api's settings (tests/support/api_fixtures.py), for the CLI and the scheduler."""
+    return api_env
 
 
 @pytest.fixture
@@ -59,23 +43,6 @@ def operator(api: str, repo: Repository) -> Iterator[httpx.Client]:
     key, _ = create_operator_key(repo, "alice")
     with httpx.Client(base_url=api, headers={"Authorization": f"Bearer {key}"}) as client:
         yield client
-
-
-_CLIENTS: list[httpx.Client] = []
-
-
-@pytest.fixture(autouse=True)
-def _close_clients() -> Iterator[None]:
-    yield
-    while _CLIENTS:
-        _CLIENTS.pop().close()
-
-
-def store(api: str, repo: Repository, store_id: str) -> httpx.Client:
-    key, _ = create_api_key(repo, store_id, "test")
-    client = httpx.Client(base_url=api, timeout=20, headers={"Authorization": f"Bearer {key}"})
-    _CLIENTS.append(client)
-    return client
 
 
 def png() -> bytes:
@@ -103,7 +70,7 @@ def imageopt(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str
 def test_flags_gate_their_routes_and_change_without_a_restart(
     api: str, repo: Repository, operator: httpx.Client, env: dict[str, str]
 ) -> None:
-    shop = store(api, repo, "shop-1")
+    shop = store_client(api, repo, "shop-1")
     image = {"image": ("a.png", png(), "image/png")}
     flags = httpx.get(f"{api}/api/flags")
     assert flags.status_code == 200
@@ -148,7 +115,7 @@ def test_flags_gate_their_routes_and_change_without_a_restart(
 def test_a_custom_preset_is_refused_while_its_flag_is_off(
     api: str, repo: Repository, operator: httpx.Client
 ) -> None:
-    shop = store(api, repo, "shop-1")
+    shop = store_client(api, repo, "shop-1")
     add_custom_preset(repo, "shop-1", "thumbs", {"format": "webp", "width": 100})
     operator.post("/ops/api/flags", json={"name": "CUSTOM_PRESETS_ENABLED", "enabled": False})
     body = {"model": MODEL, "preset": "thumbs", "items": [{"sourceUrl": "https://img.example/a"}]}
@@ -163,7 +130,7 @@ def test_a_custom_preset_is_refused_while_its_flag_is_off(
 def test_a_disabled_model_is_refused_and_its_items_wait_while_the_other_model_runs(
     api: str, repo: Repository, operator: httpx.Client, db_schema: str, redis_namespace: str
 ) -> None:
-    shop = store(api, repo, "shop-1")
+    shop = store_client(api, repo, "shop-1")
     # A 5 s tick and a 60 s control re-read: only the lever's NOTIFY makes the leader look.
     with run_scheduler(db_schema, redis_namespace, tick=5.0, control_interval=60.0) as leader:
         first = insert_job(db_schema, "s", ["https://img.example/a.jpg"], model=MODEL)
@@ -207,7 +174,7 @@ def test_the_staged_rollout_admits_a_stable_share_and_the_allowed_stores(
     inside = next(s for s in names if bucket(f"store:{s}") < 25)
     outside = next(s for s in names if bucket(f"store:{s}") >= 50)
     team = next(s for s in names if bucket(f"store:{s}") >= 50 and s != outside)
-    clients = {s: store(api, repo, s) for s in (inside, outside, team)}
+    clients = {s: store_client(api, repo, s) for s in (inside, outside, team)}
 
     body = {"percent": 5, "allowStores": [team], "reason": "canary"}
     canary = operator.post("/ops/api/rollout", json=body)
@@ -235,7 +202,7 @@ def test_the_staged_rollout_admits_a_stable_share_and_the_allowed_stores(
 def test_auth_required_refuses_guests_and_not_stores(
     api: str, repo: Repository, operator: httpx.Client
 ) -> None:
-    shop = store(api, repo, "shop-1")
+    shop = store_client(api, repo, "shop-1")
     with httpx.Client(base_url=api, headers={"Origin": api}) as guest:
         guest.get("/")
         guest.headers["X-CSRF-Token"] = guest.cookies["csrf_token"]
@@ -258,7 +225,7 @@ def test_auth_required_refuses_guests_and_not_stores(
 def test_levers_are_for_operators_only_and_refuse_bad_values(
     api: str, repo: Repository, operator: httpx.Client
 ) -> None:
-    shop = store(api, repo, "shop-1")
+    shop = store_client(api, repo, "shop-1")
     flag = {"name": "ONBOARDING_ENABLED", "enabled": False}
     assert shop.post("/ops/api/flags", json=flag).status_code == 403
     assert httpx.get(f"{api}/ops/api/flags").status_code == 401
@@ -288,7 +255,7 @@ def test_the_cli_switches_a_model_and_guests_and_refuses_unknown_names(
     assert f"model  {MODEL}" in listed.stdout
     assert "disabled" in listed.stdout
     assert "auth-required on" in listed.stdout
-    shop = store(api, repo, "shop-1")
+    shop = store_client(api, repo, "shop-1")
     wait_until(
         lambda: create(shop).status_code == 400 or None,
         SEEN_WITHIN_SECONDS, "the api did not see the model switched off",

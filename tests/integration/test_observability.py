@@ -5,22 +5,20 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from devstack import rows
 from devstack.emulator import run_emulator, serve_directory
-from devstack.processes import free_port, wait_http
+from devstack.processes import free_port
 from devstack.stack import running_stack
 from emulator.config import EmulatorConfig
 from tests.support.observability import ALERTS, dashboard_queries, load_rules, selectors
+from tests.support.prometheus import query, run_prometheus
 from tests.support.rows import insert_job, wait_for_status
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -35,13 +33,6 @@ PHOTOS = [
     "store-fashion/tshirt-women-rust.webp",
 ]
 PROMETHEUS_DEADLINE_SECONDS = 60.0
-
-
-def _prometheus_binary() -> str:
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.fail("prometheus is not installed: run `make prometheus-deps`")
-    return binary
 
 
 @pytest.fixture
@@ -82,53 +73,14 @@ def _counts(statuses: dict[int, str]) -> dict[str, int]:
     return counts
 
 
-def _prometheus_config(path: Path, scheduler_port: int, worker_port: int) -> Path:
-    config = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "900ms"},
-        "rule_files": [str(ALERTS)],
-        "scrape_configs": [
-            {"job_name": "imageopt-scheduler",
-             "static_configs": [{"targets": [f"127.0.0.1:{scheduler_port}"]}]},
-            {"job_name": "imageopt-workers",
-             "static_configs": [{"targets": [f"127.0.0.1:{worker_port}"]}]},
-        ],
-    }  # fmt: skip
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    return path
-
-
 @pytest.fixture
 def prometheus(tmp_path: Path) -> Iterator[tuple[str, int, int]]:
-    """A Prometheus on 127.0.0.1 (own data dir) scraping the ports it yields."""
-    scheduler_port, worker_port, port = free_port(), free_port(), free_port()
-    config = _prometheus_config(tmp_path / "prometheus.yml", scheduler_port, worker_port)
-    binary = _prometheus_binary()  # fails before a log file is left open
-    log = (tmp_path / "prometheus.log").open("wb")
-    proc = subprocess.Popen(
-        [binary, f"--config.file={config}",
-         f"--storage.tsdb.path={tmp_path / 'prometheus-data'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    try:
-        wait_http(f"http://127.0.0.1:{port}/-/ready", timeout=20)
-        yield f"http://127.0.0.1:{port}", scheduler_port, worker_port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-
-
-def _query(client: httpx.Client, base: str, expr: str) -> list[dict[str, Any]]:
-    response = client.get(f"{base}/api/v1/query", params={"query": expr})
-    body = response.json()
-    assert body.get("status") == "success", (expr, body)
-    result: list[dict[str, Any]] = body["data"]["result"]
-    return result
+    """A Prometheus scraping the scheduler's and the workers' ports it yields, with the alert
+    rules loaded."""
+    scheduler_port, worker_port = free_port(), free_port()
+    targets = {"imageopt-scheduler": scheduler_port, "imageopt-workers": worker_port}
+    with run_prometheus(tmp_path, targets, [ALERTS]) as url:
+        yield url, scheduler_port, worker_port
 
 
 def _expressions() -> list[tuple[str, str]]:
@@ -194,14 +146,14 @@ def test_every_dashboard_and_alert_expression_returns_data_from_a_running_pipeli
             def all_answered() -> bool:
                 nonlocal missing
                 missing = [f"{where}: {expr}" for where, expr in _expressions()
-                           if not _query(client, base, expr)]  # fmt: skip
+                           if not query(client, base, expr)]  # fmt: skip
                 return not missing
 
             with contextlib.suppress(TimeoutError):  # what is still missing is asserted below
                 rows.wait_until(all_answered, PROMETHEUS_DEADLINE_SECONDS, "", interval=1.0)
             rules = client.get(f"{base}/api/v1/rules").json()["data"]["groups"]
             labels = set(client.get(f"{base}/api/v1/labels").json()["data"])
-            up = _query(client, base, 'up{job=~"imageopt-.*"} == 1')
+            up = query(client, base, 'up{job=~"imageopt-.*"} == 1')
 
     assert not missing, "expressions without data:\n" + "\n".join(missing)
     unhealthy = [(r["name"], r.get("lastError")) for g in rules for r in g["rules"]

@@ -25,6 +25,7 @@ from pipeline.provider import Prediction
 from pipeline.ratelimit import Grant
 from pipeline.rows import WorkItem
 from pipeline.statuses import ItemStatus
+from workers import seams
 
 MODEL = "nightmareai/real-esrgan"
 CREATED = datetime(2026, 1, 1, tzinfo=UTC)
@@ -295,3 +296,25 @@ class FakeLimiter:
     def pause(self, seconds: float, reason: str) -> float:
         self.pauses.append((seconds, reason))
         return seconds
+
+
+def _fakes_satisfy_the_seams(
+    repo: FakeRepository,
+    storage: FakeStorage,
+    fetcher: FakeFetcher,
+    provider: FakeProvider,
+    limiter: FakeLimiter,
+) -> None:
+    """Never called: mypy (strict, in ``make check``: pyproject's ``[tool.mypy] files``) checks
+    that each fake satisfies the Protocols of :mod:`workers.seams` it stands in for, so a seam
+    that changes breaks the fakes at type-checking time, not in a service test's odd failure."""
+    creation: seams.CreationRepository = repo
+    polling: seams.PollingRepository = repo
+    inputs: seams.InputStorage = storage
+    results: seams.ResultStorage = storage
+    fetch: seams.Fetcher = fetcher
+    creator: seams.PredictionCreator = provider
+    reader: seams.PredictionReader = provider
+    create_budget: seams.CreateBudget = limiter
+    read_budget: seams.ReadBudget = limiter
+    del creation, polling, inputs, results, fetch, creator, reader, create_budget, read_budget
