@@ -68,10 +68,8 @@ def test_a_person_signs_in_with_the_stores_key_uses_its_history_and_presets_and_
 
             # By keyboard: the summary opens the form and puts the cursor in the key field.
             page.bring_to_front()
-            page.focus("#signin summary")
-            expect(page.locator("#signin summary")).to_have_text(
-                "Sign in with your store's API key"
-            )
+            page.focus("#signin-open")
+            expect(page.locator("#signin-open")).to_have_text("Sign in with your store's API key")
             page.keyboard.press("Enter")
             key_field = page.locator("#signin-key")
             expect(key_field).to_be_focused()
@@ -123,7 +121,7 @@ def test_a_person_signs_in_with_the_stores_key_uses_its_history_and_presets_and_
 
             with page.expect_navigation():
                 page.click("#signout")
-            expect(page.locator("#signin summary")).to_be_visible()
+            expect(page.locator("#signin-open")).to_be_visible()
             expect(page.locator("#who")).to_have_count(0)
             expect(page.locator("#history-empty")).to_be_visible()
             expect(page.locator("#presets-guest")).to_be_visible()
@@ -132,8 +130,8 @@ def test_a_person_signs_in_with_the_stores_key_uses_its_history_and_presets_and_
 
             german = browser.new_page(locale="de-DE", viewport={"width": 390, "height": 844})
             german.goto(base)
-            german.click("#signin summary")
-            expect(german.locator("#signin summary")).to_have_text(
+            german.click("#signin-open")
+            expect(german.locator("#signin-open")).to_have_text(
                 "Mit dem API-Schlüssel Ihres Shops anmelden"
             )
             expect(german.locator('label[for="signin-key"]')).to_contain_text(
