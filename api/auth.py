@@ -96,15 +96,17 @@ def create_api_key(repo: Repository, store_id: str, name: str | None = None) -> 
 
 def caller_from_key(repo: Repository, key: str) -> Caller | None:
     """The store caller of an API key, or None when the key is unknown or revoked."""
-    if not key.startswith(KEY_PREFIX) or len(key) > 200:
+    if not key.startswith(KEY_PREFIX) or len(key) > MAX_TOKEN_CHARS:
         return None
     return _store_caller(repo, repo.api_find_key(hash_secret(key)))
 
 
-def caller_from_store_session(repo: Repository, token_hash: bytes) -> Caller | None:
-    """The store caller of a ``store_session`` cookie (its token's SHA-256), as its key's: None
-    when the session is unknown or expired, or its key revoked."""
-    return _store_caller(repo, repo.api_find_store_session(token_hash))
+def caller_from_store_session(repo: Repository, token: str) -> Caller | None:
+    """The store caller of a ``store_session`` cookie token, as its key's: None when the session
+    is unknown or expired, or its key revoked."""
+    if not token or len(token) > MAX_TOKEN_CHARS:
+        return None
+    return _store_caller(repo, repo.api_find_store_session(hash_secret(token)))
 
 
 def _store_caller(repo: Repository, row: Row | None) -> Caller | None:

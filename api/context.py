@@ -20,14 +20,12 @@ from starlette.responses import Response
 from api.addresses import client_network
 from api.auth import (
     GUEST_COOKIE,
-    MAX_TOKEN_CHARS,
     STORE_COOKIE,
     Caller,
     bearer_token,
     caller_from_guest_token,
     caller_from_key,
     caller_from_store_session,
-    hash_secret,
     new_guest,
 )
 from api.envelope import ApiError
@@ -94,8 +92,8 @@ class ApiContext:
                 )
             return found
         session = request.cookies.get(STORE_COOKIE)
-        if session and len(session) <= MAX_TOKEN_CHARS:
-            store = await blocking(caller_from_store_session, self.repo, hash_secret(session))
+        if session:
+            store = await blocking(caller_from_store_session, self.repo, session)
             if store is not None:
                 return store
         token = request.cookies.get(GUEST_COOKIE)
