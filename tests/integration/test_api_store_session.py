@@ -26,6 +26,7 @@ pytestmark = pytest.mark.integration
 SIGN_INS_PER_MINUTE = 4
 LIMITS = {
     "IMAGEOPT_API_RATE_PER_MINUTE": "1000",
+    "IMAGEOPT_API_CREATE_RATE_PER_MINUTE": "1000",
     "IMAGEOPT_API_PRESET_WRITES_PER_MINUTE": "1000",
     "IMAGEOPT_API_STORE_DAILY_ITEMS": "500",
     "IMAGEOPT_API_SIGN_IN_ATTEMPTS_PER_MINUTE": str(SIGN_INS_PER_MINUTE),
@@ -104,11 +105,16 @@ def test_a_signed_in_browser_is_the_store_until_it_signs_out(
 
     assert who(browser) == {"signedIn": True, "owner": "store", "storeId": "shop-1"}
     jobs = browser.get("/api/jobs").json()["data"]["jobs"]
-    assert [job["id"] for job in jobs] == [upstream]  # the store's history
+    assert [row["id"] for row in jobs] == [upstream]  # the store's history
     created = browser.post("/api/presets", json={"name": "sq", "spec": {"format": "png"}})
     assert created.status_code == 201, created.text
+    job = browser.post(
+        "/api/jobs", json={"model": MODEL, "items": [{"sourceUrl": "https://example.com/b.jpg"}]}
+    )
+    assert job.status_code == 201, job.text
+    assert (job.json()["data"]["storeId"], job.json()["data"]["ownerType"]) == ("shop-1", "store")
     usage = browser.get("/api/usage").json()["data"]["usage"]
-    assert usage["limit"] == 500  # the store's quota, not a guest's
+    assert (usage["used"], usage["limit"]) == (2, 500)  # the store's items and quota, not a guest's
     page = browser.get("/")
     assert "Store shop-1" in page.text
     assert 'id="signout"' in page.text
