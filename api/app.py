@@ -43,6 +43,7 @@ from api import (
     opspage,
     preset_routes,
     seed_routes,
+    store_session,
     webhooks,
 )
 from api.accesslog import AccessLogMiddleware
@@ -144,6 +145,7 @@ def create_app(
         Route("/api/openapi.yaml", openapi, methods=["GET"]),
         *catalog.ROUTES,
         *preset_routes.ROUTES,
+        *store_session.ROUTES,
         *jobs.ROUTES,
         *imaging.ROUTES,
         *files.ROUTES,

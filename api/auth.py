@@ -9,7 +9,12 @@
   is the owner id of the guest's jobs. Sessions slide: each use (at most once a minute)
   extends them by ``IMAGEOPT_API_GUEST_SESSION_DAYS``.
 
-A bearer header always wins over a cookie; a request with neither is anonymous.
+* **Store sessions**: a person signs in to the console with the store's key (``POST
+  /api/session``, :mod:`api.store_session`); the ``store_session`` cookie then stands for the
+  key (same store, same limits) until it expires, the person signs out or the key is revoked.
+
+A bearer header always wins over a cookie, a store session over a guest cookie; a request with
+none is anonymous.
 """
 
 from __future__ import annotations
@@ -21,10 +26,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from pipeline.repository import Repository
+from pipeline.repository import Repository, Row
 
 KEY_PREFIX = "iok_"
 GUEST_COOKIE = "guest_id"
+STORE_COOKIE = "store_session"
+MAX_TOKEN_CHARS = 200
+"""A key or cookie longer than this is none of ours (keys have 56 characters, tokens 43) and
+is refused unhashed."""
 TOUCH_EVERY = timedelta(minutes=1)
 """Usage timestamps are written at most this often per key or session (spares writes)."""
 
@@ -40,12 +49,15 @@ class Caller:
         owner_id: the store id, or the guest's public UUID.
         store_id: the store the caller's jobs run under (the guest store for guests).
         throttle_key: the key its request limits are counted under (no secret in it).
+        key_id: the id of the store's API key (a bearer key or the one a console session was
+            opened with); None for guests.
     """
 
     owner_type: OwnerType
     owner_id: str
     store_id: str
     throttle_key: str
+    key_id: int | None = None
 
     def owns(self, owner_type: str | None, owner_id: str | None, store_id: str) -> bool:
         """Whether this caller may see a job with these owner columns.
@@ -84,16 +96,27 @@ def create_api_key(repo: Repository, store_id: str, name: str | None = None) -> 
 
 def caller_from_key(repo: Repository, key: str) -> Caller | None:
     """The store caller of an API key, or None when the key is unknown or revoked."""
-    if not key.startswith(KEY_PREFIX) or len(key) > 200:
+    if not key.startswith(KEY_PREFIX) or len(key) > MAX_TOKEN_CHARS:
         return None
-    digest = hash_secret(key)
-    row = repo.api_find_key(digest)
+    return _store_caller(repo, repo.api_find_key(hash_secret(key)))
+
+
+def caller_from_store_session(repo: Repository, token: str) -> Caller | None:
+    """The store caller of a ``store_session`` cookie token, as its key's: None when the session
+    is unknown or expired, or its key revoked."""
+    if not token or len(token) > MAX_TOKEN_CHARS:
+        return None
+    return _store_caller(repo, repo.api_find_store_session(hash_secret(token)))
+
+
+def _store_caller(repo: Repository, row: Row | None) -> Caller | None:
     if row is None:
         return None
     last = row["last_used_at"]
     if last is None or last < datetime.now(UTC) - TOUCH_EVERY:
         repo.api_touch_key(int(row["id"]))
-    return Caller("store", str(row["store_id"]), str(row["store_id"]), f"key-{row['id']}")
+    key_id = int(row["id"])
+    return Caller("store", str(row["store_id"]), str(row["store_id"]), f"key-{key_id}", key_id)
 
 
 def caller_from_guest_token(

@@ -2,7 +2,10 @@
 
 ``GET /`` renders the page with the model allowlist, the presets and the upload limits, and
 makes sure the browser holds a ``guest_id`` session cookie and a ``csrf_token`` cookie (read by
-the script and echoed in ``X-CSRF-Token``, the double submit of :mod:`api.security`). The page
+the script and echoed in ``X-CSRF-Token``, the double submit of :mod:`api.security`). A browser
+signed in with its store's API key (``store_session``, :mod:`api.store_session`) gets the page
+as the store: its presets panel, history and quota, the store in the header and a sign-out
+button; others get the sign-in form there. The page
 is in the caller's language (:mod:`api.console_i18n`); its script and style are served under
 content-hashed names (``/assets/console.<hash>.js``, hashed at start-up) that may be cached
 for a year, so a new release is fetched at once.
@@ -31,7 +34,7 @@ from pipeline.golive import CUSTOM_PRESETS
 
 HERE = Path(__file__).resolve().parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
-ASSET_FILES = ("console.js", "presets.js", "console.css")
+ASSET_FILES = ("console.js", "presets.js", "session.js", "console.css")
 """The console's own assets (the /ops page's are served from ``/static``)."""
 ASSET_MAX_AGE_SECONDS = 365 * 24 * 3600
 """A hashed name never changes content: one year, ``immutable`` (RFC 8246)."""
@@ -84,6 +87,9 @@ async def console(request: Request) -> Response:
             # the presets panel: shown while the flag is on; editable by a store only
             "custom_presets": custom_presets,
             "can_edit_presets": caller.owner_type == "store",
+            # the header: the store and a sign-out button, or the sign-in form (api.store_session)
+            "store_id": caller.store_id if caller.owner_type == "store" else None,
+            "signed_in": caller.owner_type == "store" and "authorization" not in request.headers,
             "max_upload_mb": ctx.settings.api_max_upload_bytes // (1024 * 1024),
             "max_upload_bytes": ctx.settings.api_max_upload_bytes,
             "max_files": ctx.settings.api_max_files_per_job,

@@ -20,10 +20,12 @@ from starlette.responses import Response
 from api.addresses import client_network
 from api.auth import (
     GUEST_COOKIE,
+    STORE_COOKIE,
     Caller,
     bearer_token,
     caller_from_guest_token,
     caller_from_key,
+    caller_from_store_session,
     new_guest,
 )
 from api.envelope import ApiError
@@ -72,7 +74,9 @@ class ApiContext:
 
     # --- who is calling ----------------------------------------------------------------------
     async def caller(self, request: Request, *, required: bool = True) -> Caller | None:
-        """The caller of ``request``.
+        """The caller of ``request``: an API key, else a store session (the console's sign-in,
+        standing for its key), else a guest session. An expired store session, or one whose key
+        was revoked, is no caller: the request goes on as the browser's guest, if any.
 
         Raises:
             ApiError: 401 for a bad or revoked API key, or (``required``) no credentials.
@@ -87,6 +91,11 @@ class ApiContext:
                     401, "unauthorized", "invalid API key", headers={"WWW-Authenticate": "Bearer"}
                 )
             return found
+        session = request.cookies.get(STORE_COOKIE)
+        if session:
+            store = await blocking(caller_from_store_session, self.repo, session)
+            if store is not None:
+                return store
         token = request.cookies.get(GUEST_COOKIE)
         if token:
             guest = await blocking(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -66,6 +67,25 @@ class ApiError(Exception):
 def validation_error(field: str, message: str) -> ApiError:
     """A 400 naming the offending field (``details.field``)."""
     return ApiError(400, "validation_error", message, details={"field": field})
+
+
+async def read_body(request: Request, model: type[BaseModel]) -> Any:
+    """The JSON body as ``model``.
+
+    Raises:
+        ApiError: 400 ``validation_error`` naming the first bad field (``body`` when the body
+            is no JSON at all).
+    """
+    try:
+        raw = await request.json()
+    except ValueError as exc:
+        raise validation_error("body", "the body must be a JSON object") from exc
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first.get("loc", ())) or "body"
+        raise validation_error(field, f"{field}: {first.get('msg', 'invalid')}") from exc
 
 
 def ok(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> JSONResponse:

@@ -21,10 +21,9 @@ from starlette.routing import Route
 
 from api.admission import admit_anyone
 from api.context import ApiContext, blocking
-from api.envelope import ok, validation_error
+from api.envelope import ok, read_body, validation_error
 from api.golive import golive_state, reader_of
 from api.operator_auth import require_operator
-from api.opspage import read_body
 from pipeline import golive
 from pipeline.golive import FLAGS, Change
 

@@ -27,9 +27,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from api.context import ApiContext, blocking
-from api.envelope import ApiError, ok, validation_error
+from api.envelope import ApiError, ok, read_body, validation_error
 from api.operator_auth import Operator, require_operator
-from api.opspage import read_body
 from pipeline.cancellation import cancel_item, cancel_job, retry_item
 from pipeline.controls import SUBMISSIONS_PAUSED
 from pipeline.repository import STORE_DEFAULTS, FailedFilter

@@ -13,20 +13,21 @@ route makes (:func:`require_operator`).
 * Sign-in attempts count against the client network, :data:`LOGIN_ATTEMPTS_PER_MINUTE` per
   rolling minute (the Redis throttle: check and count in one atomic step).
 
+The session design (token, cookie, sign-in limit) is shared with the store console's sign-in:
+:mod:`api.sessions`.
+
 Answers: no credentials, an unknown or revoked key, an expired session: 401. Credentials that
 are not an operator's (a store key, a console guest): 403.
 """
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.addresses import client_network
 from api.auth import (
     GUEST_COOKIE,
     KEY_PREFIX,
@@ -40,6 +41,7 @@ from api.auth import (
 )
 from api.context import ApiContext, blocking
 from api.envelope import ApiError
+from api.sessions import SessionCookie, count_sign_in_attempt, new_token
 from pipeline.repository import Repository, Row
 
 OPS_COOKIE = "ops_session"
@@ -52,6 +54,7 @@ every 3 s), so a few open tabs and a script fit, and a runaway loop does not."""
 LOGIN_ATTEMPTS_PER_MINUTE = 10
 """Sign-in attempts per client network per rolling minute (keys carry 256 bits: this bounds
 load and log noise, not guessing)."""
+OPS_SESSION = SessionCookie(OPS_COOKIE, OPS_PATH)
 
 
 @dataclass(frozen=True)
@@ -170,31 +173,25 @@ async def sign_in(request: Request, key: str) -> tuple[Operator, str]:
             a store key, 401 for anything else that is not a live operator key.
     """
     ctx: ApiContext = request.app.state.ctx
-    await _hit(ctx, "ops-login", f"ip-{client_network(request)}", LOGIN_ATTEMPTS_PER_MINUTE)
+    await count_sign_in_attempt(request, "ops-login", LOGIN_ATTEMPTS_PER_MINUTE)
     found = await blocking(operator_from_key, ctx.repo, key)
     if found is None:
         if await blocking(caller_from_key, ctx.repo, key) is not None:
             raise ApiError(403, "forbidden", "operators only: this is a store's key")
         raise ApiError(401, "unauthorized", "invalid operator key")
-    token = secrets.token_urlsafe(32)
-    await blocking(ctx.repo.ops_insert_session, hash_secret(token), found.key_id, SESSION_SECONDS)
+    token, token_hash = new_token()
+    await blocking(ctx.repo.ops_insert_session, token_hash, found.key_id, SESSION_SECONDS)
     return found, token
 
 
 async def sign_out(request: Request) -> None:
     """Forget this browser's console session (if any)."""
     ctx: ApiContext = request.app.state.ctx
-    token = request.cookies.get(OPS_COOKIE)
-    if token and len(token) <= 200:
-        await blocking(ctx.repo.ops_delete_session, hash_secret(token))
+    token_hash = OPS_SESSION.token_hash(request)
+    if token_hash is not None:
+        await blocking(ctx.repo.ops_delete_session, token_hash)
 
 
 def set_session_cookie(request: Request, response: Response, token: str | None) -> None:
     """Set (or, with None, clear) the ``ops_session`` cookie."""
-    if token is None:
-        response.delete_cookie(OPS_COOKIE, path=OPS_PATH)
-        return
-    response.set_cookie(
-        OPS_COOKIE, token, max_age=SESSION_SECONDS, path=OPS_PATH, httponly=True,
-        samesite="strict", secure=request.url.scheme == "https",
-    )  # fmt: skip
+    OPS_SESSION.set(request, response, token, SESSION_SECONDS)

@@ -27,14 +27,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
 from api.context import ApiContext, blocking
-from api.envelope import ApiError, ok, validation_error
+from api.envelope import ApiError, ok, read_body, validation_error
 from api.files import relay
 from api.operator_auth import (
     require_operator,
@@ -44,6 +43,7 @@ from api.operator_auth import (
 )
 from api.ops import limiter_view
 from api.security import CSRF_COOKIE
+from api.sessions import KeyBody
 from api.views import display_name, input_state, result_state
 from pipeline.controls import SUBMISSIONS_PAUSED, pause_state
 from pipeline.presence import seen
@@ -103,28 +103,9 @@ async def login_page(request: Request) -> Response:
     return _with_csrf_cookie(request, response)
 
 
-class _LoginBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    key: str = Field(min_length=1, max_length=200)
-
-
-async def read_body(request: Request, model: type[BaseModel]) -> Any:
-    """The JSON body as ``model``; 400 naming the first bad field."""
-    try:
-        raw = await request.json()
-    except ValueError as exc:
-        raise validation_error("body", "the body must be a JSON object") from exc
-    try:
-        return model.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first.get("loc", ())) or "body"
-        raise validation_error(field, f"{field}: {first.get('msg', 'invalid')}") from exc
-
-
 async def login(request: Request) -> Response:
     """``POST /ops/login`` ``{"key": "iok_..."}``: sign in; sets the ``ops_session`` cookie."""
-    body = await read_body(request, _LoginBody)
+    body = await read_body(request, KeyBody)
     operator, token = await sign_in(request, body.key)
     ctx: ApiContext = request.app.state.ctx
     await blocking(ctx.repo.ops_audit, operator.actor, "sign_in", "console", None, {})

@@ -230,6 +230,16 @@ class Settings(BaseSettings):
     private windows and a few people behind one NAT and stops a cookie-dropping script from
     filling the sessions table."""
     api_guest_session_days: float = Field(30.0, validation_alias="IMAGEOPT_API_GUEST_SESSION_DAYS")
+    api_store_session_hours: float = Field(
+        12.0, gt=0, validation_alias="IMAGEOPT_API_STORE_SESSION_HOURS"
+    )
+    """How long a console sign-in with a store's API key lasts, hours (a working day, as the
+    operator console's; no sliding: signing in again starts a new session)."""
+    api_sign_in_attempts_per_minute: int = Field(
+        10, validation_alias="IMAGEOPT_API_SIGN_IN_ATTEMPTS_PER_MINUTE"
+    )
+    """Console sign-ins with a store's key per client address per rolling minute; 0 =
+    unlimited. Keys carry 256 random bits, so this bounds load and log noise, not guessing."""
     api_allowed_origins: str = Field("", validation_alias="IMAGEOPT_API_ALLOWED_ORIGINS")
     """Comma-separated origins allowed on state-changing requests; empty = the request's own
     ``scheme://Host`` (set it behind a proxy that rewrites Host)."""

@@ -723,6 +723,20 @@ class Repository:
     def api_revoke_key(self, key_id: int) -> bool:
         return self._one("api_revoke_key", id=key_id) is not None
 
+    def api_insert_store_session(self, token_hash: bytes, key_id: int, ttl_seconds: float) -> None:
+        """Record a browser signed in with a store's key (and forget a few expired sessions)."""
+        self._all("api_prune_store_sessions")
+        self._all("api_insert_store_session", token_hash=token_hash, key_id=key_id,
+                  ttl_seconds=ttl_seconds)  # fmt: skip
+
+    def api_find_store_session(self, token_hash: bytes) -> Row | None:
+        """The live key of an unexpired store session: ``id, store_id, key_prefix,
+        last_used_at`` (as :meth:`api_find_key`), or None."""
+        return self._one("api_find_store_session", token_hash=token_hash)
+
+    def api_delete_store_session(self, token_hash: bytes) -> None:
+        self._all("api_delete_store_session", token_hash=token_hash)
+
     def api_insert_guest(self, guest_id: str, token_hash: bytes, ttl_seconds: float) -> None:
         self._all("api_insert_guest", id=guest_id, token_hash=token_hash, ttl_seconds=ttl_seconds)
 

@@ -692,6 +692,28 @@ UPDATE image_optimization_api_keys SET revoked_at = now()
 WHERE id = %(id)s AND revoked_at IS NULL
 RETURNING id;
 
+-- name: api_insert_store_session
+-- A browser signed in with a store's API key (the cookie token's hash).
+INSERT INTO image_optimization_store_sessions (token_hash, key_id, expires_at)
+VALUES (%(token_hash)s, %(key_id)s, now() + make_interval(secs => %(ttl_seconds)s));
+
+-- name: api_find_store_session
+-- The live key of an unexpired store session (the shape of api_find_key).
+SELECT k.id, k.store_id, k.key_prefix, k.last_used_at
+FROM image_optimization_store_sessions s
+JOIN image_optimization_api_keys k ON k.id = s.key_id
+WHERE s.token_hash = %(token_hash)s AND s.expires_at > now() AND k.revoked_at IS NULL;
+
+-- name: api_delete_store_session
+-- Sign out: forget the session (nothing when it is gone already).
+DELETE FROM image_optimization_store_sessions WHERE token_hash = %(token_hash)s;
+
+-- name: api_prune_store_sessions
+-- Forget expired store sessions (a few at a time, on each sign-in).
+DELETE FROM image_optimization_store_sessions
+WHERE token_hash IN (SELECT token_hash FROM image_optimization_store_sessions
+                     WHERE expires_at < now() ORDER BY expires_at LIMIT 100);
+
 -- name: api_insert_guest
 -- A new console guest session.
 INSERT INTO image_optimization_guest_sessions (id, token_hash, expires_at)

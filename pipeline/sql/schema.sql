@@ -168,6 +168,15 @@ CREATE TABLE image_optimization_presets (
     CONSTRAINT image_optimization_presets_store_id_check CHECK ((btrim(store_id) <> ''::text))
 );
 
+CREATE TABLE image_optimization_store_sessions (
+    token_hash bytea NOT NULL,
+    key_id bigint NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    expires_at timestamp with time zone NOT NULL,
+    CONSTRAINT image_optimization_store_sessions_key_id_fkey FOREIGN KEY (key_id) REFERENCES image_optimization_api_keys(id) ON DELETE CASCADE,
+    CONSTRAINT image_optimization_store_sessions_pkey PRIMARY KEY (token_hash)
+);
+
 CREATE TABLE image_optimization_stores (
     store_id text NOT NULL,
     weight integer DEFAULT 1 NOT NULL,
@@ -210,6 +219,8 @@ CREATE INDEX image_optimization_jobs_completed_idx ON image_optimization_jobs US
 CREATE INDEX image_optimization_jobs_owner_idx ON image_optimization_jobs USING btree (owner_type, owner_id, created_at DESC) WHERE (owner_type IS NOT NULL);
 CREATE INDEX image_optimization_jobs_store_created_idx ON image_optimization_jobs USING btree (store_id, created_at DESC);
 CREATE INDEX image_optimization_operator_sessions_expires_idx ON image_optimization_operator_sessions USING btree (expires_at);
+CREATE INDEX image_optimization_store_sessions_expires_idx ON image_optimization_store_sessions USING btree (expires_at);
+CREATE INDEX image_optimization_store_sessions_key_idx ON image_optimization_store_sessions USING btree (key_id);
 
 CREATE VIEW image_optimization_item_settings AS
  SELECT i.id AS item_id,

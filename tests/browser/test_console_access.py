@@ -71,11 +71,12 @@ def test_keyboard_alone_starts_a_job_and_the_page_is_named_and_legible_at_phone_
             assert page.evaluate(LOW_CONTRAST) == []
 
             order = []
-            for _ in range(6):
+            for _ in range(7):
                 page.keyboard.press("Tab")
                 order.append(page.evaluate("document.activeElement.id"))
             assert order == [
                 "lang",
+                "signin-open",
                 "tour-close",
                 "file-input",
                 "model",

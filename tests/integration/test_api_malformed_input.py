@@ -49,6 +49,7 @@ BASE_JSON: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/presets"): {"name": "probe", "spec": {"format": "webp", "width": 800}},
     ("PUT", "/api/presets/{name}"): {"spec": {"format": "jpeg", "quality": 80}},
     ("POST", "/ops/login"): {"key": "iok_op_not-a-key"},
+    ("POST", "/api/session"): {"key": "iok_store_not-a-key"},
     ("POST", "/api/webhooks/replicate"): {"id": "p1", "status": "succeeded", "output": None},
     ("POST", "/ops/api/retry"): {"itemId": 1, "reason": "probe"},
     ("POST", "/ops/api/cancel"): {"itemId": 1, "reason": "probe"},

@@ -1,5 +1,6 @@
 """The console's catalogues (``api/static/i18n/{en,de}.json``): the same keys in both
-languages, and every key the page template and the presets panel's script ask for is there."""
+languages, and every key the page template, the presets panel's and the sign-in's scripts ask
+for is there."""
 
 from __future__ import annotations
 
@@ -19,12 +20,14 @@ def test_both_languages_have_the_same_keys() -> None:
     assert set(CATALOGUES["en"]) == set(CATALOGUES["de"])
 
 
-def test_every_key_of_the_template_and_the_presets_script_is_in_both() -> None:
+def test_every_key_of_the_template_and_the_presets_and_session_scripts_is_in_both() -> None:
     wanted = set(re.findall(r"t\('([\w.]+)'", TEMPLATE.read_text(encoding="utf-8")))
-    script = (STATIC / "presets.js").read_text(encoding="utf-8")
-    wanted |= set(re.findall(r'\bt\("([\w.]+)"', script))
+    for name in ("presets.js", "session.js"):
+        script = (STATIC / name).read_text(encoding="utf-8")
+        wanted |= set(re.findall(r'\bt\("([\w.]+)"', script))
     wanted |= {f"presets.fit.{fit}" for fit in ("contain", "cover", "pad")}  # built as a name
     assert {k for k in wanted if k.startswith("presets.")} >= {"presets.title", "presets.save"}
+    assert {k for k in wanted if k.startswith("session.")} >= {"session.open", "session.wrongKey"}
     for lang, catalogue in CATALOGUES.items():
         assert sorted(wanted - set(catalogue)) == [], lang
 
