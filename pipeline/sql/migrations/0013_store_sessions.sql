@@ -1,4 +1,4 @@
--- 0012_store_sessions: a store's person signs in to the console with the store's API key
+-- 0013_store_sessions: a store's person signs in to the console with the store's API key
 -- (POST /api/session, docs/API.md "Console sign-in"). One row per signed-in browser: the
 -- store_session cookie holds a random token, the row its SHA-256, as operator sessions do.
 -- Revoking the key ends its sessions (the lookup joins the live key; deleting it cascades).
