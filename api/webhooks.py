@@ -3,7 +3,8 @@
 Each delivery is checked before anything else (:mod:`pipeline.webhooks`: Replicate's
 signature over ``id.timestamp.body``, a timestamp within 5 minutes); its ``webhook-id`` is
 claimed in Redis so a retry or a replay is answered as handled; then the prediction goes to
-the polling queue as a message with its payload, and a polling worker finishes the item
+the webhook queue (``imageopt-webhook``, its own, so it never waits behind polls) as a message
+with its payload, and a polling worker finishes the item
 through its normal path (the one a poll takes, without the GET): conditional UPDATEs, so a
 webhook and a poll racing give one result.
 
@@ -86,7 +87,7 @@ def _unavailable(what: str) -> ApiError:
 
 
 async def replicate_webhook(request: Request) -> Response:
-    """Verify one webhook delivery and queue its final prediction for a polling worker."""
+    """Verify one webhook delivery and queue its final prediction on the webhook queue."""
     ctx: ApiContext = request.app.state.ctx
     if not ctx.settings.replicate_webhook_url:
         raise ApiError(404, "not_found", "webhooks are not enabled")
@@ -113,7 +114,7 @@ async def replicate_webhook(request: Request) -> Response:
         return JSONResponse({"status": "duplicate"})
     payload = webhook_payload(data)
     try:
-        await blocking(lambda: receiver.queue.send_poll(item_id, prediction=payload))
+        await blocking(receiver.queue.send_webhook, item_id, payload)
     except redis.RedisError as exc:  # the broker's Redis: let the provider retry
         await blocking(receiver.deliveries.forget, message_id)
         log.warning("webhook_not_queued", item_id=item_id, error=type(exc).__name__)
