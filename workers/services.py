@@ -117,6 +117,10 @@ def worker_services(settings: Settings, queue: TaskQueue, pool_size: int) -> Wor
             max_output_bytes=settings.max_output_bytes,
             max_output_pixels=settings.max_output_pixels,
             webhooks=bool(settings.replicate_webhook_url),
+            max_attempts=settings.max_attempts,
+            backoff_base=settings.backoff_base_seconds,
+            backoff_max=settings.backoff_max_seconds,
+            input_fetch_error_pattern=settings.input_fetch_error_pattern,
         ),
     )
 

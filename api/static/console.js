@@ -70,6 +70,7 @@
     }
     return body.data;
   }
+  window.imageoptConsole = { t: t, api: api, errorText: errorText }; // for presets.js
 
   async function refreshUsage() {
     try {
