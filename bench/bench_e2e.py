@@ -15,7 +15,8 @@ the bucket (``s3://`` sources); the model is ``nightmareai/real-esrgan`` at ``sc
     .venv/bin/python -m bench.bench_e2e scaleout --items 6000 --factor 3
     (defaults: limit 50,000 items at x100; this 2-core host carries ~45 items/s, x3 at the limit)
 
-``--profile DIR`` (capacity) writes py-spy collapsed stacks of the scheduler and workers.
+``--profile DIR`` (capacity) writes py-spy collapsed stacks of the scheduler and workers (and of
+the api with ``--webhooks``).
 
 - **capacity**: the emulator at zero latency with no limit, our budgets very high: items/s
   insert -> DONE, CPU s and transactions per item, peak RSS per process kind; and, first, in
@@ -62,7 +63,7 @@ from bench._harness import (
 from bench.profile_summary import summarize
 from devstack.processes import free_port
 from pipeline.config import Settings
-from pipeline.taskqueue import POLL_QUEUE, build_broker
+from pipeline.taskqueue import POLL_QUEUE, WEBHOOK_QUEUE, build_broker
 from pipeline.wiring import arrival_guard, redis_client
 
 THUMB_SIDE = 96
@@ -138,7 +139,10 @@ def start_profilers(stack: Stack, out_dir: str) -> list[subprocess.Popen[bytes]]
     """``py-spy record`` (collapsed stacks, 15 s) of every worker and scheduler process."""
     Path(out_dir).mkdir(parents=True, exist_ok=True)  # py-spy does not create it
     procs = []
-    for kind in ("scheduler", "worker-create", "worker-poll"):
+    kinds = [
+        k for k in ("scheduler", "worker-create", "worker-poll", "api") if k in stack.group.procs
+    ]
+    for kind in kinds:
         sid = stack.group.procs[kind].pid
         for pid in _session_pids(sid):
             if kind.startswith("worker") and pid == sid:
@@ -216,7 +220,7 @@ def capacity(args: argparse.Namespace) -> None:
         profilers = start_profilers(stack, args.profile) if args.profile else []
         total = args.stores * (args.items // args.stores)
         counts = stack.wait_final(total, timeout=args.timeout or 1800, poll=0.5)
-        if args.webhooks:  # the delayed fallback polls are work of this run too: let them run
+        if args.webhooks:  # polls the rescuer sent for late webhooks are work of this run too
             wait_for_poll_messages(stack)
         sampler.stop()
         for profiler in profilers:
@@ -228,8 +232,9 @@ def capacity(args: argparse.Namespace) -> None:
         finish = finished_to_done(stack)
     rate = t["done"] / t["span"] if t["span"] else 0.0
     webhook_messages = int(stats.get("webhooks", {}).get("delivered", 0))
-    # with webhooks: each item's delayed fallback poll is a message too (it finds the item DONE)
-    messages = total * (1 + t["polls"] + (1 if args.webhooks else 0)) + webhook_messages
+    # with webhooks: no poll message per item; the rescuer's polls of late webhooks are counted
+    # in the rows' poll_count like any poll
+    messages = total * (1 + t["polls"]) + webhook_messages
     gets = int(stats["requests_by_endpoint"].get("get_prediction", 0))
     print(f"items: {total} ({counts}), results in S3: {in_s3}")
     print(
@@ -238,7 +243,7 @@ def capacity(args: argparse.Namespace) -> None:
     )
     print(
         f"messages: {messages / total:.2f} per item (1 create + {t['polls']:.2f} polls"
-        + (f" + {webhook_messages / total:.2f} webhooks + 1 fallback poll" if args.webhooks else "")
+        + (f" + {webhook_messages / total:.2f} webhooks" if args.webhooks else "")
         + f") = {messages / t['span']:.0f} messages/s"
     )
     print(
@@ -274,11 +279,15 @@ def capacity(args: argparse.Namespace) -> None:
 
 
 def wait_for_poll_messages(stack: Stack, timeout: float = 180.0) -> None:
-    """Wait until the poll queue holds no message (waiting, delayed or not yet acknowledged:
-    dramatiq keeps each in the queue's ``.msgs`` hash until its ack)."""
+    """Wait until the poll and webhook queues hold no message (waiting, delayed or not yet
+    acknowledged: dramatiq keeps each in the queue's ``.msgs`` hash until its ack)."""
     client = redis.Redis.from_url(REDIS_URL)
     namespace = f"{stack.env['IMAGEOPT_REDIS_NAMESPACE']}-dramatiq"
-    keys = [f"{namespace}:{POLL_QUEUE}.msgs", f"{namespace}:{POLL_QUEUE}.DQ.msgs"]
+    keys = [
+        f"{namespace}:{queue}{suffix}.msgs"
+        for queue in (POLL_QUEUE, WEBHOOK_QUEUE)
+        for suffix in ("", ".DQ")
+    ]
     deadline = time.monotonic() + timeout
     try:
         while sum(int(client.hlen(key)) for key in keys) and time.monotonic() < deadline:
@@ -571,8 +580,8 @@ def main() -> None:
         "--webhooks",
         action="store_true",
         help="capacity: IMAGEOPT_WEBHOOK_URL set to an api process of the run (the emulator "
-        "POSTs each final prediction; polls are the fallback, after the expected runtime "
-        "plus IMAGEOPT_WEBHOOK_POLL_GRACE_SECONDS)",
+        "POSTs each final prediction; the scheduler's rescuer polls an item whose webhook "
+        "has not come by the expected runtime plus IMAGEOPT_WEBHOOK_POLL_GRACE_SECONDS)",
     )
     parser.add_argument("--process-counts", default="1,2,4")
     parser.add_argument("--profile", default=None, help="folder for py-spy collapsed stacks")

@@ -35,7 +35,10 @@ def scheduler() -> None:
 
 @app.command()
 def worker(
-    queues: Annotated[str, typer.Option(help="create, poll, or create,poll")] = "create,poll",
+    queues: Annotated[
+        str,
+        typer.Option(help="create, poll (polls and webhook finishes), webhook; comma-separated"),
+    ] = "create,poll",
     processes: Annotated[
         int | None, typer.Option(help="worker processes (IMAGEOPT_WORKER_PROCESSES)")
     ] = None,
@@ -46,18 +49,28 @@ def worker(
         int | None, typer.Option(help="/metrics port of this group (IMAGEOPT_WORKER_METRICS_PORT)")
     ] = None,
 ) -> None:
-    """Run dramatiq worker processes for the creation and/or polling queues."""
+    """Run dramatiq worker processes for the creation, polling and/or webhook queues."""
     from pipeline.metrics_server import worker_metrics_env
-    from pipeline.taskqueue import CREATE_QUEUE, POLL_QUEUE
+    from pipeline.taskqueue import CREATE_QUEUE, POLL_QUEUE, WEBHOOK_QUEUE
 
-    names = {"create": CREATE_QUEUE, "poll": POLL_QUEUE}
+    # "poll" takes the webhook queue too: finishing with a webhook's prediction is the polling
+    # service's work; "webhook" alone runs a group of its own for it.
+    names = {
+        "create": [CREATE_QUEUE],
+        "poll": [POLL_QUEUE, WEBHOOK_QUEUE],
+        "webhook": [WEBHOOK_QUEUE],
+    }
     chosen = [q.strip() for q in queues.split(",") if q.strip()]
     if not chosen or any(q not in names for q in chosen):
-        raise fail(f"--queues must name create and/or poll, got {queues!r}")
+        raise fail(f"--queues must name create, poll and/or webhook, got {queues!r}")
+    dramatiq_queues = list(dict.fromkeys(name for q in chosen for name in names[q]))
     settings = load_settings()
     nproc = processes or settings.worker_processes
     nthreads = threads or settings.worker_threads
     os.environ["IMAGEOPT_WORKER_THREADS"] = str(nthreads)
+    # dramatiq reads its worker timeout (an idle consumer's longest pause) from this variable
+    timeout_var = "dramatiq_worker_timeout"  # dramatiq's own lower-case name (dramatiq/worker.py)
+    os.environ[timeout_var] = str(settings.worker_fetch_wait_ms)
     port = settings.worker_metrics_port if metrics_port is None else metrics_port
     os.environ.update(worker_metrics_env(settings, port))  # multiprocess metrics, before dramatiq
     argv = [
@@ -70,7 +83,7 @@ def worker(
         "--threads",
         str(nthreads),
         "--queues",
-        *[names[q] for q in chosen],
+        *dramatiq_queues,
     ]
     os.execv(sys.executable, argv)  # noqa: S606 - become dramatiq's CLI
 

@@ -590,7 +590,7 @@ def overview_panels() -> list[Item]:
         ),
         Series(
             "Rescuer actions",
-            "Items recovered by the scheduler's rescuer (lost messages, stale polls, dead submitters, expired items).",
+            "Items recovered by the scheduler's rescuer (lost messages, stale polls, overdue webhooks, dead submitters, expired items).",
             (0, 40, 12, 8),
             [
                 Q(

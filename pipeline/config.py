@@ -146,6 +146,11 @@ class Settings(BaseSettings):
     # --- workers ----------------------------------------------------------------------------
     worker_processes: int = Field(1, validation_alias="IMAGEOPT_WORKER_PROCESSES")
     worker_threads: int = Field(8, validation_alias="IMAGEOPT_WORKER_THREADS")
+    worker_fetch_wait_ms: int = Field(100, ge=10, validation_alias="IMAGEOPT_WORKER_FETCH_WAIT_MS")
+    """Longest pause, ms, of a worker's queue consumer between two looks at its queue when it
+    found nothing (or its prefetch was full): dramatiq's worker timeout, whose default of
+    1,000 ms made a message of a quiet queue wait up to a second (p90 484 -> 77 ms at
+    2 messages/s, docs/BENCHMARKS.md, ``bench.bench_consumer_wait``)."""
 
     # --- observability ----------------------------------------------------------------------
     log_level: str = Field("INFO", validation_alias="IMAGEOPT_LOG_LEVEL")

@@ -68,7 +68,7 @@ _CODE = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 STAGES = ("queue_wait", "submission", "provider_run", "result_store")
 """Per-stage latency stages, in the order an item goes through them."""
 
-RESCUER_ACTIONS = ("requeued", "repolled", "adopted", "resubmitted", "expired")
+RESCUER_ACTIONS = ("requeued", "repolled", "adopted", "resubmitted", "expired", "webhook_overdue")
 """Recovery actions of :class:`scheduler.rescuer.Rescuer` (its ``RescueResult`` fields)."""
 
 
@@ -192,7 +192,8 @@ STORED_BYTES = Counter(
 
 RESCUER_ACTIONS_TOTAL = Counter(
     "imageopt_rescuer_actions_total",
-    "Items the rescuer recovered, by action (requeued, repolled, adopted, resubmitted, expired).",
+    "Items the rescuer recovered, by action (requeued, repolled, adopted, resubmitted, expired,"
+    " webhook_overdue).",
     ["action"],
 )
 

@@ -88,6 +88,22 @@ class RuntimeHints:
                 self._cache[model] = (now, median)
         return first_poll_delay(median, initial=self._initial, maximum=self._maximum)
 
+    def medians(self) -> dict[str, float]:
+        """Every model's published median runtime, seconds (one ``HGETALL``); empty when
+        Redis fails or holds none (the scheduler's rescuer then waits the fixed first delay)."""
+        try:
+            raw = self._client.hgetall(self._key)
+        except redis.RedisError as exc:
+            log.debug("runtime_hints_unavailable", error=type(exc).__name__)
+            return {}
+        found: dict[str, float] = {}
+        for model, value in raw.items():  # type: ignore[union-attr]
+            try:
+                found[_text(model)] = float(_text(value))
+            except ValueError:
+                continue
+        return found
+
     def _read(self, model: str) -> float | None:
         try:
             raw = self._client.hget(self._key, model)
@@ -100,3 +116,7 @@ class RuntimeHints:
             return float(raw)  # type: ignore[arg-type]
         except ValueError:
             return None
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -14,6 +14,8 @@ from __future__ import annotations
 import statistics
 import threading
 from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 
 RUNTIME_SAMPLES = 200
@@ -45,6 +47,48 @@ def first_poll_delay(median_seconds: float | None, *, initial: float, maximum: f
     if median_seconds is None:
         return initial
     return min(maximum, max(initial, median_seconds))
+
+
+@dataclass(frozen=True)
+class WebhookWaits:
+    """How long a PROCESSING item waits for its webhook before the rescuer polls it, seconds.
+
+    ``by_model`` for the models with a runtime estimate, ``default`` for any other.
+    """
+
+    by_model: Mapping[str, float]
+    default: float
+
+    @property
+    def shortest(self) -> float:
+        """The shortest wait of any model: no item submitted since ``now - shortest`` is due."""
+        return min([self.default, *self.by_model.values()])
+
+    def of(self, model: str | None) -> float:
+        """The wait of ``model``'s predictions, seconds."""
+        return self.by_model.get(model or "", self.default)
+
+
+def webhook_waits(
+    medians: Mapping[str, float], *, initial: float, maximum: float, grace: float
+) -> WebhookWaits:
+    """With webhooks on, when a prediction's webhook is overdue: its expected runtime (the same
+    first-poll delay :func:`first_poll_delay` gives without webhooks) plus ``grace``.
+
+    Args:
+        medians: median runtime by model, seconds (:meth:`pipeline.pollhints.RuntimeHints.medians`).
+        initial: ``IMAGEOPT_POLL_INITIAL_DELAY_SECONDS``.
+        maximum: ``IMAGEOPT_POLL_MAX_DELAY_SECONDS``.
+        grace: ``IMAGEOPT_WEBHOOK_POLL_GRACE_SECONDS``.
+
+    Returns:
+        The waits, seconds.
+    """
+    by_model = {
+        model: first_poll_delay(median, initial=initial, maximum=maximum) + grace
+        for model, median in medians.items()
+    }
+    return WebhookWaits(by_model, first_poll_delay(None, initial=initial, maximum=maximum) + grace)
 
 
 class RuntimeWindow:

@@ -14,13 +14,14 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import psycopg
 from psycopg_pool import ConnectionPool
 
 from pipeline.errors import DatabaseUnavailable
+from pipeline.pollplan import WebhookWaits
 from pipeline.queries import load_queries
 from pipeline.rows import (
     CanceledItem,
@@ -482,6 +483,20 @@ class Repository:
             r["id"]
             for r in self._all("stale_processing", now=now, older_than=older_than, limit=limit)
         ]
+
+    def overdue_webhooks(self, now: datetime, waits: WebhookWaits, limit: int) -> list[int]:
+        """PROCESSING items never polled whose webhook is overdue (``waits``, seconds since
+        their last update, by model), oldest first, at most ``limit``."""
+        rows = self._all(
+            "overdue_webhooks",
+            now=now,
+            models=list(waits.by_model),
+            waits=list(waits.by_model.values()),
+            default_wait=waits.default,
+            due_before=now - timedelta(seconds=waits.shortest),
+            limit=limit,
+        )
+        return [r["id"] for r in rows]
 
     def touch_repolled(self, ids: Sequence[int]) -> list[int]:
         """Restart the staleness clock of PROCESSING items just re-polled; returns those ids."""

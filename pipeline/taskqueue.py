@@ -1,8 +1,14 @@
-"""The two dramatiq queues, seen from the side that sends: creation and polling messages.
+"""The dramatiq queues, seen from the side that sends: creation, polling and webhook messages.
 
-Messages carry only an item id: Postgres holds the truth, a message is a hint to look at that
-item. Senders build ``dramatiq.Message`` objects directly, so the scheduler does not import the
-worker's actors (and their heavy dependencies).
+Messages carry an item id (a webhook message also the final prediction it brought): Postgres
+holds the truth, a message is a hint to look at that item. Senders build ``dramatiq.Message``
+objects directly, so the scheduler and the api do not import the worker's actors (and their
+heavy dependencies).
+
+Webhook finishes have a queue of their own, so a verified webhook never waits behind the
+polls of a busy polling queue: the polling workers consume both (``imageopt worker --queues
+poll``), and the webhook actor's higher dramatiq priority puts its messages before prefetched
+polls inside a worker too (docs/LIFECYCLE.md, "Webhooks").
 """
 
 from __future__ import annotations
@@ -18,16 +24,20 @@ from pipeline.broker import ResilientRedisBroker
 
 CREATE_QUEUE = "imageopt-create"
 POLL_QUEUE = "imageopt-poll"
+WEBHOOK_QUEUE = "imageopt-webhook"
+QUEUES = (CREATE_QUEUE, POLL_QUEUE, WEBHOOK_QUEUE)
+"""Every queue, in the order the broker declares and the stats list them."""
 CREATE_ACTOR = "create_prediction"
 POLL_ACTOR = "poll_prediction"
+WEBHOOK_ACTOR = "finish_prediction"
 
 
 def build_broker(redis_url: str, namespace: str) -> RedisBroker:
-    """A Redis broker whose keys live under ``{namespace}-dramatiq``, both queues declared."""
+    """A Redis broker whose keys live under ``{namespace}-dramatiq``, every queue declared."""
     # dramatiq's RedisBroker.__init__ carries no annotations.
     broker = ResilientRedisBroker(url=redis_url, namespace=f"{namespace}-dramatiq")  # type: ignore[no-untyped-call]
-    broker.declare_queue(CREATE_QUEUE)
-    broker.declare_queue(POLL_QUEUE)
+    for name in QUEUES:
+        broker.declare_queue(name)
     return broker
 
 
@@ -66,35 +76,33 @@ class TaskQueue:
             sent += 1
         return sent
 
-    def send_poll(
-        self,
-        item_id: int,
-        delay_seconds: float = 0.0,
-        *,
-        prediction: dict[str, Any] | None = None,
-        tries: int = 0,
+    def send_poll(self, item_id: int, delay_seconds: float = 0.0) -> None:
+        """Enqueue a poll of ``item_id`` after ``delay_seconds`` (seconds)."""
+        self._send(POLL_QUEUE, POLL_ACTOR, item_id, {}, delay_seconds)
+
+    def send_webhook(
+        self, item_id: int, prediction: dict[str, Any], delay_seconds: float = 0.0, tries: int = 0
     ) -> None:
-        """Enqueue a poll of ``item_id`` after ``delay_seconds``.
+        """Enqueue the finish of ``item_id`` with the final prediction a verified webhook brought.
 
         Args:
             item_id: the item.
-            delay_seconds: wait before the poll, seconds.
-            prediction: a final prediction a verified webhook brought (its JSON, trimmed by
-                :func:`webhook_payload`); the polling worker finishes the item with it
-                instead of a GET.
-            tries: how often this webhook message was looked at already (its item was
-                still SUBMITTING).
+            prediction: the prediction's JSON, trimmed by :func:`webhook_payload`; the polling
+                worker finishes the item with it instead of a GET.
+            delay_seconds: wait before it is handled, seconds (a webhook that overtook its
+                create's answer is looked at again later).
+            tries: how often this webhook message was looked at already (its item was still
+                SUBMITTING).
         """
+        kwargs = {"prediction": prediction, "tries": tries}
+        self._send(WEBHOOK_QUEUE, WEBHOOK_ACTOR, item_id, kwargs, delay_seconds)
+
+    def _send(
+        self, queue: str, actor: str, item_id: int, kwargs: dict[str, Any], delay_seconds: float
+    ) -> None:
         delay_ms = int(delay_seconds * 1000)
-        kwargs: dict[str, Any] = {}
-        if prediction is not None:
-            kwargs = {"prediction": prediction, "tries": tries}
         message: dramatiq.Message[Any] = dramatiq.Message(
-            queue_name=POLL_QUEUE,
-            actor_name=POLL_ACTOR,
-            args=(int(item_id),),
-            kwargs=kwargs,
-            options={},
+            queue_name=queue, actor_name=actor, args=(int(item_id),), kwargs=kwargs, options={}
         )
         self._broker.enqueue(message, delay=delay_ms if delay_ms > 0 else None)
 
@@ -131,7 +139,7 @@ class TaskQueue:
         if client is None:
             return {}
         lengths: dict[str, int] = {}
-        for queue in (CREATE_QUEUE, POLL_QUEUE):
+        for queue in QUEUES:
             ready = client.llen(f"{namespace}:{queue}")
             delayed = client.llen(f"{namespace}:{queue}.DQ")
             lengths[queue] = int(ready) + int(delayed)

@@ -24,6 +24,7 @@ from pipeline.db import connect
 from pipeline.errors import DatabaseUnavailable, PipelineError, SchemaNotMigrated
 from pipeline.golive import GoLiveReader, GoLiveState
 from pipeline.migrate import require_migrated
+from pipeline.pollplan import WebhookWaits
 from pipeline.provider import ProviderClient
 from pipeline.quotas import QuotaConfig, QuotaGate
 from pipeline.repository import Repository
@@ -98,7 +99,11 @@ class Scheduler:
         allowlist: dict[str, ModelSpec],
         rpm_usage: Callable[[], dict[str, Any]] = dict,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        webhook_waits: Callable[[], WebhookWaits] | None = None,
     ) -> None:
+        """``webhook_waits``: with webhooks on, how long items wait for their webhook before
+        the rescuer polls them (:class:`scheduler.rescuer.Rescuer`); ``None``: webhooks off."""
+        self._webhook_waits = webhook_waits
         self._config = config
         self._queue = queue
         self._provider = provider
@@ -177,6 +182,7 @@ class Scheduler:
             send_create=self._queue.send_create,
             send_poll=self._queue.send_poll,
             config=cfg.rescuer,
+            webhook_waits=self._webhook_waits,
         )
         self._requeue_unsent(rescuer)
         listener = connect(cfg.database_url, cfg.schema, autocommit=True)

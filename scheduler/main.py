@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable
 from types import FrameType
 
 import structlog
@@ -12,6 +13,8 @@ from pipeline import health, metrics
 from pipeline.config import Settings
 from pipeline.logging import setup_logging
 from pipeline.metrics_server import serve_metrics
+from pipeline.pollhints import RuntimeHints
+from pipeline.pollplan import WebhookWaits, webhook_waits
 from pipeline.presence import PresenceThread
 from pipeline.quotas import quota_config
 from pipeline.wiring import (
@@ -29,6 +32,28 @@ from scheduler.rescuer import RescuerConfig
 from scheduler.retention import retention_config
 
 log = structlog.get_logger(__name__)
+
+
+def webhook_waits_of(settings: Settings) -> Callable[[], WebhookWaits] | None:
+    """With webhooks on (``IMAGEOPT_WEBHOOK_URL``), how long an item waits for its webhook: the
+    model's expected runtime (the median the polling workers publish in Redis, as the first
+    poll's delay without webhooks) plus ``IMAGEOPT_WEBHOOK_POLL_GRACE_SECONDS``; read at each
+    rescuer pass. ``None`` with webhooks off."""
+    if not settings.replicate_webhook_url:
+        return None
+    hints = RuntimeHints(
+        redis_client(settings),
+        settings.redis_namespace,
+        initial=settings.poll_initial_delay_seconds,
+        maximum=settings.poll_max_delay_seconds,
+    )
+    medians: Callable[[], dict[str, float]] = hints.medians if settings.adaptive_polling else dict
+    return lambda: webhook_waits(
+        medians(),
+        initial=settings.poll_initial_delay_seconds,
+        maximum=settings.poll_max_delay_seconds,
+        grace=settings.webhook_poll_grace_seconds,
+    )
 
 
 def run(settings: Settings, stop: threading.Event | None = None) -> None:
@@ -87,6 +112,7 @@ def run(settings: Settings, stop: threading.Event | None = None) -> None:
         storage=storage(settings),
         allowlist=allowlist(settings),
         rpm_usage=rpm_usage,
+        webhook_waits=webhook_waits_of(settings),
     )
     metrics.initialize_scheduler_series()
     metrics.register_collectors(metrics.SCHEDULER, metrics.LimiterCollector(

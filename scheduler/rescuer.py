@@ -6,6 +6,10 @@ the scheduler leader on an interval:
 - lost QUEUED messages are sent again (a duplicate is harmless: the claim is conditional);
   a new leader first sends those of the QUEUED items the broker holds no message of, at once;
 - PROCESSING items not polled for a while get a poll;
+- with webhooks on, PROCESSING items never polled whose webhook is overdue (the model's expected
+  runtime plus ``IMAGEOPT_WEBHOOK_POLL_GRACE_SECONDS``) get a poll: a prediction created with a
+  webhook gets no poll message of its own, so this scan is what ends an item whose webhook was
+  lost;
 - SUBMITTING items whose worker died half-way are resolved: if the provider lists a prediction
   made from this item's input image, it is adopted (no second prediction); otherwise the item
   is queued again. The window where we cannot tell: a worker that died after the provider
@@ -23,6 +27,7 @@ from datetime import datetime, timedelta
 import structlog
 
 from pipeline.errors import PipelineError, PredictionInputUnreachable
+from pipeline.pollplan import WebhookWaits
 from pipeline.prediction_errors import DEFAULT_INPUT_FETCH_ERROR_PATTERN, classify_failure
 from pipeline.provider import Prediction, ProviderClient
 from pipeline.repository import Repository
@@ -54,14 +59,26 @@ class RescueResult:
     adopted: int = 0
     resubmitted: int = 0
     expired: int = 0
+    webhook_overdue: int = 0
 
     @property
     def total(self) -> int:
-        return self.requeued + self.repolled + self.adopted + self.resubmitted + self.expired
+        return (
+            self.requeued
+            + self.repolled
+            + self.adopted
+            + self.resubmitted
+            + self.expired
+            + self.webhook_overdue
+        )
 
 
 class Rescuer:
-    """All recovery duties; ``run_once`` runs each of them once."""
+    """All recovery duties; ``run_once`` runs each of them once.
+
+    ``webhook_waits`` (webhooks on) gives, at each pass, how long an item waits for its
+    webhook (:func:`pipeline.pollplan.webhook_waits`); ``None``: webhooks off, no such scan.
+    """
 
     def __init__(
         self,
@@ -72,7 +89,9 @@ class Rescuer:
         send_create: Callable[[Iterable[int]], int],
         send_poll: Callable[[int], None],
         config: RescuerConfig,
+        webhook_waits: Callable[[], WebhookWaits] | None = None,
     ) -> None:
+        self._webhook_waits = webhook_waits
         self._repo = repo
         self._provider = provider
         self._storage = storage
@@ -81,14 +100,18 @@ class Rescuer:
         self._config = config
 
     def run_once(self, now: datetime) -> RescueResult:
-        result = RescueResult(
-            requeued=self.requeue_lost_queued(now),
-            repolled=self.repoll_stale_processing(now),
-            expired=self.expire_old_items(now),
-        )
+        requeued = self.requeue_lost_queued(now)
+        webhook_overdue = self.poll_overdue_webhooks(now)
+        repolled = self.repoll_stale_processing(now)
+        expired = self.expire_old_items(now)
         adopted, resubmitted = self.resolve_stale_submitting(now)
         result = RescueResult(
-            result.requeued, result.repolled, adopted, resubmitted, result.expired
+            requeued=requeued,
+            repolled=repolled,
+            adopted=adopted,
+            resubmitted=resubmitted,
+            expired=expired,
+            webhook_overdue=webhook_overdue,
         )
         if result.total:
             log.warning(
@@ -98,6 +121,7 @@ class Rescuer:
                 adopted=result.adopted,
                 resubmitted=result.resubmitted,
                 expired=result.expired,
+                webhook_overdue=result.webhook_overdue,
             )
         return result
 
@@ -135,6 +159,25 @@ class Rescuer:
         """Send a poll for PROCESSING items not polled for ``processing_timeout``."""
         ids = self._repo.stale_processing(now, self._config.processing_timeout, self._config.batch)
         touched = self._repo.touch_repolled(ids)  # commit first: a rerun finds nothing to do
+        for item_id in touched:
+            self._send_poll(item_id)
+        return len(touched)
+
+    def poll_overdue_webhooks(self, now: datetime) -> int:
+        """Send a poll for PROCESSING items never polled whose webhook is overdue.
+
+        With webhooks on, a new prediction gets no poll message (its webhook finishes it); an
+        item still PROCESSING past its model's expected runtime plus the grace has lost its
+        webhook (or the webhook's message), and is polled from here on as without webhooks.
+        ``touch_repolled`` commits first, so a second pass finds nothing to do.
+
+        Returns:
+            Polls sent (at most ``batch``).
+        """
+        if self._webhook_waits is None:
+            return 0
+        ids = self._repo.overdue_webhooks(now, self._webhook_waits(), self._config.batch)
+        touched = self._repo.touch_repolled(ids)
         for item_id in touched:
             self._send_poll(item_id)
         return len(touched)

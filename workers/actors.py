@@ -1,5 +1,8 @@
 """The dramatiq actors: thin shells around :mod:`workers.creation` and :mod:`workers.polling`.
 
+Three actors on three queues (:mod:`pipeline.taskqueue`): creation, polling, and the finish of
+an item with a verified webhook's prediction (the polling service, without the GET).
+
 Run with ``imageopt worker`` (dramatiq's CLI on this module, via :mod:`workers.launch`).
 Settings are read once, here, at import in each worker process; services are built lazily
 after dramatiq forks.
@@ -27,6 +30,8 @@ from pipeline.taskqueue import (
     CREATE_QUEUE,
     POLL_ACTOR,
     POLL_QUEUE,
+    WEBHOOK_ACTOR,
+    WEBHOOK_QUEUE,
     TaskQueue,
     build_broker,
 )
@@ -53,6 +58,9 @@ log = structlog.get_logger(__name__)
 
 EARLY_WEBHOOK_TRIES = 8
 """Looks at a webhook that overtook its create's answer (1 s doubling, 30 s at most)."""
+WEBHOOK_PRIORITY = -10
+"""dramatiq priority of the webhook actor (lower runs first; the others have the default 0):
+inside a worker that consumes both queues, a webhook's message goes before prefetched polls."""
 
 _services: WorkerServices | None = None
 _lock = threading.Lock()
@@ -109,17 +117,38 @@ def create_prediction(item_id: int) -> None:
 def poll_prediction(item_id: int, prediction: dict[str, Any] | None = None, tries: int = 0) -> None:
     """Poll one PROCESSING item; schedule the next poll when it is still running.
 
-    With ``prediction`` (a verified webhook's, sent by the api), finish the item with it
-    instead of a GET; one whose item is still SUBMITTING is looked at again with backoff, up
-    to :data:`EARLY_WEBHOOK_TRIES` times (then the fallback poll finishes the item).
+    ``prediction`` and ``tries``: a webhook message that an api of the previous release put on
+    the polling queue during a rolling upgrade; it is finished as :func:`finish_prediction`
+    would."""
+    if prediction is not None:
+        finish_prediction.fn(item_id, prediction, tries)
+        return
+    with retried_while_database_unavailable(item_id):
+        outcome = services().polling.run(item_id)
+    if outcome.action == "again":
+        queue.send_poll(item_id, outcome.delay)
+
+
+@dramatiq.actor(
+    actor_name=WEBHOOK_ACTOR,
+    queue_name=WEBHOOK_QUEUE,
+    priority=WEBHOOK_PRIORITY,
+    max_retries=5,
+    min_backoff=1_000,
+    max_backoff=60_000,
+    time_limit=180_000,
+)
+def finish_prediction(item_id: int, prediction: dict[str, Any], tries: int = 0) -> None:
+    """Finish one item with the final prediction a verified webhook brought (sent by the api).
+
+    The polling service's path without the GET: conditional UPDATEs, so a webhook and a poll
+    racing give one result. One whose item is still SUBMITTING (the webhook overtook the
+    create's answer) is looked at again with backoff, up to :data:`EARLY_WEBHOOK_TRIES` times;
+    after that the scheduler's rescuer polls the item (``Rescuer.poll_overdue_webhooks``).
     """
-    known = Prediction.from_json(prediction) if prediction is not None else None
+    known = Prediction.from_json(prediction)
     with retried_while_database_unavailable(item_id):
         outcome = services().polling.run(item_id, known=known)
-    if outcome.action != "again":
-        return
-    if prediction is None:
-        queue.send_poll(item_id, outcome.delay)
-    elif tries < EARLY_WEBHOOK_TRIES:
+    if outcome.action == "again" and tries < EARLY_WEBHOOK_TRIES:
         delay = min(outcome.delay * 2**tries, 30.0)
-        queue.send_poll(item_id, delay, prediction=prediction, tries=tries + 1)
+        queue.send_webhook(item_id, prediction, delay, tries=tries + 1)

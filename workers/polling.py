@@ -59,9 +59,9 @@ class PollingPolicy:
     acquire_timeout: float
     max_output_bytes: int
     max_output_pixels: int
-    webhook_grace: float = 0.0
-    """With webhooks on, added to the first poll's delay: the poll is then only the fallback
-    for a webhook that never came (``IMAGEOPT_WEBHOOK_POLL_GRACE_SECONDS``); 0: no webhooks."""
+    webhooks: bool = False
+    """Webhooks on: a new prediction gets no poll message; the scheduler's rescuer polls it
+    if its webhook has not come by the expected runtime plus the grace (scheduler/rescuer.py)."""
     max_attempts: int = 5
     """Attempts (predictions) per item when the provider could not download the input."""
     backoff_base: float = 2.0
@@ -121,11 +121,12 @@ class PollingService:
             prediction: the create's answer.
 
         Returns:
-            Seconds until the poll message the caller sends, or ``None`` when none is needed.
+            Seconds until the poll message the caller sends, or ``None`` when none is needed
+            (finished here, or webhooks on: the webhook or the rescuer's scan ends the item).
         """
-        first = self._first_delay(model) + self._policy.webhook_grace
+        first = self._first_delay(model)
         if not prediction.terminal:
-            return first
+            return None if self._policy.webhooks else first
         try:
             outcome = self.run(item_id, known=prediction)
         except PipelineError as exc:

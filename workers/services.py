@@ -128,9 +128,7 @@ def worker_services(settings: Settings, queue: TaskQueue, pool_size: int) -> Wor
             acquire_timeout=settings.rate_limit_acquire_timeout_seconds,
             max_output_bytes=settings.max_output_bytes,
             max_output_pixels=settings.max_output_pixels,
-            webhook_grace=(
-                settings.webhook_poll_grace_seconds if settings.replicate_webhook_url else 0.0
-            ),
+            webhooks=bool(settings.replicate_webhook_url),
             max_attempts=settings.max_attempts,
             backoff_base=settings.backoff_base_seconds,
             backoff_max=settings.backoff_max_seconds,

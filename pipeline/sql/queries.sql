@@ -344,6 +344,23 @@ WHERE status = 'PROCESSING'
 ORDER BY last_polled_at NULLS FIRST
 LIMIT %(limit)s;
 
+-- name: overdue_webhooks
+-- With webhooks on: PROCESSING items not polled yet whose webhook is overdue, i.e. nothing was
+-- sent to them for their model's wait (the item's or its job's model: %(models)s / %(waits)s
+-- seconds; any other model %(default_wait)s): last_polled_at is the PROCESSING time until the
+-- rescuer's poll (touch_repolled) or a real poll (poll_count) moves it.
+-- updated_at <= last_polled_at here, so %(due_before)s (now - the shortest wait) bounds
+-- updated_at: a range of the active index.
+SELECT i.id FROM image_optimization_items AS i
+JOIN image_optimization_jobs AS j ON j.id = i.job_id
+LEFT JOIN unnest(%(models)s::text[], %(waits)s::float8[]) AS w (model, wait)
+  ON w.model = coalesce(i.model, j.model)
+WHERE i.status = 'PROCESSING' AND i.poll_count = 0
+  AND i.updated_at < %(due_before)s
+  AND i.last_polled_at < %(now)s - make_interval(secs => coalesce(w.wait, %(default_wait)s))
+ORDER BY i.updated_at
+LIMIT %(limit)s;
+
 -- name: touch_repolled
 -- PROCESSING items the rescuer sent a poll for restart their staleness clock (so a second
 -- rescuer pass does not send another poll; the poll itself records the real poll).

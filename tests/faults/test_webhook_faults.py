@@ -1,11 +1,14 @@
 """Fault scenario: provider webhooks lost, duplicated, delayed, corrupted, arriving before the
 create's answer, forged and replayed.
 
-One pipeline with webhooks on (an ``imageopt api`` process receives them; the fallback poll
-comes 3 s after the expected runtime) runs each webhook fault of the emulator in turn on fresh
-items; then every finished item gets a forged webhook (another secret) and a replayed one (the
-right secret, a timestamp 10 minutes old), both saying the prediction failed. Every item must
-end DONE with one prediction, whatever happened to its webhook, and no forgery is accepted.
+One pipeline with webhooks on (an ``imageopt api`` process receives them; no poll message is
+sent per item: the scheduler's rescuer polls an item whose webhook has not come 3 s after the
+expected runtime, and its older scan of items not polled for a while is pushed out to 60 s, so
+that only the webhook scan can end a lost webhook's item in time) runs each webhook fault of
+the emulator in turn on fresh items; then every finished item gets a forged webhook (another
+secret) and a replayed one (the right secret, a timestamp 10 minutes old), both saying the
+prediction failed. Every item must end DONE with one prediction, whatever happened to its
+webhook, and no forgery is accepted.
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ def test_webhook_faults_end_every_item_done_once_and_no_forgery_is_accepted(
         extra_env={
             "IMAGEOPT_WEBHOOK_URL": f"{api}/api/webhooks/replicate",
             "IMAGEOPT_WEBHOOK_POLL_GRACE_SECONDS": "3",
+            "IMAGEOPT_RESCUE_PROCESSING_SECONDS": "60",
             "IMAGEOPT_API_RATE_PER_MINUTE": "100000",
         },
         emulator=EmulatorConfig(
@@ -95,6 +99,7 @@ def test_webhook_faults_end_every_item_done_once_and_no_forgery_is_accepted(
     replayed = [_forge(api, int(i), str(p), secret=SECRET, age=600) for i, p in rows]
     time.sleep(1.0)  # anything wrongly queued would have been handled by now
     api_log = (stack.log_dir / "api.log").read_text(errors="replace")
+    scheduler_log = (stack.log_dir / "scheduler.log").read_text(errors="replace")
     out: Outcome = stack.outcome(timeout=40)
     assert_sound(
         stack,
@@ -113,6 +118,17 @@ def test_webhook_faults_end_every_item_done_once_and_no_forgery_is_accepted(
         ).fetchone()
     assert never_polled is not None
     assert never_polled[0] >= 3  # finished by webhook, without a GET
+    # the lost and the corrupted (given up) webhooks' items were polled by the rescuer's scan
+    assert _rescued_webhooks(scheduler_log) >= 6
+
+
+def _rescued_webhooks(log: str) -> int:
+    """Items the scheduler's rescuer polled because their webhook was overdue (its log)."""
+    total = 0
+    for line in log.splitlines():
+        if '"rescuer_recovered"' in line:
+            total += int(json.loads(line).get("webhook_overdue", 0))
+    return total
 
 
 def _answers(url: str) -> bool:

@@ -30,7 +30,7 @@ import pytest
 import yaml  # type: ignore[import-untyped]  # types-PyYAML is not a dev dependency
 
 from pipeline.config import Settings
-from pipeline.taskqueue import CREATE_QUEUE, POLL_QUEUE, build_broker
+from pipeline.taskqueue import CREATE_QUEUE, POLL_QUEUE, WEBHOOK_QUEUE, build_broker
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "deploy" / "compose" / "compose.yaml"
@@ -354,9 +354,9 @@ def test_keda_scales_each_worker_on_its_dramatiq_redis_list(
 ) -> None:
     config = _config_data(production)
     namespace = f"{config.get('IMAGEOPT_REDIS_NAMESPACE', 'imageopt')}-dramatiq"
-    for deployment, queue in (
-        ("imageopt-worker-create", CREATE_QUEUE),
-        ("imageopt-worker-poll", POLL_QUEUE),
+    for deployment, queues in (
+        ("imageopt-worker-create", [CREATE_QUEUE]),
+        ("imageopt-worker-poll", [POLL_QUEUE, WEBHOOK_QUEUE]),
     ):
         scaled = next(
             doc
@@ -364,8 +364,11 @@ def test_keda_scales_each_worker_on_its_dramatiq_redis_list(
             if doc["spec"]["scaleTargetRef"]["name"] == deployment
         )
         types = [trigger["type"] for trigger in scaled["spec"]["triggers"]]
-        assert types == ["redis", "cpu"]
-        assert scaled["spec"]["triggers"][0]["metadata"]["listName"] == f"{namespace}:{queue}"
+        assert types == [*(["redis"] * len(queues)), "cpu"]
+        lists = [
+            t["metadata"]["listName"] for t in scaled["spec"]["triggers"] if t["type"] == "redis"
+        ]
+        assert lists == [f"{namespace}:{queue}" for queue in queues]
         assert scaled["spec"]["minReplicaCount"] >= 1
         assert "replicas" not in _named(production, "Deployment", deployment)["spec"]
     auth = next(_of_kind(production, "TriggerAuthentication"))
@@ -463,18 +466,19 @@ def test_a_changed_redis_namespace_and_ports_reach_the_keda_trigger_and_the_pods
     _validate_all(docs)
     # The list the workers' broker really uses for that namespace (pipeline/taskqueue.py).
     broker_namespace = build_broker("redis://127.0.0.1:1/0", "shop-eu-2").namespace
-    for deployment, queue in (
-        ("imageopt-worker-create", CREATE_QUEUE),
-        ("imageopt-worker-poll", POLL_QUEUE),
+    for deployment, queues in (
+        ("imageopt-worker-create", [CREATE_QUEUE]),
+        ("imageopt-worker-poll", [POLL_QUEUE, WEBHOOK_QUEUE]),
     ):
         scaled = next(
             doc
             for doc in _of_kind(docs, "ScaledObject")
             if doc["spec"]["scaleTargetRef"]["name"] == deployment
         )
-        assert scaled["spec"]["triggers"][0]["metadata"]["listName"] == (
-            f"{broker_namespace}:{queue}"
-        )
+        lists = [
+            t["metadata"]["listName"] for t in scaled["spec"]["triggers"] if t["type"] == "redis"
+        ]
+        assert lists == [f"{broker_namespace}:{queue}" for queue in queues]
     for name, port in (
         ("imageopt-api", 8181),
         ("imageopt-scheduler", 9290),

@@ -67,3 +67,15 @@ def test_without_redis_the_initial_delay_applies_and_nothing_raises() -> None:
     offline.observe("acme/model", 4.0)  # the publish fails quietly
     assert offline.first_delay("acme/model") == 1.0
     dead.close()
+
+
+def test_the_scheduler_reads_every_models_median_and_skips_garbage(
+    redis_client: redis.Redis, redis_namespace: str
+) -> None:
+    key = f"{redis_namespace}:poll:runtime"
+    redis_client.hset(key, mapping={"acme/model": "4.000", "slow/model": "600", "bad/model": "x"})
+    assert hints(redis_client, redis_namespace).medians() == {
+        "acme/model": 4.0,
+        "slow/model": 600.0,
+    }
+    assert hints(redis_client, f"{redis_namespace}-empty").medians() == {}

@@ -17,6 +17,7 @@ from devstack.emulator import run_emulator
 from emulator.config import EmulatorConfig
 from pipeline.allowlist import build_allowlist
 from pipeline.db import create_pool
+from pipeline.pollplan import webhook_waits
 from pipeline.provider import ProviderClient
 from pipeline.repository import Repository
 from pipeline.storage import ObjectStorage
@@ -166,6 +167,54 @@ def test_a_processing_item_not_polled_recently_gets_one_poll(
     assert queue.polled == [stale]
     assert rescuer.repoll_stale_processing(now()) == 0
     assert queue.polled == [stale]
+
+
+def set_item(schema: str, item_id: int, *, model: str | None = None, polls: int = 0) -> None:
+    """Give a crafted item its own ``model`` (None: the job's) and ``polls`` polls made."""
+    sql(
+        schema,
+        "UPDATE image_optimization_items SET model = %s, poll_count = %s WHERE id = %s",
+        (model, polls, item_id),
+    )
+
+
+def test_with_webhooks_an_item_whose_webhook_is_overdue_gets_one_poll(
+    db_schema: str, pool: ConnectionPool[Any], provider: ProviderClient, storage: ObjectStorage
+) -> None:
+    """Overdue: not polled yet, and PROCESSING for longer than its model's expected runtime
+    plus the grace (here 20 s + 30 s for the job's model, 1 s + 30 s for a model without an
+    estimate); a second pass sends nothing."""
+    queue = Recorder()
+    rescuer = Rescuer(
+        repo=Repository(pool),
+        provider=provider,
+        storage=storage,
+        send_create=queue.send_create,
+        send_poll=queue.send_poll,
+        config=CONFIG,
+        webhook_waits=lambda: webhook_waits({MODEL: 20.0}, initial=1.0, maximum=30.0, grace=30.0),
+    )
+    late = crafted_item(db_schema, "PROCESSING", idle_seconds=60, prediction_id="p-late")
+    within = crafted_item(db_schema, "PROCESSING", idle_seconds=40, prediction_id="p-within")
+    other = crafted_item(db_schema, "PROCESSING", idle_seconds=40, prediction_id="p-other")
+    polled = crafted_item(db_schema, "PROCESSING", idle_seconds=60, prediction_id="p-polled")
+    set_item(db_schema, other, model="other/model")  # the default wait, 31 s
+    set_item(db_schema, polled, polls=1)
+    assert rescuer.poll_overdue_webhooks(now()) == 2
+    assert sorted(queue.polled) == sorted([late, other])
+    assert within not in queue.polled
+    assert polled not in queue.polled  # polled before: repoll_stale_processing's case
+    assert rescuer.poll_overdue_webhooks(now()) == 0
+    assert rescuer.run_once(now()).webhook_overdue == 0
+
+
+def test_without_webhooks_the_rescuer_does_not_look_for_overdue_webhooks(
+    db_schema: str, rescuer_and_queue: tuple[Rescuer, Recorder]
+) -> None:
+    rescuer, queue = rescuer_and_queue
+    crafted_item(db_schema, "PROCESSING", idle_seconds=30, prediction_id="p-x")
+    assert rescuer.poll_overdue_webhooks(now()) == 0
+    assert queue.polled == []
 
 
 def test_expired_items_are_canceled_at_the_provider_and_fail_with_timeout(

@@ -1,6 +1,7 @@
 """Provider webhooks over real sockets: the emulator signs and POSTs final predictions, the api
-verifies them and queues the prediction, a polling worker's real services finish the item with
-it (Postgres, Redis, the S3 server); forged, stale, replayed and early webhooks."""
+verifies them and queues the prediction on the webhook queue, a polling worker's real services
+finish the item with it (Postgres, Redis, the S3 server); a lost webhook's item is polled by the
+scheduler's rescuer; forged, stale, replayed and early webhooks."""
 
 from __future__ import annotations
 
@@ -20,9 +21,12 @@ from dramatiq.brokers.stub import StubBroker
 
 from devstack.emulator import run_emulator
 from emulator.config import EmulatorConfig
+from pipeline.pollplan import webhook_waits
 from pipeline.provider import Prediction
-from pipeline.taskqueue import POLL_QUEUE, TaskQueue, build_broker
+from pipeline.repository import Repository
+from pipeline.taskqueue import POLL_QUEUE, WEBHOOK_ACTOR, WEBHOOK_QUEUE, TaskQueue, build_broker
 from pipeline.webhooks import new_secret, signed_headers
+from scheduler.rescuer import Rescuer, RescuerConfig
 from tests.conftest import DATABASE_URL, settings_from
 from tests.support.api import run_api
 from tests.support.worker import put_source, queued_items, services_with_emulator
@@ -63,11 +67,11 @@ def _post(
     return httpx.post(f"{api}{ROUTE}?item={item}", content=body, headers=headers, timeout=10)
 
 
-def _queued(env: dict[str, str]) -> list[dramatiq.Message[Any]]:
-    """The messages waiting in the poll queue of ``env``'s Redis namespace."""
+def _queued(env: dict[str, str], queue: str = WEBHOOK_QUEUE) -> list[dramatiq.Message[Any]]:
+    """The messages waiting in ``queue`` (default: the webhook queue) of ``env``'s namespace."""
     broker = build_broker(env["REDIS_URL"], env["IMAGEOPT_REDIS_NAMESPACE"])
     client: Any = broker.client
-    raw = client.hvals(f"{broker.namespace}:{POLL_QUEUE}.msgs")
+    raw = client.hvals(f"{broker.namespace}:{queue}.msgs")
     broker.close()
     return [dramatiq.Message.decode(r) for r in raw]
 
@@ -96,6 +100,8 @@ def test_a_signed_final_prediction_is_queued_once_with_its_payload(
     assert (first.status_code, first.json()) == (202, {"status": "accepted"})
     assert (again.status_code, again.json()) == (200, {"status": "duplicate"})
     [message] = _queued(pipeline_env)
+    assert (message.queue_name, message.actor_name) == (WEBHOOK_QUEUE, WEBHOOK_ACTOR)
+    assert _queued(pipeline_env, POLL_QUEUE) == []  # never behind the polls
     assert message.args == (7,)
     payload = message.kwargs["prediction"]
     assert Prediction.from_json(payload).output_urls == (_prediction()["output"],)
@@ -211,8 +217,33 @@ def _wait_for(check: Any, timeout: float = 20.0) -> Any:
     raise AssertionError("condition not reached")
 
 
+class _Polls:
+    """Stands in for the rescuer's task queue: remembers the polls it sends."""
+
+    def __init__(self) -> None:
+        self.sent: list[int] = []
+
+    def send(self, item_id: int, delay_seconds: float = 0.0) -> None:
+        self.sent.append(item_id)
+
+
+def _rescuer(services: Any, grace: float, polls: _Polls) -> Rescuer:
+    """The scheduler's rescuer on the worker's repository, as with ``IMAGEOPT_WEBHOOK_URL`` set
+    (the rescuer's other duties, which use the provider and the bucket, are not run here)."""
+    repo: Repository = services.repo
+    return Rescuer(
+        repo=repo,
+        provider=Any,  # type: ignore[arg-type]
+        storage=Any,  # type: ignore[arg-type]
+        send_create=lambda ids: 0,
+        send_poll=polls.send,
+        config=RescuerConfig(),
+        webhook_waits=lambda: webhook_waits({}, initial=1.0, maximum=30.0, grace=grace),
+    )
+
+
 @pytest.mark.parametrize("fault", [None, "duplicate", "delay", "drop", "corrupt"])
-def test_an_item_ends_done_once_through_the_webhook_or_its_fallback_poll(
+def test_an_item_ends_done_once_through_the_webhook_or_the_rescuers_poll(
     pipeline_env: dict[str, str],
     poll_broker: StubBroker,
     db_schema: str,
@@ -220,8 +251,9 @@ def test_an_item_ends_done_once_through_the_webhook_or_its_fallback_poll(
     fault: str | None,
 ) -> None:
     """The emulator's signed webhook reaches the api, which queues it; the polling service
-    finishes the item with it, without a GET. A dropped or corrupted webhook leaves the item
-    to the fallback poll, whose first delay is the expected runtime plus the grace."""
+    finishes the item with it, without a GET. No poll message is sent at creation: a dropped
+    or corrupted webhook leaves the item to the scheduler's rescuer, which polls it once it is
+    PROCESSING for the expected runtime plus the grace (1 s + 45 s here), not before."""
     emulator = EmulatorConfig(
         latency_min=0.05,
         latency_max=0.1,
@@ -251,8 +283,9 @@ def test_an_item_ends_done_once_through_the_webhook_or_its_fallback_poll(
                 source = put_source(services, s3_settings["S3_BUCKET"])
                 [item_id] = queued_items(db_schema, source, 1)
                 assert services.creation.run(item_id).action == "submitted"
-                [first_poll] = _poll_messages(poll_broker)
-                assert first_poll.options["eta"] / 1000 - time.time() > 40  # 1 s + 45 s grace
+                assert _poll_messages(poll_broker) == []  # no poll message per item
+                polls = _Polls()
+                rescuer = _rescuer(services, 45.0, polls)
                 root = url.removesuffix("/v1")
                 stats = lambda: httpx.get(f"{root}/_emulator/stats").json()  # noqa: E731
                 if fault in (None, "duplicate", "delay"):
@@ -262,12 +295,21 @@ def test_an_item_ends_done_once_through_the_webhook_or_its_fallback_poll(
                     assert len(messages) == 1  # a duplicate is answered, not queued
                     known = Prediction.from_json(messages[0].kwargs["prediction"])
                     outcome = services.polling.run(item_id, known=known)
+                    after = datetime.now(UTC) + timedelta(seconds=60)
+                    assert rescuer.poll_overdue_webhooks(after) == 0  # DONE: nothing overdue
                 else:
                     _wait_for(lambda: stats()["webhooks"].get(
                         "dropped" if fault == "drop" else "gave_up"
                     ))  # fmt: skip
                     assert _queued(env) == []
-                    outcome = services.polling.run(item_id)  # the fallback poll
+                    soon = datetime.now(UTC) + timedelta(seconds=30)
+                    assert rescuer.poll_overdue_webhooks(soon) == 0  # not yet overdue
+                    later = datetime.now(UTC) + timedelta(seconds=60)
+                    assert rescuer.poll_overdue_webhooks(later) == 1
+                    assert polls.sent == [item_id]
+                    again_soon = datetime.now(UTC) + timedelta(seconds=30)
+                    assert rescuer.poll_overdue_webhooks(again_soon) == 0  # its wait restarted
+                    outcome = services.polling.run(item_id)  # the rescuer's poll
                 again = services.polling.run(item_id)  # a late poll or webhook: one result
                 gets = stats()["requests_by_endpoint"].get("get_prediction", 0)
     assert (outcome.action, again.action) == ("done", "skipped")

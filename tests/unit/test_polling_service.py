@@ -51,7 +51,7 @@ class Harness:
     limiter: FakeLimiter = field(default_factory=FakeLimiter)
     runtimes: list[tuple[str, float]] = field(default_factory=list)
 
-    def service(self) -> PollingService:
+    def service(self, *, webhooks: bool = False) -> PollingService:
         return PollingService(
             repo=self.repo,
             storage=self.storage,
@@ -63,6 +63,7 @@ class Harness:
                 acquire_timeout=5.0,
                 max_output_bytes=1 << 20,
                 max_output_pixels=10_000_000,
+                webhooks=webhooks,
             ),
             on_runtime=lambda model, seconds: self.runtimes.append((model, seconds)),
             first_delay=lambda _model: 3.5,
@@ -226,6 +227,18 @@ def test_an_unfinished_create_answer_gets_its_first_poll_after_the_models_delay(
 ) -> None:
     assert h.service().after_create(1, MODEL, Prediction("p-1", "starting")) == 3.5
     assert h.repo.status(1) == ItemStatus.PROCESSING
+
+
+def test_with_webhooks_an_unfinished_create_answer_gets_no_poll_message(h: Harness) -> None:
+    """The webhook finishes it, or the scheduler's rescuer polls it once the webhook is late."""
+    service = h.service(webhooks=True)
+    assert service.after_create(1, MODEL, Prediction("p-1", "starting")) is None
+    assert h.repo.status(1) == ItemStatus.PROCESSING
+
+
+def test_with_webhooks_a_final_create_answer_still_finishes_the_item(h: Harness) -> None:
+    assert h.service(webhooks=True).after_create(1, MODEL, succeeded()) is None
+    assert h.repo.status(1) == ItemStatus.DONE
 
 
 def test_a_known_answer_for_another_prediction_is_skipped(h: Harness) -> None:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from pipeline.pollplan import RuntimeWindow, first_poll_delay, runtime_seconds
+from pipeline.pollplan import RuntimeWindow, first_poll_delay, runtime_seconds, webhook_waits
 from pipeline.provider import Prediction
 
 
@@ -64,3 +64,20 @@ def test_prediction_runtime_parses_replicate_timestamps() -> None:
     running = Prediction.from_json({"id": "p2", "status": "processing", "created_at": "x"})
     assert done.runtime_seconds == 5.5
     assert running.runtime_seconds is None
+
+
+def test_a_webhook_is_overdue_at_the_models_first_poll_delay_plus_the_grace() -> None:
+    waits = webhook_waits(
+        {"fast": 0.2, "usual": 4.5, "slow": 90.0}, initial=1.0, maximum=30.0, grace=30.0
+    )
+    assert waits.by_model == {"fast": 31.0, "usual": 34.5, "slow": 60.0}
+    assert waits.default == 31.0  # no estimate: the fixed first delay
+    assert waits.of("usual") == 34.5
+    assert waits.of("unknown/model") == 31.0
+    assert waits.of(None) == 31.0
+
+
+def test_the_shortest_webhook_wait_bounds_the_scan() -> None:
+    assert webhook_waits({}, initial=2.0, maximum=30.0, grace=5.0).shortest == 7.0
+    waits = webhook_waits({"slow": 20.0}, initial=2.0, maximum=30.0, grace=5.0)
+    assert waits.shortest == 7.0  # the default (models without an estimate) is shorter
