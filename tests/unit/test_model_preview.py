@@ -114,7 +114,7 @@ def test_a_small_pixel_budget_stays_close_to_a_quarter_sample_of_the_models_file
     spec = MODELS["sczhou/codeformer"]
     sampled = preview_pipeline(data, spec, {}, None, max_pixels=MAX_PIXELS, sample_pixels=500_000)
     quarter = preview_pipeline(data, spec, {}, None, max_pixels=MAX_PIXELS, sample_pixels=10**9)
-    assert sampled.sampled_fraction < quarter.sampled_fraction == 0.25
+    assert sampled.sampled_fraction < 0.2 < quarter.sampled_fraction
     assert abs(sampled.estimated_bytes - quarter.estimated_bytes) / quarter.estimated_bytes < 0.1
 
 
