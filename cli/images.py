@@ -123,3 +123,5 @@ def analyze(
     typer.echo(f"  preset {rec.preset}: {rec.preset_reason}")
     for note in result.notes:
         typer.echo(f"  note   {note}")
+    for check in result.checks_not_run:
+        typer.echo(f"  not checked: {check} ({result.face_detector})")

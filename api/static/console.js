@@ -201,7 +201,9 @@
         faces: a.faces ? t("hint.faces", { count: number.format(a.faces) }) : "",
         model: r.model, params: params ? ` (${params})` : "", modelReason: r.modelReason,
         preset: r.preset, presetReason: r.presetReason,
-      });
+      }) + (a.checksNotRun.length
+        ? t("hint.notRun", { checks: a.checksNotRun.map((c) => t(`check.${c}`)).join(", ") })
+        : "");
       const apply = $("#hint-apply");
       apply.hidden = !$(`#model option[value="${CSS.escape(r.model)}"]`) || !$(`#preset option[value="${CSS.escape(r.preset)}"]`);
       apply.onclick = () => {
