@@ -213,6 +213,7 @@ def _compare(
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     clean = True
     same_errors: list[float] = []
+    worst: list[tuple[float, str, str, int, int]] = []
     for combo, found in zip(combos, results, strict=True):
         errors: list[float] = []
         same_size = same_type = done = 0
@@ -230,12 +231,17 @@ def _compare(
             same_size += (est.width, est.height) == (row["width"], row["height"])
             same_type += est.content_type == row["content_type"]
             errors.append((est.estimated_bytes - row["size"]) / row["size"] * 100)
+            worst.append(
+                (abs(errors[-1]), combo.label, path.name, est.estimated_bytes, row["size"])
+            )
         if not errors:
             continue
         absolute = [abs(e) for e in errors]
         differs = EMULATOR_DIFFERS.get(combo.spec.name, "same size and format")
         if same_size == same_type == done:
             same_errors.extend(absolute)
+        else:  # only where the emulator is the model do the worst cases say something
+            worst = [w for w in worst if w[1] != combo.label]
         print(
             f"| {combo.label} | {done}/{len(files)} | {same_size}/{done} | {same_type}/{done} "
             f"| {statistics.fmean(absolute):.1f} | {p95(absolute):.1f} | {max(absolute):.1f} "
@@ -247,6 +253,9 @@ def _compare(
             f"mean {statistics.fmean(same_errors):.1f} %, p95 {p95(same_errors):.1f} %, "
             f"max {max(same_errors):.1f} % of stored bytes (target < {TARGET:.0f} %)"
         )
+        print("worst cases there:")
+        for err, label, name, est_b, real_b in sorted(worst, reverse=True)[:5]:
+            print(f"  {err:6.1f}%  {label}  {name}  estimated {est_b} stored {real_b}")
     return clean
 
 
