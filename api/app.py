@@ -41,6 +41,7 @@ from api import (
     operator_actions,
     ops,
     opspage,
+    preset_routes,
     seed_routes,
     webhooks,
 )
@@ -138,6 +139,7 @@ def create_app(
         *liveness.ROUTES,
         Route("/api/openapi.yaml", openapi, methods=["GET"]),
         *catalog.ROUTES,
+        *preset_routes.ROUTES,
         *jobs.ROUTES,
         *imaging.ROUTES,
         *files.ROUTES,

@@ -94,8 +94,7 @@ async def usage(request: Request) -> Response:
     return response
 
 
-ROUTES = [
+ROUTES = [  # GET /api/presets is registered with the preset writes (api/preset_routes.py)
     Route("/api/models", models, methods=["GET"]),
-    Route("/api/presets", presets, methods=["GET"]),
     Route("/api/usage", usage, methods=["GET"]),
 ]

@@ -25,11 +25,13 @@ from api.catalog import model_views, preset_views
 from api.console_i18n import CATALOGUES, LANGUAGES, choose_language, translate
 from api.context import blocking
 from api.envelope import ApiError
+from api.golive import golive_state
 from api.security import CSRF_COOKIE
+from pipeline.golive import CUSTOM_PRESETS
 
 HERE = Path(__file__).resolve().parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
-ASSET_FILES = ("console.js", "console.css")
+ASSET_FILES = ("console.js", "presets.js", "console.css")
 """The console's own assets (the /ops page's are served from ``/static``)."""
 ASSET_MAX_AGE_SECONDS = 365 * 24 * 3600
 """A hashed name never changes content: one year, ``immutable`` (RFC 8246)."""
@@ -67,6 +69,7 @@ async def console(request: Request) -> Response:
         preset_views, ctx, caller.store_id if caller.owner_type == "store" else None
     )
     lang = choose_language(request)
+    custom_presets = (await golive_state(request)).flag(CUSTOM_PRESETS)
     response = templates.TemplateResponse(
         request,
         "console.html",
@@ -78,6 +81,9 @@ async def console(request: Request) -> Response:
             "assets": {name: f"/assets/{hashed}" for name, hashed in ASSETS.items()},
             "models": model_views(ctx),
             "presets": presets,
+            # the presets panel: shown while the flag is on; editable by a store only
+            "custom_presets": custom_presets,
+            "can_edit_presets": caller.owner_type == "store",
             "max_upload_mb": ctx.settings.api_max_upload_bytes // (1024 * 1024),
             "max_upload_bytes": ctx.settings.api_max_upload_bytes,
             "max_files": ctx.settings.api_max_files_per_job,

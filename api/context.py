@@ -142,6 +142,17 @@ class ApiContext:
         if create:
             await self._hit("create", caller.throttle_key, self.settings.api_create_rate_per_minute)
 
+    async def throttle_preset_writes(self, caller: Caller) -> None:
+        """Count a custom preset write (create, update, delete) against the caller's own limit,
+        ``IMAGEOPT_API_PRESET_WRITES_PER_MINUTE``: checked and counted in one Redis script.
+
+        Raises:
+            ApiError: 429 with ``Retry-After`` when over the limit.
+        """
+        await self._hit(
+            "preset-write", caller.throttle_key, self.settings.api_preset_writes_per_minute
+        )
+
     async def throttle_anonymous(self, request: Request) -> None:
         """Count a request without a caller against its client network (the peer, or what a
         trusted proxy forwarded; :mod:`api.addresses`)."""
@@ -178,6 +189,7 @@ _LIMIT_MESSAGES = {
     "api": "too many requests: {limit} per minute allowed",
     "create": "too many requests: {limit} per minute allowed for job creation",
     "guest-session": "too many new guest sessions from this address: {limit} per hour allowed",
+    "preset-write": "too many preset changes: {limit} per minute allowed",
 }
 
 

@@ -57,6 +57,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -549,6 +550,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     )
     parser.add_argument("--json", help="also write the rows and every grant time to this file")
+    parser.add_argument(
+        "--plot", help="also draw grants over time to this PNG (bench.ratelimit_plot)"
+    )
     return parser.parse_args(argv)
 
 
@@ -580,9 +584,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}"
     )
     print(table)
+    result = {"params": {**asdict(params), "limit": params.limit}, "rows": rows}
     if args.json:
         with open(args.json, "w", encoding="utf-8") as out:
-            json.dump({"params": asdict(params), "rows": rows}, out)
+            json.dump(result, out)
+    if args.plot:
+        from bench.ratelimit_plot import draw  # matplotlib only when asked
+
+        draw(result, Path(args.plot))
     return 0
 
 

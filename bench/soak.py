@@ -73,7 +73,9 @@ from devstack.processes import free_port
 from devstack.s3 import ensure_s3_server
 from devstack.stack import Stack, running_stack
 from devstack.tcpproxy import TcpProxy
+from pipeline.errors import PredictionInputUnreachable
 from pipeline.migrate import migrate
+from pipeline.prediction_errors import classify_failure
 from pipeline.storage import ObjectStorage
 
 REPO = Path(__file__).resolve().parents[1]
@@ -583,11 +585,19 @@ def verdicts(run: Run, last_fault: float) -> dict[str, Any]:
     duplicated = [i for i, n in results.items() if n > 1]
     predictions = _predictions(run)
     per_item: Counter[int] = Counter()
+    refetched: Counter[int] = Counter()  # failed downloads of our input: new ones on purpose
     for p in predictions:
         match = _ITEM_IN_INPUT.search(json.dumps(p.get("input")))
-        if match:
+        if not match:
+            continue
+        if p.get("status") == "failed" and isinstance(
+            classify_failure(p.get("error")), PredictionInputUnreachable
+        ):
+            refetched[int(match.group(1))] += 1
+        else:
             per_item[int(match.group(1))] += 1
     extra = sum(max(0, n - 1) for n in per_item.values())
+    unreachable = [i for i, r in found.items() if r[2] == PredictionInputUnreachable.code]
     crashes = sum(1 for f in run.faults if f.kind in CRASHES)
     stamps = sorted(datetime.fromisoformat(p["created_at"]).timestamp() for p in predictions)
     storms = [f for f in run.faults if f.kind == "provider:429 storm"]
@@ -635,6 +645,11 @@ def verdicts(run: Run, last_fault: float) -> dict[str, Any]:
             not jains or sum(jains) / len(jains) >= LIMITS["jain_mean"],
         ),
         "bad rows not FAILED or with a prediction": (len(bad_wrong), not bad_wrong),
+        "FAILED because the provider could not fetch the input (0)": (
+            f"{len(unreachable)} ({sum(refetched.values())} downloads failed, "
+            f"{len(refetched)} items given a new prediction)",
+            not unreachable,
+        ),
         "processes that exited on their own": (len(run.unplanned), not run.unplanned),
         "injections that failed": (len(run.errors), not run.errors),
         "token in any process output": (leaks, leaks == 0),
@@ -652,6 +667,7 @@ def verdicts(run: Run, last_fault: float) -> dict[str, Any]:
         "done": sum(1 for r in found.values() if r[1] == "DONE"),
         "failed_by_code": dict(codes),
         "predictions": len(predictions),
+        "input_download_failures": sum(refetched.values()),
         "crashes": crashes,
         "faults": [asdict(f) for f in run.faults],
         "fault_counts": dict(Counter(f.kind for f in run.faults)),

@@ -53,7 +53,9 @@ def preset_add(
     name: Annotated[str, typer.Option(help="preset name (a-z, 0-9, - and _)")],
     spec: Annotated[str, typer.Option(help='JSON, e.g. {"format": "webp", "width": 800}')],
 ) -> None:
-    """Add (or replace) a store's custom preset; the spec is validated first."""
+    """Add (or replace) a store's custom preset; the spec is validated first. Refused (exit
+    code 2) while the CUSTOM_PRESETS_ENABLED flag is off (``imageopt flags list``)."""
+    from pipeline.golive import CUSTOM_PRESETS, start_state, state_from_rows
     from pipeline.presets import add_custom_preset
 
     try:
@@ -62,7 +64,16 @@ def preset_add(
         raise fail(f"--spec is not JSON: {exc}") from exc
     settings = load_settings()
     try:
+        start = start_state()
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
+    try:
         with open_repository(settings) as repo:
+            if not state_from_rows(start, repo.golive_rows()).flag(CUSTOM_PRESETS):
+                raise fail(
+                    f"custom presets are disabled ({CUSTOM_PRESETS} is off); "
+                    f"turn them on with: imageopt flags set {CUSTOM_PRESETS} on --reason ..."
+                )
             preset = add_custom_preset(repo, store, name, parsed)
     except PipelineError as exc:
         raise fail(f"{exc.code}: {exc.message}") from exc

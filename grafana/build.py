@@ -944,6 +944,18 @@ def api_panels() -> list[Item]:
             ],
             unit="s",
         ),
+        Series(
+            "Custom preset writes by action",
+            "Custom presets created, updated and deleted through the API per minute (imageopt_custom_presets_total; refused writes not counted).",
+            (0, 21, 12, 8),
+            [
+                Q(
+                    "sum by (action) (rate(imageopt_custom_presets_total[$__rate_interval])) * 60",
+                    "{{action}}",
+                ),
+            ],
+            unit="short",
+        ),
     ]
 
 

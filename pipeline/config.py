@@ -11,6 +11,8 @@ import ipaddress
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pipeline.prediction_errors import DEFAULT_INPUT_FETCH_ERROR_PATTERN
+
 
 class Settings(BaseSettings):
     """Every knob of the pipeline. Construct once per process (``Settings()``) and pass down.
@@ -114,6 +116,13 @@ class Settings(BaseSettings):
     max_attempts: int = Field(5, validation_alias="IMAGEOPT_MAX_ATTEMPTS")
     backoff_base_seconds: float = Field(2.0, validation_alias="IMAGEOPT_BACKOFF_BASE_SECONDS")
     backoff_max_seconds: float = Field(300.0, validation_alias="IMAGEOPT_BACKOFF_MAX_SECONDS")
+    input_fetch_error_pattern: str = Field(
+        DEFAULT_INPUT_FETCH_ERROR_PATTERN, validation_alias="IMAGEOPT_INPUT_FETCH_ERROR_PATTERN"
+    )
+    """Regular expression (case-insensitive) over a failed prediction's ``error`` that marks
+    an input the provider could not download: such an item gets a new prediction (an attempt,
+    up to ``IMAGEOPT_MAX_ATTEMPTS``) instead of ending FAILED. Empty: every failure is final
+    (:mod:`pipeline.prediction_errors`)."""
     poll_initial_delay_seconds: float = Field(
         1.0, validation_alias="IMAGEOPT_POLL_INITIAL_DELAY_SECONDS"
     )
@@ -182,6 +191,17 @@ class Settings(BaseSettings):
         10, validation_alias="IMAGEOPT_API_CREATE_RATE_PER_MINUTE"
     )
     """Job creations per caller per rolling minute (seed 002: ``aiJobsLimiter`` 10/min)."""
+    api_preset_writes_per_minute: int = Field(
+        10, validation_alias="IMAGEOPT_API_PRESET_WRITES_PER_MINUTE"
+    )
+    """Custom preset creates, updates and deletes per caller per rolling minute; 0 = unlimited
+    (seed 004: ``RATE_LIMIT_CUSTOM_PRESETS=10``)."""
+    api_max_presets_per_store: int = Field(
+        100, validation_alias="IMAGEOPT_API_MAX_PRESETS_PER_STORE"
+    )
+    """Custom presets one store may keep through the API; 0 = unlimited. Bounds the table
+    against a key that writes within its rate limit for days (``imageopt preset-add``, an
+    operator's tool, is not capped)."""
     api_max_upload_bytes: int = Field(
         10 * 1024 * 1024, validation_alias="IMAGEOPT_API_MAX_UPLOAD_BYTES"
     )

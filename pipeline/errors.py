@@ -36,6 +36,7 @@ at the module that calls the library, with ``raise ... from exc``::
     │   ├── ProviderRejected           provider_rejected      permanent (4xx other than 429)
     │   └── ProviderProtocolError      provider_protocol_error transient (malformed JSON)
     ├── PredictionFailed               prediction_failed      permanent (status "failed")
+    │   └── PredictionInputUnreachable prediction_input_unreachable transient (a new prediction)
     ├── PredictionCanceled             canceled               permanent (status "canceled")
     ├── OutputInvalid                  output_invalid         permanent
     ├── ItemTimeout                    timeout                permanent (older than the max age)
@@ -199,6 +200,19 @@ class PredictionFailed(PipelineError):
     code = "prediction_failed"
 
 
+class PredictionInputUnreachable(PredictionFailed):
+    """The prediction failed because the provider could not download our input.
+
+    Our object storage was briefly unreachable from the provider (a network cut, a restart):
+    the model never ran on the image, so a new prediction may succeed. Transient: the item goes
+    back to ``PENDING`` for a new prediction, bounded by ``IMAGEOPT_MAX_ATTEMPTS``
+    (:func:`pipeline.prediction_errors.classify_failure` decides from the provider's error).
+    """
+
+    code = "prediction_input_unreachable"
+    transient = True
+
+
 class PredictionCanceled(PipelineError):
     code = "canceled"
 
@@ -255,9 +269,18 @@ class UnknownPreset(InvalidInput):
 
 
 class InvalidPreset(InvalidInput):
-    """A preset spec breaks the rules of :mod:`pipeline.presets` (the message says which)."""
+    """A preset spec breaks the rules of :mod:`pipeline.presets` (the message says which).
+
+    Attributes:
+        field: what was wrong: ``name``, ``store_id``, ``spec`` (the whole spec) or one of its
+            keys (``width``, ``format``, ...; the API reports it as ``spec.<key>``).
+    """
 
     code = "invalid_preset"
+
+    def __init__(self, message: str, *, field: str = "spec") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class MalformedInput(InvalidInput):
@@ -303,6 +326,7 @@ PUBLIC_MESSAGES: dict[str, str] = {
     "provider_protocol_error": "the model provider sent an unreadable answer",
     "rate_limit_timeout": "no capacity at the model provider in time",
     "prediction_failed": "the model failed on this image",
+    "prediction_input_unreachable": "the model provider could not download the input image",
     "canceled": "canceled",
     "output_invalid": "the model's output is not a valid image",
     "unknown_preset": "the output preset does not exist",

@@ -624,3 +624,20 @@ RETENTION_DELETED_TOTAL = Counter(
     "guest_sessions).",
     ["kind"],
 )
+
+# --- custom presets (api/preset_routes.py) ------------------------------------------------
+
+PRESET_ACTIONS = ("create", "update", "delete")
+CUSTOM_PRESETS_TOTAL = Counter(
+    "imageopt_custom_presets_total",
+    "Custom presets written through the API, by action (create, update, delete); refused "
+    "requests are not counted.",
+    ["action"],
+)
+for _action in PRESET_ACTIONS:  # every series from the start, so rate() sees the first one
+    CUSTOM_PRESETS_TOTAL.labels(_action)
+
+
+def record_custom_preset(action: str) -> None:
+    """Count one successful custom preset write (``action``: one of :data:`PRESET_ACTIONS`)."""
+    CUSTOM_PRESETS_TOTAL.labels(action).inc()

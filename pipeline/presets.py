@@ -223,14 +223,16 @@ def _int_in(spec: Mapping[str, Any], key: str, low: int, high: int) -> int | Non
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise InvalidPreset(f"preset field {key!r} must be an integer from {low} to {high}")
+        raise InvalidPreset(
+            f"preset field {key!r} must be an integer from {low} to {high}", field=key
+        )
     return value
 
 
 def _bool(spec: Mapping[str, Any], key: str) -> bool:
     value = spec.get(key, False)
     if not isinstance(value, bool):
-        raise InvalidPreset(f"preset field {key!r} must be true or false")
+        raise InvalidPreset(f"preset field {key!r} must be true or false", field=key)
     return value
 
 
@@ -243,7 +245,8 @@ def check_name(name: str) -> str:
     if not isinstance(name, str) or not NAME_PATTERN.match(name):
         raise InvalidPreset(
             f"preset name {name!r} must be 1-63 characters of a-z, 0-9, '-' and '_', "
-            "starting with a letter or digit"
+            "starting with a letter or digit",
+            field="name",
         )
     return name
 
@@ -268,28 +271,42 @@ def parse_preset(name: str, spec: Any, *, builtin: bool = False) -> Preset:
     unknown = sorted(set(spec) - _KEYS)
     if unknown:
         raise InvalidPreset(
-            f"unknown preset field(s): {', '.join(unknown)}; allowed: {', '.join(sorted(_KEYS))}"
+            f"unknown preset field(s): {', '.join(map(str, unknown))}; "
+            f"allowed: {', '.join(sorted(_KEYS))}",
+            field=str(unknown[0]),
         )
     fmt = spec.get("format")
     if fmt not in FORMATS:
-        raise InvalidPreset(f"preset field 'format' must be one of {', '.join(FORMATS)}")
+        raise InvalidPreset(
+            f"preset field 'format' must be one of {', '.join(FORMATS)}", field="format"
+        )
     fit = spec.get("fit", "contain")
     if fit not in FITS:
-        raise InvalidPreset(f"preset field 'fit' must be one of {', '.join(FITS)}")
+        raise InvalidPreset(f"preset field 'fit' must be one of {', '.join(FITS)}", field="fit")
     width = _int_in(spec, "width", MIN_SIDE, MAX_SIDE)
     height = _int_in(spec, "height", MIN_SIDE, MAX_SIDE)
     if fit in ("cover", "pad") and (width is None or height is None):
-        raise InvalidPreset(f"fit {fit!r} needs both 'width' and 'height'")
+        raise InvalidPreset(
+            f"fit {fit!r} needs both 'width' and 'height'",
+            field="width" if width is None else "height",
+        )
     quality = _int_in(spec, "quality", 1, 100)
     lossless = _bool(spec, "lossless")
     if lossless and fmt != "webp":
-        raise InvalidPreset("preset field 'lossless' applies to format 'webp' only")
+        raise InvalidPreset(
+            "preset field 'lossless' applies to format 'webp' only", field="lossless"
+        )
     background = spec.get("background")
     if background is not None and (not isinstance(background, str) or not _HEX.match(background)):
-        raise InvalidPreset("preset field 'background' must be a colour like '#ffffff'")
+        raise InvalidPreset(
+            "preset field 'background' must be a colour like '#ffffff'", field="background"
+        )
     description = spec.get("description", "")
     if not isinstance(description, str) or len(description) > 200:
-        raise InvalidPreset("preset field 'description' must be text of at most 200 characters")
+        raise InvalidPreset(
+            "preset field 'description' must be text of at most 200 characters",
+            field="description",
+        )
     return Preset(
         name=name,
         format=str(fmt),

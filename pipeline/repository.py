@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 from psycopg_pool import ConnectionPool
@@ -509,7 +509,48 @@ class Repository:
         return row
 
     def delete_preset(self, store_id: str, name: str) -> bool:
+        """Remove a custom preset; False when the store had none of that name."""
         return self._one("delete_preset", store_id=store_id, preset_name=name) is not None
+
+    def insert_preset_within_cap(
+        self, store_id: str, name: str, spec: Mapping[str, Any], cap: int
+    ) -> Row | Literal["exists", "full"]:
+        """Insert a new custom preset if the name is free and the store is under ``cap``, as
+        one atomic step: a per-store advisory lock serializes concurrent creations, so the
+        count and the insert see the same rows.
+
+        Args:
+            store_id: the store.
+            name: the preset's name.
+            spec: the validated spec.
+            cap: presets the store may hold; 0 or less = no cap.
+
+        Returns:
+            The new row, ``"exists"`` (the name is taken; nothing written) or ``"full"`` (the
+            store holds ``cap`` presets; nothing written).
+        """
+        params = {"store_id": store_id, "preset_name": name, "spec": json.dumps(dict(spec))}
+        with self._cursor() as cur, cur.connection.transaction():  # pool: autocommit
+            cur.execute(self._q["lock_store_presets"], params)
+            if cap > 0:
+                cur.execute(self._q["count_presets"], params)
+                counted = cur.fetchone()
+                assert counted is not None  # an aggregate: always one row
+                if int(counted["n"]) >= cap:
+                    return "exists" if self._preset_exists(cur, params) else "full"
+            cur.execute(self._q["insert_preset"], params)
+            row = cur.fetchone()
+        return "exists" if row is None else row
+
+    def _preset_exists(self, cur: psycopg.Cursor[Any], params: Mapping[str, Any]) -> bool:
+        cur.execute(self._q["get_preset"], params)
+        return cur.fetchone() is not None
+
+    def update_preset(self, store_id: str, name: str, spec: Mapping[str, Any]) -> Row | None:
+        """Replace an existing custom preset's spec; None when the store has none of that name."""
+        return self._one(
+            "update_preset", store_id=store_id, preset_name=name, spec=json.dumps(dict(spec))
+        )
 
     def set_store_quota(self, store_id: str, quota: int | None) -> None:
         """Set a store's items-per-window quota (None: the settings default)."""

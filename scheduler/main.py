@@ -71,6 +71,7 @@ def run(settings: Settings, stop: threading.Event | None = None) -> None:
             processing_timeout=settings.rescue_processing_seconds
             or max(60.0, 3 * settings.poll_max_delay_seconds),
             submitting_timeout=settings.rescue_submitting_seconds,
+            input_fetch_error_pattern=settings.input_fetch_error_pattern,
         ),
         quota=quota_config(settings),
         retention=retention_config(settings),

@@ -22,8 +22,9 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from pipeline.errors import PipelineError
-from pipeline.provider import ProviderClient
+from pipeline.errors import PipelineError, PredictionInputUnreachable
+from pipeline.prediction_errors import DEFAULT_INPUT_FETCH_ERROR_PATTERN, classify_failure
+from pipeline.provider import Prediction, ProviderClient
 from pipeline.repository import Repository
 from pipeline.storage import ObjectStorage
 
@@ -39,6 +40,9 @@ class RescuerConfig:
     submitting_timeout: float = 300.0
     max_age: float = 3600.0
     batch: int = 500
+    input_fetch_error_pattern: str = DEFAULT_INPUT_FETCH_ERROR_PATTERN
+    """A prediction that failed on this (its input never reached the model) is never adopted:
+    the item had it before and went back to PENDING for a new one."""
 
 
 @dataclass(frozen=True)
@@ -154,6 +158,7 @@ class Rescuer:
                 except PipelineError as exc:
                     log.warning("rescuer_lookup_failed", item_id=item_id, error_code=exc.code)
                     continue  # can't tell now; try again next pass rather than pay twice
+                found = [p for p in found if not self._input_never_fetched(p)]
                 if found:
                     prediction_id = found[0].id
             if prediction_id and self._repo.adopt_prediction(item_id, prediction_id):
@@ -163,6 +168,12 @@ class Rescuer:
                 self._send_create([item_id])
                 resubmitted += 1
         return adopted, resubmitted
+
+    def _input_never_fetched(self, prediction: Prediction) -> bool:
+        if prediction.status != "failed":
+            return False
+        error = classify_failure(prediction.error, pattern=self._config.input_fetch_error_pattern)
+        return isinstance(error, PredictionInputUnreachable)
 
     def expire_old_items(self, now: datetime) -> int:
         """FAIL (``timeout``) items older than ``max_age``, then cancel them at the provider.

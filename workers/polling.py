@@ -4,8 +4,11 @@ GET the prediction under the read budget. ``succeeded``: download the output, ch
 within the pixel cap, apply the output preset if the item or its job names one
 (:mod:`pipeline.presets`; the stored bytes, format, size and content type are then the
 preset's), store it at ``results/{store_id}/{job_id}/{item_id}.{ext}`` and set DONE with its
-size. ``failed``/``canceled``: FAILED with the provider's error. Otherwise poll again
-later with backoff. Transient errors poll again; they never lose the prediction id.
+size. ``failed``/``canceled``: FAILED with the provider's error, except a prediction that failed
+because the provider could not download our input (:mod:`pipeline.prediction_errors`): that
+item goes back to PENDING for a new prediction, an attempt like any other (up to
+``IMAGEOPT_MAX_ATTEMPTS``). Otherwise poll again later with backoff. Transient errors poll
+again; they never lose the prediction id.
 
 When the create's own answer already brought a finished prediction (Replicate's sync mode,
 ``REPLICATE_MAX_WAIT_MS``), the creation worker calls :meth:`PollingService.run` with it: the
@@ -26,14 +29,15 @@ from pipeline.errors import (
     OutputInvalid,
     PipelineError,
     PredictionCanceled,
-    PredictionFailed,
+    PredictionInputUnreachable,
     ProviderRateLimited,
     RateLimitTimeout,
     SourceError,
 )
 from pipeline.images import ImageInfo, format_of_pillow, inspect_output
-from pipeline.lifecycle import backoff_delay, poll_delay
+from pipeline.lifecycle import Fail, backoff_delay, decide, poll_delay
 from pipeline.object_keys import result_key
+from pipeline.prediction_errors import DEFAULT_INPUT_FETCH_ERROR_PATTERN, classify_failure
 from pipeline.presets import apply_preset, resolve_preset
 from pipeline.provider import Prediction
 from pipeline.rows import WorkItem
@@ -58,12 +62,17 @@ class PollingPolicy:
     webhook_grace: float = 0.0
     """With webhooks on, added to the first poll's delay: the poll is then only the fallback
     for a webhook that never came (``IMAGEOPT_WEBHOOK_POLL_GRACE_SECONDS``); 0: no webhooks."""
+    max_attempts: int = 5
+    """Attempts (predictions) per item when the provider could not download the input."""
+    backoff_base: float = 2.0
+    backoff_max: float = 300.0
+    input_fetch_error_pattern: str = DEFAULT_INPUT_FETCH_ERROR_PATTERN
 
 
-PollAction = Literal["done", "failed", "again", "skipped"]
+PollAction = Literal["done", "failed", "again", "retried", "skipped"]
 """How a poll ended: ``done`` (DONE, or someone else finished it first), ``failed`` (FAILED),
-``again`` (poll after the outcome's ``delay``) or ``skipped`` (not PROCESSING with this
-prediction)."""
+``again`` (poll after the outcome's ``delay``), ``retried`` (back to PENDING for a new
+prediction after ``delay``) or ``skipped`` (not PROCESSING with this prediction)."""
 
 
 @dataclass(frozen=True)
@@ -137,7 +146,8 @@ class PollingService:
 
         Returns:
             ``done``, ``failed``, ``again`` (with the delay, seconds; for a ``known``
-            prediction whose item is still SUBMITTING: look again with it later) or
+            prediction whose item is still SUBMITTING: look again with it later),
+            ``retried`` (PENDING for a new prediction; nothing for the caller to send) or
             ``skipped`` (the row is not PROCESSING with a prediction id, or ``known`` is
             another prediction).
         """
@@ -164,7 +174,9 @@ class PollingService:
                 polls = self._repo.record_poll(item_id) or polls + 1
             self._record_unfinished_cost(item_id, prediction)
             if prediction.status == "failed":
-                raise PredictionFailed(f"prediction failed: {prediction.error or 'no error given'}")
+                raise classify_failure(
+                    prediction.error, pattern=self._policy.input_fetch_error_pattern
+                )
             if prediction.status == "canceled":
                 raise PredictionCanceled("prediction was canceled at the provider")
         except ProviderRateLimited as exc:
@@ -173,22 +185,77 @@ class PollingService:
         except RateLimitTimeout as exc:
             return PollOutcome("again", delay=1.0, error_code=exc.code)
         except PipelineError as exc:
-            if exc.transient:
-                delay = backoff_delay(
-                    min(polls, 8) + 1, base=self._policy.initial_delay, cap=self._policy.max_delay
-                )
-                bound.warning("poll_retry", error_code=exc.code, delay_seconds=round(delay, 2))
-                metrics.item_error("polling", exc.code, "retry")
-                return PollOutcome("again", delay=delay, error_code=exc.code)
-            if self._repo.fail_item(item_id, (ItemStatus.PROCESSING,), exc.code, exc.message):
-                metrics.transition(item.model, ItemStatus.PROCESSING, ItemStatus.FAILED)
-            metrics.item_error("polling", exc.code, "failed")
-            bound.warning("item_failed", error_code=exc.code, error_message=exc.message)
-            return PollOutcome("failed", error_code=exc.code)
+            return self._after_error(item, exc, polls, bound)
         delay = poll_delay(
             polls, initial=self._policy.initial_delay, maximum=self._policy.max_delay
         )
         return PollOutcome("again", delay=delay)
+
+    def _after_error(
+        self,
+        item: WorkItem,
+        exc: PipelineError,
+        polls: int,
+        bound: structlog.typing.FilteringBoundLogger,
+    ) -> PollOutcome:
+        """A poll's error: a new prediction, the same poll later, or FAILED."""
+        if isinstance(exc, PredictionInputUnreachable):
+            return self._new_prediction_later(item, exc, bound)
+        if exc.transient:
+            delay = backoff_delay(
+                min(polls, 8) + 1, base=self._policy.initial_delay, cap=self._policy.max_delay
+            )
+            bound.warning("poll_retry", error_code=exc.code, delay_seconds=round(delay, 2))
+            metrics.item_error("polling", exc.code, "retry")
+            return PollOutcome("again", delay=delay, error_code=exc.code)
+        return self._fail(item, exc.code, exc.message, bound)
+
+    def _fail(
+        self,
+        item: WorkItem,
+        code: str,
+        message: str,
+        bound: structlog.typing.FilteringBoundLogger,
+    ) -> PollOutcome:
+        if self._repo.fail_item(item.id, (ItemStatus.PROCESSING,), code, message):
+            metrics.transition(item.model, ItemStatus.PROCESSING, ItemStatus.FAILED)
+        metrics.item_error("polling", code, "failed")
+        bound.warning("item_failed", error_code=code, error_message=message)
+        return PollOutcome("failed", error_code=code)
+
+    def _new_prediction_later(
+        self,
+        item: WorkItem,
+        exc: PredictionInputUnreachable,
+        bound: structlog.typing.FilteringBoundLogger,
+    ) -> PollOutcome:
+        """PROCESSING -> PENDING (a new prediction after a backoff), or FAILED at the last attempt.
+
+        The model never ran, so the prediction is retried as the creation step retries its
+        transient errors (:func:`pipeline.lifecycle.decide`, ``item.attempts`` so far).
+        """
+        policy = self._policy
+        decision = decide(
+            exc,
+            item.attempts,
+            max_attempts=policy.max_attempts,
+            base=policy.backoff_base,
+            cap=policy.backoff_max,
+        )
+        if isinstance(decision, Fail):
+            return self._fail(item, decision.code, decision.message, bound)
+        if self._repo.retry_later(
+            item.id, (ItemStatus.PROCESSING,), decision.delay, decision.code, decision.message
+        ):
+            metrics.transition(item.model, ItemStatus.PROCESSING, ItemStatus.PENDING)
+        metrics.item_error("polling", exc.code, "retry")
+        bound.warning(
+            "prediction_retry",
+            error_code=exc.code,
+            attempts=item.attempts,
+            delay_seconds=round(decision.delay, 2),
+        )
+        return PollOutcome("retried", delay=decision.delay, error_code=exc.code)
 
     def _record_unfinished_cost(self, item_id: int, prediction: Prediction) -> None:
         """A failed or canceled prediction's provider seconds are billed too (usage report)."""

@@ -57,7 +57,17 @@ class CreationRepository(ItemWrites, Protocol):
 
 
 class PollingRepository(ItemWrites, Protocol):
-    """The rows the polling step reads and writes (PROCESSING → DONE | FAILED)."""
+    """The rows the polling step reads and writes (PROCESSING → DONE | FAILED, or → PENDING
+    for a new prediction when the provider could not download the input)."""
+
+    def retry_later(
+        self,
+        item_id: int,
+        from_statuses: Sequence[ItemStatus],
+        delay_seconds: float,
+        code: str,
+        message: str,
+    ) -> bool: ...
 
     def get_work_item(self, item_id: int) -> WorkItem | None: ...
 

@@ -119,6 +119,10 @@ def worker_services(settings: Settings, queue: TaskQueue, pool_size: int) -> Wor
             webhook_grace=(
                 settings.webhook_poll_grace_seconds if settings.replicate_webhook_url else 0.0
             ),
+            max_attempts=settings.max_attempts,
+            backoff_base=settings.backoff_base_seconds,
+            backoff_max=settings.backoff_max_seconds,
+            input_fetch_error_pattern=settings.input_fetch_error_pattern,
         ),
     )
 

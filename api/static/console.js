@@ -74,6 +74,7 @@
     }
     return body.data;
   }
+  window.imageoptConsole = { t: t, api: api, errorText: errorText }; // for presets.js
 
   async function refreshUsage() {
     try {

@@ -421,6 +421,28 @@ VALUES (%(store_id)s, %(preset_name)s, %(spec)s)
 ON CONFLICT (store_id, name) DO UPDATE SET spec = EXCLUDED.spec, updated_at = now()
 RETURNING store_id, name, spec, created_at, updated_at;
 
+-- name: lock_store_presets
+-- Serialize preset creations of one store for the rest of the transaction (the cap check).
+SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || ':presets:' || %(store_id)s, 0));
+
+-- name: count_presets
+-- How many custom presets a store has.
+SELECT count(*) AS n FROM image_optimization_presets WHERE store_id = %(store_id)s;
+
+-- name: insert_preset
+-- A new custom preset; nothing when the store already has one of that name.
+INSERT INTO image_optimization_presets (store_id, name, spec)
+VALUES (%(store_id)s, %(preset_name)s, %(spec)s)
+ON CONFLICT (store_id, name) DO NOTHING
+RETURNING store_id, name, spec, created_at, updated_at;
+
+-- name: update_preset
+-- Replace an existing custom preset's spec; nothing when the store has none of that name.
+UPDATE image_optimization_presets
+SET spec = %(spec)s, updated_at = now()
+WHERE store_id = %(store_id)s AND name = %(preset_name)s
+RETURNING store_id, name, spec, created_at, updated_at;
+
 -- name: delete_preset
 -- Remove a custom preset.
 DELETE FROM image_optimization_presets

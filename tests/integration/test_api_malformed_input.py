@@ -37,6 +37,7 @@ PLACEHOLDER = "__HOSTILE__"
 LIMITS = {
     "IMAGEOPT_API_RATE_PER_MINUTE": "100000",
     "IMAGEOPT_API_CREATE_RATE_PER_MINUTE": "100000",
+    "IMAGEOPT_API_PRESET_WRITES_PER_MINUTE": "100000",
 }
 _JOB_JSON = {
     "model": "nightmareai/real-esrgan",
@@ -45,6 +46,8 @@ _JOB_JSON = {
 BASE_JSON: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/jobs"): _JOB_JSON,
     ("POST", "/api/ai-image/jobs"): _JOB_JSON,
+    ("POST", "/api/presets"): {"name": "probe", "spec": {"format": "webp", "width": 800}},
+    ("PUT", "/api/presets/{name}"): {"spec": {"format": "jpeg", "quality": 80}},
     ("POST", "/ops/login"): {"key": "iok_op_not-a-key"},
     ("POST", "/api/webhooks/replicate"): {"id": "p1", "status": "succeeded", "output": None},
     ("POST", "/ops/api/retry"): {"itemId": 1, "reason": "probe"},
@@ -214,7 +217,7 @@ PNG = _png()
 
 
 def _url(target: Target, query: str = "") -> str:
-    path = target.path.replace("{jobId}", "1").replace("{itemId}", "1")
+    path = target.path.replace("{jobId}", "1").replace("{itemId}", "1").replace("{name}", "probe")
     return path + (f"?{query}" if query else "")
 
 

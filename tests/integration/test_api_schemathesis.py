@@ -44,6 +44,7 @@ def test_generated_requests_find_no_server_error(pipeline_env: dict[str, str]) -
         **pipeline_env,
         "IMAGEOPT_API_RATE_PER_MINUTE": "100000",
         "IMAGEOPT_API_CREATE_RATE_PER_MINUTE": "100000",
+        "IMAGEOPT_API_PRESET_WRITES_PER_MINUTE": "100000",
         "IMAGEOPT_API_GUEST_DAILY_ITEMS": "0",
         "IMAGEOPT_API_GENERATE_WAIT_SECONDS": "0.2",  # no workers run: 202 after the wait
     }

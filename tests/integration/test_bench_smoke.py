@@ -91,10 +91,12 @@ def test_bench_requests(s3_settings: dict[str, str], tmp_path: Path) -> None:
 def test_bench_ratelimit(s3_settings: dict[str, str], tmp_path: Path) -> None:
     out = _bench(
         s3_settings, tmp_path, "bench_ratelimit", "--rpm", "120", "--window", "2",
-        "--seconds", "4", "--warmup", "1", "--processes", "1", "--kinds", "gcra",
-        "--redis-url", REDIS_URL,
+        "--seconds", "4", "--warmup", "1", "--processes", "1", "--kinds", "gcra", "window",
+        "--redis-url", REDIS_URL, "--plot", str(tmp_path / "grants.png"),
     ).stdout  # fmt: skip
     assert "| gcra" in out
+    assert "| window" in out
+    assert (tmp_path / "grants.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_bench_preview(s3_settings: dict[str, str], tmp_path: Path, images_dir: Path) -> None:

@@ -134,7 +134,7 @@ class FakeRepository:
         code: str,
         message: str,
     ) -> bool:
-        if not self._move(item_id, from_statuses, ItemStatus.PENDING):
+        if not self._move(item_id, from_statuses, ItemStatus.PENDING, prediction_id=None):
             return False
         self.retry_delays[item_id] = delay_seconds
         self.errors[item_id] = (code, message)

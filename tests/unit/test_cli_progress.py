@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import pty
+import select
 import sys
 
 import pytest
@@ -35,7 +36,18 @@ def test_a_bar_is_drawn_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
         for done in range(1, SHOW_FROM + 1):
             step(done, SHOW_FROM)
         terminal.flush()
-        drawn = os.read(leader, 65536).decode()
+        drawn = _read_all(leader)
     os.close(leader)
     assert "canceling" in drawn
     assert "100%" in drawn
+
+
+def _read_all(fd: int) -> str:
+    """Everything written so far: one read of a pty may return only part of it."""
+    chunks: list[bytes] = []
+    while select.select([fd], [], [], 0.2)[0]:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks).decode()

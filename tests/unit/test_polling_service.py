@@ -231,3 +231,52 @@ def test_an_unfinished_create_answer_gets_its_first_poll_after_the_models_delay(
 def test_a_known_answer_for_another_prediction_is_skipped(h: Harness) -> None:
     assert h.run(known=succeeded("p-other")) == PollOutcome("skipped")
     assert h.repo.status(1) == ItemStatus.PROCESSING
+
+
+INPUT_UNREACHABLE = "input image could not be fetched: ReadError"
+
+
+def test_a_prediction_whose_input_could_not_be_downloaded_gets_a_new_one(h: Harness) -> None:
+    h.provider.polls = [Prediction("p-1", "failed", error=INPUT_UNREACHABLE)]
+    outcome = h.run()
+    assert outcome.action == "retried"
+    assert outcome.error_code == "prediction_input_unreachable"
+    assert h.repo.status(1) == ItemStatus.PENDING
+    assert h.repo.items[1].prediction_id is None  # the next attempt creates a new one
+    assert h.repo.errors[1][0] == "prediction_input_unreachable"
+    assert INPUT_UNREACHABLE in h.repo.errors[1][1]
+    assert 1.0 <= h.repo.retry_delays[1] <= 2.0  # attempt 1: equal jitter over base 2 s
+
+
+def test_a_webhook_with_an_unreachable_input_also_gets_a_new_prediction(h: Harness) -> None:
+    outcome = h.run(known=Prediction("p-1", "failed", error="Failed to download input file"))
+    assert outcome.action == "retried"
+    assert h.limiter.grants == 0
+    assert h.repo.status(1) == ItemStatus.PENDING
+
+
+def test_the_last_attempt_with_an_unreachable_input_fails_the_item(h: Harness) -> None:
+    h.repo.add(work_item(status=ItemStatus.PROCESSING, prediction_id="p-1", attempts=5))
+    h.provider.polls = [Prediction("p-1", "failed", error=INPUT_UNREACHABLE)]
+    assert h.run() == PollOutcome("failed", error_code="prediction_input_unreachable")
+    assert h.repo.status(1) == ItemStatus.FAILED
+    assert "gave up after 5 attempts" in h.repo.errors[1][1]
+
+
+def test_with_an_empty_pattern_every_failed_prediction_is_final(h: Harness) -> None:
+    service = PollingService(
+        repo=h.repo,
+        storage=h.storage,
+        provider=h.provider,
+        read_limiter=h.limiter,
+        policy=PollingPolicy(
+            initial_delay=INITIAL,
+            max_delay=MAXIMUM,
+            acquire_timeout=5.0,
+            max_output_bytes=1 << 20,
+            max_output_pixels=10_000_000,
+            input_fetch_error_pattern="",
+        ),
+    )
+    h.provider.polls = [Prediction("p-1", "failed", error=INPUT_UNREACHABLE)]
+    assert service.run(1) == PollOutcome("failed", error_code="prediction_failed")

@@ -96,34 +96,38 @@ def test_custom_pad_preset_with_background_colours_the_bars(images_dir: Path) ->
 
 
 @pytest.mark.parametrize(
-    ("spec", "message"),
+    ("spec", "message", "field"),
     [
-        ([], "JSON object"),
-        ({"format": "gif"}, "'format'"),
-        ({"format": "jpeg", "quality": 0}, "'quality'"),
-        ({"format": "jpeg", "quality": "high"}, "'quality'"),
-        ({"format": "jpeg", "width": 10}, "'width'"),
-        ({"format": "jpeg", "width": 9000}, "'width'"),
-        ({"format": "jpeg", "fit": "cover", "width": 500}, "needs both"),
-        ({"format": "jpeg", "fit": "stretch"}, "'fit'"),
-        ({"format": "jpeg", "background": "white"}, "'background'"),
-        ({"format": "png", "lossless": True}, "'lossless'"),
-        ({"format": "jpeg", "upscale": "yes"}, "'upscale'"),
-        ({"format": "jpeg", "colour": "srgb"}, "unknown preset field"),
+        ([], "JSON object", "spec"),
+        ({"format": "gif"}, "'format'", "format"),
+        ({"format": "jpeg", "quality": 0}, "'quality'", "quality"),
+        ({"format": "jpeg", "quality": "high"}, "'quality'", "quality"),
+        ({"format": "jpeg", "width": 10}, "'width'", "width"),
+        ({"format": "jpeg", "width": 9000}, "'width'", "width"),
+        ({"format": "jpeg", "fit": "cover", "width": 500}, "needs both", "height"),
+        ({"format": "jpeg", "fit": "pad", "height": 500}, "needs both", "width"),
+        ({"format": "jpeg", "fit": "stretch"}, "'fit'", "fit"),
+        ({"format": "jpeg", "background": "white"}, "'background'", "background"),
+        ({"format": "png", "lossless": True}, "'lossless'", "lossless"),
+        ({"format": "jpeg", "upscale": "yes"}, "'upscale'", "upscale"),
+        ({"format": "jpeg", "colour": "srgb"}, "unknown preset field", "colour"),
+        ({"format": "jpeg", "description": 5}, "'description'", "description"),
     ],
 )
 def test_custom_preset_validation_rejects_bad_specs_with_a_clear_error(
-    spec: object, message: str
+    spec: object, message: str, field: str
 ) -> None:
     with pytest.raises(InvalidPreset, match=message) as caught:
         parse_preset("mine", spec)
     assert caught.value.code == "invalid_preset"
+    assert caught.value.field == field
 
 
 @pytest.mark.parametrize("name", ["", "Has Space", "UPPER", "-lead", "x" * 64, "a/b"])
 def test_custom_preset_names_are_checked(name: str) -> None:
-    with pytest.raises(InvalidPreset, match="preset name"):
+    with pytest.raises(InvalidPreset, match="preset name") as caught:
         parse_preset(name, {"format": "jpeg"})
+    assert caught.value.field == "name"
 
 
 def test_spec_round_trips() -> None:
