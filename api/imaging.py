@@ -35,7 +35,7 @@ from api.admission import admit
 from api.context import ApiContext, blocking
 from api.envelope import ApiError, ok, validation_error
 from api.golive import require_flag
-from api.jobs import params_field, read_image, text_field
+from api.jobs import allowlisted, params_field, read_image, text_field
 from pipeline.allowlist import ModelSpec
 from pipeline.analysis import analyze as run_analysis
 from pipeline.errors import ImageTooLarge, InvalidParams, PipelineError, SourceError
@@ -113,12 +113,7 @@ def _model(ctx: ApiContext, form: FormData) -> tuple[ModelSpec, dict[str, Any]] 
         if form.get("params") not in (None, ""):
             raise validation_error("model", "params need a model (field model)")
         return None
-    spec = ctx.models.get(name)
-    if spec is None:
-        raise ApiError(
-            400, "validation_error", f"model {name!r} is not allowed",
-            details={"field": "model", "allowed": sorted(ctx.models)},
-        )  # fmt: skip
+    spec = allowlisted(ctx, name)
     try:
         return spec, spec.clean_params(params_field(form.get("params")))
     except InvalidParams as exc:
