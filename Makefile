@@ -55,7 +55,8 @@ LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --quiet \
 	--custom-compile-command "make lock" $(if $(UPGRADE),--upgrade) \
 	$(if $(UPGRADE_PACKAGE),--upgrade-package $(UPGRADE_PACKAGE))
 lock: venv
-	UV_PYTHON_DOWNLOADS=never $(BIN)/uv pip compile pyproject.toml $(LOCK_FLAGS) -o requirements.lock
+	UV_PYTHON_DOWNLOADS=never $(BIN)/uv pip compile pyproject.toml --extra faces $(LOCK_FLAGS) \
+		-o requirements.lock
 	UV_PYTHON_DOWNLOADS=never $(BIN)/uv pip compile pyproject.toml --extra dev --extra faces \
 		--constraint requirements.lock $(LOCK_FLAGS) -o requirements-dev.lock
 

@@ -35,12 +35,13 @@ from api.admission import admit
 from api.context import ApiContext, blocking
 from api.envelope import ApiError, ok, validation_error
 from api.golive import require_flag
-from api.jobs import read_image
+from api.jobs import allowlisted, params_field, read_image, text_field
+from pipeline.allowlist import ModelSpec
 from pipeline.analysis import analyze as run_analysis
-from pipeline.errors import ImageTooLarge, PipelineError, SourceError
+from pipeline.errors import ImageTooLarge, InvalidParams, PipelineError, SourceError
 from pipeline.golive import CUSTOM_PRESETS, IMAGE_ANALYSIS, SIZE_PREVIEW
 from pipeline.presets import Preset, check_name, resolve_preset
-from pipeline.preview import preview_size
+from pipeline.preview import SizePreview, preview_pipeline, preview_size
 
 log = structlog.get_logger(__name__)
 
@@ -104,10 +105,30 @@ async def _upload(ctx: ApiContext, form: FormData) -> tuple[str, bytes]:
     return name, data
 
 
-def _preset(ctx: ApiContext, store_id: str, form: FormData) -> Preset:
-    """The form's ``preset``, resolved for the caller's store (400 naming ``preset``)."""
+def _model(ctx: ApiContext, form: FormData) -> tuple[ModelSpec, dict[str, Any]] | None:
+    """The form's ``model`` and ``params`` (JSON object), checked against the allowlist (400
+    naming ``model`` or ``params``); None when no model is given."""
+    name = text_field(form.get("model"), "model", 200)
+    if name is None:
+        if form.get("params") not in (None, ""):
+            raise validation_error("model", "params need a model (field model)")
+        return None
+    spec = allowlisted(ctx, name)
+    try:
+        return spec, spec.clean_params(params_field(form.get("params")))
+    except InvalidParams as exc:
+        raise validation_error("params", exc.message) from exc
+
+
+def _preset(ctx: ApiContext, store_id: str, form: FormData, *, required: bool) -> Preset | None:
+    """The form's ``preset``, resolved for the caller's store (400 naming ``preset``); None
+    when it is empty and not ``required`` (a model's own file is stored then)."""
     raw = form.get("preset")
-    if not isinstance(raw, str) or not raw.strip():
+    if raw is not None and not isinstance(raw, str):
+        raise validation_error("preset", "preset must be text")
+    if not raw or not raw.strip():
+        if not required:
+            return None
         raise validation_error("preset", "choose a preset (field preset; see GET /api/presets)")
     try:
         return resolve_preset(ctx.repo, store_id, check_name(raw.strip()))
@@ -128,26 +149,36 @@ def _image_error(name: str, exc: SourceError) -> ApiError:
 
 # --- routes ----------------------------------------------------------------------------------
 async def preview(request: Request) -> Response:
-    """``POST /api/preview``: multipart ``image`` + ``preset`` -> the estimated output
-    (bytes, exact width/height/content type) of that preset applied to that image."""
+    """``POST /api/preview``: multipart ``image`` + ``preset`` and/or ``model`` (+ ``params``)
+    -> the estimated stored result: the model's output (the real model's size and format),
+    then the preset if any; without a model, the preset applied to the upload itself."""
     admission = await admit(request)
     await require_flag(request, SIZE_PREVIEW)
     ctx, caller = admission.ctx, admission.caller
     form = await _form(request)
     try:
-        chosen = await blocking(_preset, ctx, caller.store_id, form)
-        if not chosen.builtin:
+        model = _model(ctx, form)
+        pick = functools.partial(_preset, required=model is None)
+        chosen = await blocking(pick, ctx, caller.store_id, form)
+        if chosen is not None and not chosen.builtin:
             await require_flag(request, CUSTOM_PRESETS)
         name, data = await _upload(ctx, form)
     finally:
         await form.close()
-    run = functools.partial(preview_size, data, chosen, max_pixels=ctx.settings.max_input_pixels)
+    limit = ctx.settings.max_input_pixels
+    run: Callable[[], SizePreview]
+    if model is None:
+        assert chosen is not None  # required without a model
+        run = functools.partial(preview_size, data, chosen, max_pixels=limit)
+    else:
+        run = functools.partial(preview_pipeline, data, *model, chosen, max_pixels=limit)
     try:
         result = await image_work(request, run)
     except SourceError as exc:
         raise _image_error(name, exc) from exc
-    log.info("api_preview", owner_type=caller.owner_type, preset=chosen.name,
-             input_bytes=len(data), estimated_bytes=result.estimated_bytes)  # fmt: skip
+    log.info("api_preview", owner_type=caller.owner_type, preset=result.preset,
+             model=model[0].name if model else None, input_bytes=len(data),
+             estimated_bytes=result.estimated_bytes)  # fmt: skip
     return ok(camel_keys(result.as_dict()))
 
 

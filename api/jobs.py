@@ -28,6 +28,7 @@ from api.context import SECONDS_PER_DAY, ApiContext, blocking
 from api.envelope import ApiError, ok, validation_error
 from api.golive import check_model, golive_state, require_flag
 from api.views import job_view
+from pipeline.allowlist import ModelSpec
 from pipeline.cancellation import cancel_job as cancel_job_items
 from pipeline.errors import InvalidParams, InvalidSourceUrl, MissingPrompt, NotJson, PipelineError
 from pipeline.golive import CUSTOM_PRESETS
@@ -102,16 +103,22 @@ def params_field(value: Any, field: str = "params") -> dict[str, Any]:
     return value
 
 
-def check_allowlisted(
-    ctx: ApiContext, model: str, prompt: str | None, params: dict[str, Any]
-) -> None:
-    """A 400 unless ``model`` is on the allowlist and takes ``prompt`` and ``params``."""
+def allowlisted(ctx: ApiContext, model: str) -> ModelSpec:
+    """The allowlisted model; a 400 naming ``model`` (with the allowed names) otherwise."""
     spec = ctx.models.get(model)
     if spec is None:
         raise ApiError(
             400, "validation_error", f"model {model!r} is not allowed",
             details={"field": "model", "allowed": sorted(ctx.models)},
         )  # fmt: skip
+    return spec
+
+
+def check_allowlisted(
+    ctx: ApiContext, model: str, prompt: str | None, params: dict[str, Any]
+) -> None:
+    """A 400 unless ``model`` is on the allowlist and takes ``prompt`` and ``params``."""
+    spec = allowlisted(ctx, model)
     try:
         spec.validate(prompt, params)
     except MissingPrompt as exc:

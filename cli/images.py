@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -15,6 +15,11 @@ from cli.base import (
     open_repository,
 )
 from pipeline.errors import PipelineError
+
+if TYPE_CHECKING:
+    from pipeline.allowlist import ModelSpec
+    from pipeline.config import Settings
+    from pipeline.presets import Preset
 
 
 def _read_image(path: Path) -> bytes:
@@ -75,33 +80,78 @@ def preset_add(
     typer.echo(f"preset {preset.name} saved for store {store}: {json.dumps(preset.to_spec())}")
 
 
+def _preview_preset(settings: Settings, preset: str | None, store: str | None) -> Preset | None:
+    """The preset of ``imageopt preview`` (built in, or the store's), None when not given."""
+    from pipeline.presets import BUILTIN_PRESETS, resolve_preset
+
+    if preset is None:
+        return None
+    if preset in BUILTIN_PRESETS or store is None:
+        chosen = BUILTIN_PRESETS.get(preset)
+        if chosen is None:
+            raise fail(f"unknown built-in preset {preset!r}; give --store for custom ones")
+        return chosen
+    with open_repository(settings) as repo:
+        return resolve_preset(repo, store, preset)
+
+
+def _preview_model(settings: Settings, model: str, params: str) -> tuple[ModelSpec, dict[str, Any]]:
+    """The allowlisted model and its checked parameters (a JSON object)."""
+    from pipeline.wiring import allowlist
+
+    spec = allowlist(settings).get(model)
+    if spec is None:
+        raise fail(f"model {model!r} is not on the allowlist")
+    try:
+        parsed = json.loads(params)
+    except json.JSONDecodeError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise fail("--params must be a JSON object")
+    return spec, spec.clean_params(parsed)
+
+
 @app.command()
 def preview(
     image: Annotated[Path, typer.Argument(help="an image file (JPEG, PNG, WebP)")],
-    preset: Annotated[str, typer.Option(help="preset name")],
+    preset: Annotated[
+        str | None, typer.Option(help="preset name (required without --model)")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="allowlisted model: estimate its output, then the preset")
+    ] = None,
+    params: Annotated[str, typer.Option(help="model parameters, a JSON object")] = "{}",
     store: Annotated[str | None, typer.Option(help="store, for its custom presets")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
-    """Estimate the output size of a preset for an image, without running the pipeline."""
-    from pipeline.presets import BUILTIN_PRESETS, resolve_preset
-    from pipeline.preview import preview_size
+    """Estimate what the pipeline stores for an image: a model's output (its real size and
+    format) then a preset, or a preset applied to the image itself; nothing is run."""
+    from pipeline.preview import preview_pipeline, preview_size
 
     settings = load_settings()
+    if model is None and preset is None:
+        raise fail("give --preset, --model, or both")
     data = _read_image(image)
     try:
-        if preset in BUILTIN_PRESETS or store is None:
-            chosen = BUILTIN_PRESETS.get(preset)
-            if chosen is None:
-                raise fail(f"unknown built-in preset {preset!r}; give --store for custom ones")
+        chosen = _preview_preset(settings, preset, store)
+        if model is None:
+            assert chosen is not None  # checked above
+            result = preview_size(data, chosen, max_pixels=settings.max_input_pixels)
         else:
-            with open_repository(settings) as repo:
-                chosen = resolve_preset(repo, store, preset)
-        result = preview_size(data, chosen, max_pixels=settings.max_input_pixels)
+            spec, cleaned = _preview_model(settings, model, params)
+            limit = settings.max_input_pixels
+            result = preview_pipeline(data, spec, cleaned, chosen, max_pixels=limit)
     except PipelineError as exc:
         raise fail(f"{exc.code}: {exc.message}") from exc
     if as_json:
         typer.echo(json.dumps(result.as_dict(), indent=2))
         return
+    if result.model is not None:
+        stage = result.model
+        typer.echo(
+            f"{image.name}: {stage.name} {stage.input_width}x{stage.input_height} -> "
+            f"{stage.width}x{stage.height} {stage.content_type}"
+        )
     typer.echo(
         f"{image.name}: {result.width}x{result.height} {result.content_type} "
         f"~{result.estimated_bytes} bytes ({result.method}; input {result.input_bytes} bytes)"
@@ -134,3 +184,5 @@ def analyze(
     typer.echo(f"  preset {rec.preset}: {rec.preset_reason}")
     for note in result.notes:
         typer.echo(f"  note   {note}")
+    for check in result.checks_not_run:
+        typer.echo(f"  not checked: {check} ({result.face_detector})")

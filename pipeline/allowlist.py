@@ -80,6 +80,14 @@ class ModelSpec:
         """
         if self.requires_prompt and not (prompt and prompt.strip()):
             raise MissingPrompt(f"model {self.name} needs a prompt")
+        return self.clean_params(params)
+
+    def clean_params(self, params: Params) -> dict[str, Any]:
+        """Check params against this model (no prompt check; the size preview needs none).
+
+        Raises:
+            InvalidParams: unknown parameter or bad value.
+        """
         cleaned: dict[str, Any] = {}
         for key, value in params.items():
             check = self.allowed_params.get(key)

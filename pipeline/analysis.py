@@ -16,6 +16,11 @@ Measured (pure Pillow, plus OpenCV for faces when installed):
   reason says so. A Haar cascade finds frontal faces of about 30 px and more; it misses
   profiles and can fire on face-like texture: a hint, not a fact.
 
+Checks that could not run are named in ``checks_not_run`` (today only ``faces``: OpenCV is the
+``faces`` extra, which the Docker image ships, see the Dockerfile; a plain ``pip install`` may
+lack it), and the recommendation's reason then says that faces were not checked rather than
+"no faces".
+
 Recommendation rules (first match wins), so each reason is one sentence:
 
 * model: faces -> ``sczhou/codeformer`` (face restoration; ``upscale`` 2 when the image is
@@ -74,6 +79,8 @@ class Analysis:
         faces: frontal faces found, or None when no detector is installed.
         face_detector: what found them (or why not).
         recommendation: model and preset with reasons.
+        checks_not_run: names of the checks that could not run (``faces``), each with its
+            reason in the matching field (``face_detector``); empty when all ran.
     """
 
     width: int
@@ -93,6 +100,7 @@ class Analysis:
     face_detector: str
     recommendation: Recommendation
     notes: list[str] = field(default_factory=list)
+    checks_not_run: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form (for the API and ``imageopt analyze --json``)."""
@@ -170,11 +178,12 @@ def recommend(
         effective = long_side * cap
         scale = max(1, min(4, math.ceil(WEB_TARGET_SIDE / effective)))
         model, params = spec.name, {"scale": scale}
+        lead = "no faces" if faces == 0 else "faces not checked"
         model_reason = (
-            f"no faces; the model gets at most {effective:.0f} px on the longest side, "
+            f"{lead}; the model gets at most {effective:.0f} px on the longest side, "
             f"x{scale} gives {effective * scale:.0f} px (aim: {WEB_TARGET_SIDE} px, at most x4)"
             if scale > 1
-            else f"no faces; {effective:.0f} px is already web size: x1 cleans up only"
+            else f"{lead}; {effective:.0f} px is already web size: x1 cleans up only"
         )
     if transparent:
         preset, preset_reason = (
@@ -250,4 +259,5 @@ def analyze(data: bytes, *, max_pixels: int, detect_faces: bool = True) -> Analy
             width=width, height=height, transparent=transparent, kind=kind, faces=faces
         ),
         notes=notes,
+        checks_not_run=["faces"] if faces is None else [],
     )

@@ -464,6 +464,12 @@ def layout(image: Image.Image, preset: Preset) -> Image.Image:
     work = image
     if geometry.resize != work.size:
         work = work.resize(geometry.resize, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return place(work, geometry, preset)
+
+
+def place(work: Image.Image, geometry: Geometry, preset: Preset) -> Image.Image:
+    """Crop, flatten and pad an image already resized to ``geometry.resize`` (the steps of
+    :func:`layout` after resampling; the size preview resamples on its own)."""
     if geometry.crop is not None:
         work = work.crop(geometry.crop)
     alpha_out = preset.format != "jpeg" and preset.background is None

@@ -19,7 +19,11 @@
   let events = null;
   let pollTimer = null;
   let generation = 0; // bumps on every new selection: late answers for older ones are dropped
-  const previews = new Map(); // "generation/index/preset" -> promise of the preview
+  const previews = new Map(); // "generation/index/model/params/preset" -> promise of the preview
+  // Feature flags in force (GET /api/flags): the size preview, the analysis and the tour are
+  // shown only when theirs is on; if the flags cannot be read, none of them is.
+  const flagsReady = fetch("/api/flags", { credentials: "same-origin" })
+    .then((r) => r.json()).then((b) => (b && b.success ? b.data.flags : {}), () => ({}));
 
   // The catalogue's text for key, {name} placeholders filled from values (the key itself if missing).
   function t(key, values) {
@@ -111,8 +115,10 @@
     $("#start").disabled = files.length === 0;
     generation += 1;
     previews.clear();
-    showPreviews();
-    analyzeFirst();
+    flagsReady.then((flags) => {
+      if (flags.SIZE_PREVIEW_ENABLED) showPreviews();
+      if (flags.IMAGE_ANALYSIS_ENABLED) analyzeFirst();
+    });
   }
 
   function kb(bytes) {
@@ -126,30 +132,51 @@
     return form;
   }
 
-  // Size preview (POST /api/preview) of the chosen preset for the first few files.
+  // The form's model parameters as the API takes them, or null while one is out of its
+  // limits (quietly: the preview waits; Enhance names the field).
+  function currentParams() {
+    const out = {};
+    for (const input of document.querySelectorAll("#param-fields [name]")) {
+      if (!input.checkValidity()) return null;
+      const type = input.dataset.type;
+      if (type === "boolean") out[input.name] = input.checked;
+      else if (type === "integer" || type === "number") {
+        if (input.value !== "") out[input.name] = Number(input.value);
+      } else out[input.name] = input.value;
+    }
+    return out;
+  }
+
+  // Size preview (POST /api/preview) of what the pipeline stores for the chosen model, its
+  // parameters and the preset (none: the model's own file), for the first few files.
   function showPreviews() {
     const preset = $("#preset").value;
+    const model = $("#model").value;
+    const params = currentParams();
+    const choice = `${model}/${JSON.stringify(params)}/${preset}`;
+    const current = () => `${$("#model").value}/${JSON.stringify(currentParams())}/${$("#preset").value}`;
     const rows = Array.from(document.querySelectorAll("#chosen li .estimate"));
     rows.forEach((el, i) => {
       el.classList.remove("error");
-      if (!preset) { el.textContent = i === 0 ? t("preview.choose") : ""; return; }
-      if (i >= PREVIEW_FILES) { el.textContent = ""; return; }
-      const key = `${generation}/${i}/${preset}`;
+      if (i >= PREVIEW_FILES || params === null) { el.textContent = ""; return; }
+      const key = `${generation}/${i}/${choice}`;
       if (!previews.has(key)) {
-        previews.set(key, api("/api/preview", { method: "POST", body: imageForm(files[i], { preset: preset }) }));
+        const fields = { model: model, params: JSON.stringify(params) };
+        if (preset) fields.preset = preset;
+        previews.set(key, api("/api/preview", { method: "POST", body: imageForm(files[i], fields) }));
       }
       el.textContent = t("preview.estimating");
       const mine = generation;
       previews.get(key).then((p) => {
-        if (mine !== generation || $("#preset").value !== preset) return;
+        if (mine !== generation || current() !== choice) return;
         const type = p.contentType.replace("image/", "").toUpperCase();
-        el.textContent = t("preview.line", {
+        el.textContent = t(p.preset ? "preview.line" : "preview.model", {
           size: kb(p.estimatedBytes), preset: p.preset, width: p.width, height: p.height, type: type,
-          input: kb(p.inputBytes),
+          input: kb(p.inputBytes), model: p.model ? p.model.name : model,
         });
         el.title = t("preview.title");
       }, (e) => {
-        if (mine !== generation || $("#preset").value !== preset) return;
+        if (mine !== generation || current() !== choice) return;
         previews.delete(key);
         el.classList.add("error");
         el.textContent = t("preview.failed", { message: errorText(e) });
@@ -175,7 +202,9 @@
         faces: a.faces ? t("hint.faces", { count: number.format(a.faces) }) : "",
         model: r.model, params: params ? ` (${params})` : "", modelReason: r.modelReason,
         preset: r.preset, presetReason: r.presetReason,
-      });
+      }) + (a.checksNotRun.length
+        ? t("hint.notRun", { checks: a.checksNotRun.map((c) => t(`check.${c}`)).join(", ") })
+        : "");
       const apply = $("#hint-apply");
       apply.hidden = !$(`#model option[value="${CSS.escape(r.model)}"]`) || !$(`#preset option[value="${CSS.escape(r.preset)}"]`);
       apply.onclick = () => {
@@ -187,7 +216,7 @@
           if (!input) continue;
           if (input.type === "checkbox") input.checked = v === true; else input.value = String(v);
         }
-        showPreviews();
+        refreshPreviews();
       };
       hint.classList.remove("error");
       hint.hidden = false;
@@ -521,8 +550,14 @@
     choose(e.dataTransfer.files);
   });
   $("#file-input").addEventListener("change", (e) => choose(e.target.files));
-  $("#model").addEventListener("change", togglePrompt);
-  $("#preset").addEventListener("change", showPreviews);
+  // A new model, parameter or preset changes what the pipeline stores: preview it again.
+  function refreshPreviews() {
+    if (!files.length) return;
+    flagsReady.then((flags) => { if (flags.SIZE_PREVIEW_ENABLED) showPreviews(); });
+  }
+  $("#model").addEventListener("change", () => { togglePrompt(); refreshPreviews(); });
+  $("#preset").addEventListener("change", refreshPreviews);
+  $("#param-fields").addEventListener("change", refreshPreviews);
   $("#start").addEventListener("click", start);
   $("#reset").addEventListener("click", reset);
   $("#history-more").addEventListener("click", () => loadHistory(true));
@@ -540,9 +575,13 @@
       document.cookie = `console_lang=${stored}; path=/; max-age=31536000; samesite=lax`;
       location.reload();
     }
-    // Onboarding: shown on the first visit until dismissed.
-    if (!localStorage.getItem("console_tour_done")) $("#tour").hidden = false;
-  } catch (err) { /* storage unavailable: no tour, no restore */ }
+  } catch (err) { /* storage unavailable: no restore */ }
+  // Onboarding: shown on the first visit until dismissed, while ONBOARDING_ENABLED is on.
+  flagsReady.then((flags) => {
+    let done = true;
+    try { done = Boolean(localStorage.getItem("console_tour_done")); } catch (err) { /* no tour */ }
+    if (flags.ONBOARDING_ENABLED && !done) $("#tour").hidden = false;
+  });
   $("#tour-close").addEventListener("click", () => {
     $("#tour").hidden = true;
     try { localStorage.setItem("console_tour_done", "1"); } catch (err) { /* private mode */ }

@@ -480,6 +480,41 @@ def test_preview_estimates_a_presets_output_for_an_upload(
     assert client.post("/api/preview", files=files, data={"preset": "tiny-png"}).status_code == 400
 
 
+def test_preview_of_a_model_and_preset_predicts_the_models_output_then_the_preset(
+    api: str, photo: bytes
+) -> None:
+    client = guest(api)
+    files = {"image": ("coffee.png", photo, "image/png")}
+    with Image.open(io.BytesIO(photo)) as image:
+        width, height = image.size  # 600x400: under every model's input limit
+    raw = client.post("/api/preview", files=files, data={"model": "nightmareai/real-esrgan"})
+    assert raw.status_code == 200, raw.text
+    model_only = raw.json()["data"]
+    assert model_only["preset"] is None
+    assert (model_only["width"], model_only["height"]) == (4 * width, 4 * height)
+    assert model_only["contentType"] == "image/png"
+    assert model_only["model"]["params"] == {"scale": 4, "face_enhance": False}
+    assert model_only["estimatedBytes"] > 4 * len(photo)
+    assert_documented(model_only, "SizePreview")
+
+    form = {"model": "nightmareai/real-esrgan", "params": '{"scale": 2}', "preset": "web-2048"}
+    both = client.post("/api/preview", files=files, data=form).json()["data"]
+    assert (both["width"], both["height"], both["contentType"]) == (1200, 800, "image/jpeg")
+    assert (both["model"]["width"], both["model"]["height"]) == (1200, 800)
+    assert both["estimatedBytes"] < model_only["estimatedBytes"]
+
+    for fields, field in (
+        ({"model": "acme/none"}, "model"),
+        ({"model": "nightmareai/real-esrgan", "params": '{"scale": 9}'}, "params"),
+        ({"model": "nightmareai/real-esrgan", "params": "[1]"}, "params"),
+        ({"params": '{"scale": 2}', "preset": "web-2048"}, "model"),
+        ({"model": "nightmareai/real-esrgan", "preset": "nope"}, "preset"),
+    ):
+        refused = client.post("/api/preview", files=files, data=fields)
+        assert refused.status_code == 400, fields
+        assert error_of(refused)["details"]["field"] == field, fields  # type: ignore[index]
+
+
 def test_preview_refuses_bad_input_naming_the_field(api: str, photo: bytes) -> None:
     client = guest(api)
     image = {"image": ("coffee.png", photo, "image/png")}

@@ -65,7 +65,11 @@ BASE_FORM: dict[tuple[str, str], dict[str, str]] = {
     ("POST", "/api/jobs"): {"model": "nightmareai/real-esrgan"},
     ("POST", "/api/ai-image/jobs"): {"model": "nightmareai/real-esrgan"},
     ("POST", "/api/ai-image/generate"): {"model": "nightmareai/real-esrgan"},
-    ("POST", "/api/preview"): {"preset": "web-2048"},
+    ("POST", "/api/preview"): {
+        "preset": "thumb-400",
+        "model": "nightmareai/real-esrgan",
+        "params": '{"scale": 2}',
+    },
     ("POST", "/api/analyze"): {},
 }
 """Valid text fields per multipart operation (an ``image`` file is always added)."""

@@ -104,9 +104,15 @@ def test_bench_preview(s3_settings: dict[str, str], tmp_path: Path, images_dir: 
     corpus.mkdir()
     for name in ("store-food/coffee-cup.png", "store-portraits/portrait-hopper-tiny-exif6.jpg"):
         shutil.copy(images_dir / name, corpus / Path(name).name)
-    out = _bench(s3_settings, tmp_path, "bench_preview", str(corpus)).stdout
+    out = _bench(
+        s3_settings, tmp_path, "bench_preview", str(corpus),
+        "--combos", "real-esrgan:scale=2:thumb-400", "--timeout", "120",
+    ).stdout  # fmt: skip
     assert out.startswith(f"2 images under {corpus}")
     assert "web-2048" in out
+    assert "pipeline: 2 images x 1 combinations" in out
+    # both items DONE through the pipeline, the predicted size and type the stored ones
+    assert "| real-esrgan:scale=2:thumb-400 | 2/2 | 2/2 | 2/2 |" in out
 
 
 def test_bench_faults(s3_settings: dict[str, str], tmp_path: Path) -> None:

@@ -131,6 +131,24 @@ def test_presets_preview_and_analysis_of_a_real_photo(
     assert (sized["width"], sized["content_type"]) == (200, "image/webp")
     unknown = cli.invoke(app, ["preview", photo, "--preset", "nope"], env=pipeline_env)
     assert unknown.exit_code == 2
+    upscaled = cli.invoke(
+        app, ["preview", photo, "--model", "nightmareai/real-esrgan", "--params", '{"scale": 2}',
+              "--preset", "thumb-200", "--store", "store-a", "--json"], env=pipeline_env,
+    )  # fmt: skip
+    assert upscaled.exit_code == 0, upscaled.output
+    staged = json.loads(upscaled.stdout)
+    assert staged["model"]["width"] == 2 * staged["model"]["input_width"]
+    assert (staged["width"], staged["content_type"]) == (200, "image/webp")
+    raw = cli.invoke(
+        app, ["preview", photo, "--model", "nightmareai/real-esrgan"], env=pipeline_env
+    )
+    assert raw.exit_code == 0, raw.output
+    assert "image/png" in raw.stdout.splitlines()[-1]
+    esrgan = ["--model", "nightmareai/real-esrgan"]
+    for bad in (["--model", "acme/x"], [*esrgan, "--params", "[1]"],
+                [*esrgan, "--params", '{"scale": 9}'], []):  # fmt: skip
+        refused = cli.invoke(app, ["preview", photo, *bad], env=pipeline_env)
+        assert refused.exit_code == 2, bad
 
     analysis = cli.invoke(app, ["analyze", photo, "--json"], env=pipeline_env)
     assert analysis.exit_code == 0, analysis.output

@@ -64,6 +64,12 @@ def test_every_dev_and_faces_requirement_is_pinned_in_the_full_lock(requirement:
     assert_pinned(requirement, pins("requirements-dev.lock"))
 
 
+@pytest.mark.parametrize("requirement", PYPROJECT["optional-dependencies"]["faces"])
+def test_the_runtime_lock_ships_the_faces_extra(requirement: str) -> None:
+    # The Docker image installs requirements.lock: face-based analysis works in production.
+    assert_pinned(requirement, pins("requirements.lock"))
+
+
 def test_the_runtime_lock_pins_the_same_versions_as_the_full_lock() -> None:
     runtime, full = pins("requirements.lock"), pins("requirements-dev.lock")
     for name, versions in runtime.items():
