@@ -57,7 +57,7 @@ from api.envelope import (
     malformed_input_handler,
 )
 from api.final_items import FinalItemWatch
-from api.http_metrics import HttpMetricsMiddleware, probe_database
+from api.http_metrics import HttpMetricsMiddleware, probe_budget, probe_database
 from api.input_guard import InputGuardMiddleware
 from api.liveness import EventLoopWatch
 from api.schema_gate import SchemaGateMiddleware
@@ -91,7 +91,8 @@ async def metrics(request: Request) -> Response:
     Postgres pinged first (``imageopt_api_database_up``)."""
     ctx: ApiContext | None = getattr(request.app.state, "ctx", None)
     if ctx is not None:
-        await probe_database(ctx.repo.api_ping)
+        budget = probe_budget(request.headers.get("X-Prometheus-Scrape-Timeout-Seconds"))
+        await probe_database(ctx.repo.api_ping, budget)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 

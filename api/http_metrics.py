@@ -58,12 +58,33 @@ DATABASE_PROBE_SECONDS = 2.0
 """A ping that has not answered after this long (seconds) counts as unreachable."""
 
 
-async def probe_database(ping: Callable[[], Any]) -> bool:
+def probe_budget(scrape_timeout: str | None) -> float:
+    """Seconds the database probe may take within one scrape.
+
+    Prometheus sends its scrape timeout in ``X-Prometheus-Scrape-Timeout-Seconds``: a probe
+    that outlasts it loses the whole scrape, so "Postgres unreachable" would never be seen
+    (a hung connect is exactly that case). The probe takes at most 80 % of it, and never more
+    than :data:`DATABASE_PROBE_SECONDS`.
+
+    Args:
+        scrape_timeout: the header's value, or None without one (any other scraper).
+    """
+    try:
+        budget = 0.8 * float(scrape_timeout) if scrape_timeout else DATABASE_PROBE_SECONDS
+    except ValueError:
+        budget = DATABASE_PROBE_SECONDS
+    if not budget > 0:  # also NaN
+        return DATABASE_PROBE_SECONDS
+    return min(DATABASE_PROBE_SECONDS, budget)
+
+
+async def probe_database(ping: Callable[[], Any], budget: float = DATABASE_PROBE_SECONDS) -> bool:
     """Run ``ping`` (a ``SELECT 1``) in the thread pool and set :data:`DATABASE_UP` from it:
-    0 when it raised or did not answer within :data:`DATABASE_PROBE_SECONDS`. Called at each
-    scrape, so the gauge is as fresh as the scrape interval (the alert on it waits 2 min)."""
+    0 when it raised or did not answer within ``budget`` seconds (:func:`probe_budget`).
+    Called at each scrape, so the gauge is as fresh as the scrape interval (the alert on it
+    waits 2 min)."""
     up = False
-    with anyio.move_on_after(DATABASE_PROBE_SECONDS):
+    with anyio.move_on_after(budget):
         try:
             await anyio.to_thread.run_sync(ping, abandon_on_cancel=True)
             up = True
