@@ -40,7 +40,7 @@ from workers.health import BeatFile
 from workers.heartbeat import HeartbeatOutput, WorkerHeartbeat
 from workers.presence import PresenceKey
 from workers.prometheus import WorkerPrometheus
-from workers.services import WorkerServices, worker_services
+from workers.services import WorkerServices, left_to_the_rescuer_when_redis_is_gone, worker_services
 
 settings = Settings()
 setup_logging(settings, process="worker")  # again after the fork: plain `dramatiq` set its own
@@ -126,7 +126,8 @@ def poll_prediction(item_id: int, prediction: dict[str, Any] | None = None, trie
     with retried_while_database_unavailable(item_id):
         outcome = services().polling.run(item_id)
     if outcome.action == "again":
-        queue.send_poll(item_id, outcome.delay)
+        with left_to_the_rescuer_when_redis_is_gone(item_id):
+            queue.send_poll(item_id, outcome.delay)
 
 
 @dramatiq.actor(
@@ -151,4 +152,5 @@ def finish_prediction(item_id: int, prediction: dict[str, Any], tries: int = 0) 
         outcome = services().polling.run(item_id, known=known)
     if outcome.action == "again" and tries < EARLY_WEBHOOK_TRIES:
         delay = min(outcome.delay * 2**tries, 30.0)
-        queue.send_webhook(item_id, prediction, delay, tries=tries + 1)
+        with left_to_the_rescuer_when_redis_is_gone(item_id):
+            queue.send_webhook(item_id, prediction, delay, tries=tries + 1)

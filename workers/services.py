@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +35,21 @@ from workers.creation import CreationPolicy, CreationService
 from workers.polling import PollingPolicy, PollingService
 
 log = structlog.get_logger(__name__)
+
+
+@contextmanager
+def left_to_the_rescuer_when_redis_is_gone(item_id: int) -> Iterator[None]:
+    """Sending the item's next message failed because Redis is unreachable: log it and end.
+
+    The row stays PROCESSING, so the scheduler's rescuer polls it again once it has not been
+    polled for ``IMAGEOPT_RESCUE_PROCESSING_SECONDS`` (or its webhook is overdue); raising
+    instead would make dramatiq retry a create or poll that was done (and the retry needs
+    Redis too).
+    """
+    try:
+        yield
+    except redis.RedisError as exc:
+        log.warning("poll_message_not_sent", item_id=item_id, error=type(exc).__name__)
 
 
 @dataclass
@@ -82,13 +99,8 @@ def worker_services(settings: Settings, queue: TaskQueue, pool_size: int) -> Wor
         delay = polling.after_create(item_id, model, prediction)
         if delay is None:
             return
-        try:
+        with left_to_the_rescuer_when_redis_is_gone(item_id):
             queue.send_poll(item_id, delay)
-        except redis.RedisError as exc:
-            # The row is PROCESSING with its prediction id: the rescuer polls it once it has
-            # not been polled for IMAGEOPT_RESCUE_PROCESSING_SECONDS. Failing the create
-            # message here would only have dramatiq retry a create that is already done.
-            log.warning("poll_message_not_sent", item_id=item_id, error=type(exc).__name__)
 
     creation = CreationService(
         repo=repo,
