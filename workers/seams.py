@@ -31,6 +31,15 @@ class ItemWrites(Protocol):
         self, item_id: int, from_statuses: Sequence[ItemStatus], code: str, message: str
     ) -> bool: ...
 
+    def retry_later(
+        self,
+        item_id: int,
+        from_statuses: Sequence[ItemStatus],
+        delay_seconds: float,
+        code: str,
+        message: str,
+    ) -> bool: ...
+
     def get_preset(self, store_id: str, name: str) -> Mapping[str, Any] | None: ...
 
 
@@ -47,28 +56,10 @@ class CreationRepository(ItemWrites, Protocol):
         self, item_id: int, delay_seconds: float, code: str, message: str
     ) -> bool: ...
 
-    def retry_later(
-        self,
-        item_id: int,
-        from_statuses: Sequence[ItemStatus],
-        delay_seconds: float,
-        code: str,
-        message: str,
-    ) -> bool: ...
-
 
 class PollingRepository(ItemWrites, Protocol):
     """The rows the polling step reads and writes (PROCESSING → DONE | FAILED, or → PENDING
     for a new prediction when the provider could not download the input)."""
-
-    def retry_later(
-        self,
-        item_id: int,
-        from_statuses: Sequence[ItemStatus],
-        delay_seconds: float,
-        code: str,
-        message: str,
-    ) -> bool: ...
 
     def get_work_item(self, item_id: int) -> WorkItem | None: ...
 

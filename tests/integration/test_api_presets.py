@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -16,9 +16,8 @@ import pytest
 
 from api.auth import create_api_key
 from api.operator_auth import create_operator_key
-from pipeline.db import create_pool
 from pipeline.repository import Repository
-from tests.conftest import DATABASE_URL, settings_from
+from tests.conftest import settings_from
 from tests.integration.test_golive import SEEN_WITHIN_SECONDS, imageopt
 from tests.support.api import run_api
 from tests.support.rows import wait_until
@@ -35,21 +34,9 @@ SPEC = {"format": "webp", "width": 800, "quality": 70}
 
 
 @pytest.fixture
-def env(pipeline_env: dict[str, str]) -> dict[str, str]:
+def api_env(pipeline_env: dict[str, str]) -> dict[str, str]:
+    """The shared ``api`` and ``repo`` fixtures (tests/support/api_fixtures.py) use these."""
     return {**pipeline_env, **LIMITS}
-
-
-@pytest.fixture
-def repo(env: dict[str, str]) -> Iterator[Repository]:
-    pool = create_pool(DATABASE_URL, env["IMAGEOPT_DB_SCHEMA"], max_size=2, name="t")
-    yield Repository(pool)
-    pool.close()
-
-
-@pytest.fixture
-def api(env: dict[str, str]) -> Iterator[str]:
-    with run_api(settings_from(env)) as base:
-        yield base
 
 
 def client_of(api: str, repo: Repository, store_id: str) -> httpx.Client:
@@ -181,7 +168,7 @@ def test_a_guest_session_may_list_but_not_write(api: str) -> None:
 
 
 def test_the_flag_gates_the_writes_and_the_cli(
-    api: str, repo: Repository, env: dict[str, str]
+    api: str, repo: Repository, api_env: dict[str, str]
 ) -> None:
     key, _ = create_operator_key(repo, "alice")
     with (
@@ -204,7 +191,8 @@ def test_the_flag_gates_the_writes_and_the_cli(
         assert custom_names(shop) == ["a"]  # listing is no write
 
         spec = '{"format": "png"}'
-        refused = imageopt(env, "preset-add", "--store", "shop-1", "--name", "c", "--spec", spec)
+        add = ("preset-add", "--store", "shop-1", "--name", "c", "--spec", spec)
+        refused = imageopt(api_env, *add)
         assert refused.returncode == 2
         assert "custom presets are disabled (CUSTOM_PRESETS_ENABLED is off)" in refused.stderr
         assert repo.get_preset("shop-1", "c") is None
@@ -214,7 +202,7 @@ def test_the_flag_gates_the_writes_and_the_cli(
             lambda: shop.delete("/api/presets/a").status_code == 200 or None,
             SEEN_WITHIN_SECONDS, "the api did not see the flag turned on",
         )  # fmt: skip
-        added = imageopt(env, "preset-add", "--store", "shop-1", "--name", "c", "--spec", spec)
+        added = imageopt(api_env, *add)
         assert added.returncode == 0, added.stderr
 
 
@@ -224,10 +212,10 @@ def _parallel(count: int, send: Callable[[int], httpx.Response]) -> Counter[int]
 
 
 def test_parallel_writes_over_the_write_limit_admit_exactly_the_limit(
-    env: dict[str, str], repo: Repository
+    api_env: dict[str, str], repo: Repository
 ) -> None:
     limit, sent = 5, 20
-    settings = settings_from({**env, "IMAGEOPT_API_PRESET_WRITES_PER_MINUTE": str(limit)})
+    settings = settings_from({**api_env, "IMAGEOPT_API_PRESET_WRITES_PER_MINUTE": str(limit)})
     with run_api(settings) as api, client_of(api, repo, "shop-1") as shop:
 
         def send(i: int) -> httpx.Response:
@@ -244,10 +232,10 @@ def test_parallel_writes_over_the_write_limit_admit_exactly_the_limit(
 
 
 def test_parallel_creations_never_exceed_the_store_cap(
-    env: dict[str, str], repo: Repository
+    api_env: dict[str, str], repo: Repository
 ) -> None:
     cap, sent = 3, 12
-    settings = settings_from({**env, "IMAGEOPT_API_MAX_PRESETS_PER_STORE": str(cap)})
+    settings = settings_from({**api_env, "IMAGEOPT_API_MAX_PRESETS_PER_STORE": str(cap)})
     with run_api(settings) as api, client_of(api, repo, "shop-1") as shop:
 
         def send(i: int) -> httpx.Response:

@@ -16,10 +16,8 @@ import pytest
 from api.auth import create_api_key
 from api.operator_auth import create_operator_key
 from api.store_session import WRONG_KEY
-from pipeline.db import create_pool
 from pipeline.repository import Repository
-from tests.conftest import DATABASE_URL, settings_from
-from tests.support.api import run_api
+from tests.conftest import DATABASE_URL
 
 pytestmark = pytest.mark.integration
 
@@ -35,21 +33,9 @@ MODEL = "nightmareai/real-esrgan"
 
 
 @pytest.fixture
-def env(pipeline_env: dict[str, str]) -> dict[str, str]:
+def api_env(pipeline_env: dict[str, str]) -> dict[str, str]:
+    """The shared ``api`` and ``repo`` fixtures (tests/support/api_fixtures.py) use these."""
     return {**pipeline_env, **LIMITS}
-
-
-@pytest.fixture
-def repo(env: dict[str, str]) -> Iterator[Repository]:
-    pool = create_pool(DATABASE_URL, env["IMAGEOPT_DB_SCHEMA"], max_size=2, name="t")
-    yield Repository(pool)
-    pool.close()
-
-
-@pytest.fixture
-def api(env: dict[str, str]) -> Iterator[str]:
-    with run_api(settings_from(env)) as base:
-        yield base
 
 
 @pytest.fixture
@@ -77,7 +63,7 @@ def who(client: httpx.Client) -> dict[str, object]:
 
 
 def test_a_signed_in_browser_is_the_store_until_it_signs_out(
-    api: str, browser: httpx.Client, repo: Repository, env: dict[str, str]
+    api: str, browser: httpx.Client, repo: Repository, api_env: dict[str, str]
 ) -> None:
     key, _ = create_api_key(repo, "shop-1", "console")
     source = {"source_url": "https://example.com/a.jpg"}
@@ -125,7 +111,7 @@ def test_a_signed_in_browser_is_the_store_until_it_signs_out(
     assert (
         'store_session=""' in out.headers["set-cookie"] or "Max-Age=0" in out.headers["set-cookie"]
     )
-    assert sessions_in(env["IMAGEOPT_DB_SCHEMA"]) == 0
+    assert sessions_in(api_env["IMAGEOPT_DB_SCHEMA"]) == 0
     assert who(browser) == {"signedIn": False, "owner": "guest", "storeId": None}
     # The cookie of a signed-out session opens nothing, even sent again.
     replay = httpx.get(f"{api}/api/jobs", cookies={"store_session": stolen})
@@ -162,21 +148,23 @@ def test_revoking_the_key_ends_its_sessions(browser: httpx.Client, repo: Reposit
 
 
 def test_an_expired_session_is_no_longer_the_store(
-    browser: httpx.Client, repo: Repository, env: dict[str, str]
+    browser: httpx.Client, repo: Repository, api_env: dict[str, str]
 ) -> None:
     key, _ = create_api_key(repo, "shop-1")
     assert browser.post("/api/session", json={"key": key}).status_code == 200
     assert who(browser)["storeId"] == "shop-1"
-    with psycopg.connect(DATABASE_URL, options=f"-c search_path={env['IMAGEOPT_DB_SCHEMA']}") as c:
+    with psycopg.connect(
+        DATABASE_URL, options=f"-c search_path={api_env['IMAGEOPT_DB_SCHEMA']}"
+    ) as c:
         c.execute("UPDATE image_optimization_store_sessions SET expires_at = now() - interval '1s'")
     assert who(browser) == {"signedIn": False, "owner": "guest", "storeId": None}
     # A new sign-in forgets expired rows.
     assert browser.post("/api/session", json={"key": key}).status_code == 200
-    assert sessions_in(env["IMAGEOPT_DB_SCHEMA"]) == 1
+    assert sessions_in(api_env["IMAGEOPT_DB_SCHEMA"]) == 1
 
 
 def test_sign_in_and_sign_out_need_the_origin_and_the_csrf_token(
-    api: str, browser: httpx.Client, repo: Repository, env: dict[str, str]
+    api: str, browser: httpx.Client, repo: Repository, api_env: dict[str, str]
 ) -> None:
     key, _ = create_api_key(repo, "shop-1")
     token = browser.cookies["csrf_token"]
@@ -192,7 +180,7 @@ def test_sign_in_and_sign_out_need_the_origin_and_the_csrf_token(
     for refused in refusals:
         assert refused.status_code == 403
         assert refused.json()["error"]["type"] == "csrf_failed"
-    assert sessions_in(env["IMAGEOPT_DB_SCHEMA"]) == 0
+    assert sessions_in(api_env["IMAGEOPT_DB_SCHEMA"]) == 0
 
     assert browser.post("/api/session", json={"key": key}).status_code == 200
     session = browser.cookies["store_session"]

@@ -10,66 +10,33 @@ dramatiq ``Worker`` in this process.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import dramatiq
 import pytest
-import redis
 
 from devstack.processes import free_port
 from pipeline.taskqueue import build_broker
+from tests.faults.conftest import PrivateRedis
 
 pytestmark = pytest.mark.integration
 DELAYED = 400
 """Delayed messages in flight when Redis dies (their due times spread over 0.2-2.7 s)."""
 
 
-class Server:
-    """A ``redis-server`` on a free loopback port that can be killed and started again empty."""
-
-    def __init__(self, workdir: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.skip("redis-server not on PATH")
-        self.binary, self.workdir, self.port = binary, workdir, free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with redis.Redis(port=self.port, socket_timeout=0.5) as client:
-                    if client.ping():
-                        return
-            except redis.RedisError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-            self.proc = None
-
-
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    srv = Server(tmp_path)
+def server(tmp_path: Path) -> Iterator[PrivateRedis]:
+    srv = PrivateRedis(free_port(), tmp_path / "redis")
     srv.start()
     yield srv
-    srv.kill()
+    srv.stop()
 
 
-def test_a_redis_restart_with_delayed_messages_in_hand_stops_no_consumer(server: Server) -> None:
+def test_a_redis_restart_with_delayed_messages_in_hand_stops_no_consumer(
+    server: PrivateRedis,
+) -> None:
     broker = build_broker(f"redis://127.0.0.1:{server.port}/0", "resilience")
     done: list[int] = []
 
@@ -83,7 +50,7 @@ def test_a_redis_restart_with_delayed_messages_in_hand_stops_no_consumer(server:
         for i in range(DELAYED):
             record.send_with_options(args=(i,), delay=200 + (i * 7) % 2500)
         time.sleep(1.2)  # some due and moved, most still held by the delay consumer
-        server.kill()
+        server.stop()
         time.sleep(2.5)  # every held message falls due while Redis is gone
         server.start()  # empty, as a Redis without persistence comes back
         time.sleep(1.0)

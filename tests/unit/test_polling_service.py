@@ -51,7 +51,7 @@ class Harness:
     limiter: FakeLimiter = field(default_factory=FakeLimiter)
     runtimes: list[tuple[str, float]] = field(default_factory=list)
 
-    def service(self, *, webhooks: bool = False) -> PollingService:
+    def service(self, *, webhooks: bool = False, pattern: str | None = None) -> PollingService:
         return PollingService(
             repo=self.repo,
             storage=self.storage,
@@ -64,6 +64,7 @@ class Harness:
                 max_output_bytes=1 << 20,
                 max_output_pixels=10_000_000,
                 webhooks=webhooks,
+                **({} if pattern is None else {"input_fetch_error_pattern": pattern}),
             ),
             on_runtime=lambda model, seconds: self.runtimes.append((model, seconds)),
             first_delay=lambda _model: 3.5,
@@ -277,19 +278,6 @@ def test_the_last_attempt_with_an_unreachable_input_fails_the_item(h: Harness) -
 
 
 def test_with_an_empty_pattern_every_failed_prediction_is_final(h: Harness) -> None:
-    service = PollingService(
-        repo=h.repo,
-        storage=h.storage,
-        provider=h.provider,
-        read_limiter=h.limiter,
-        policy=PollingPolicy(
-            initial_delay=INITIAL,
-            max_delay=MAXIMUM,
-            acquire_timeout=5.0,
-            max_output_bytes=1 << 20,
-            max_output_pixels=10_000_000,
-            input_fetch_error_pattern="",
-        ),
-    )
+    service = h.service(pattern="")
     h.provider.polls = [Prediction("p-1", "failed", error=INPUT_UNREACHABLE)]
     assert service.run(1) == PollOutcome("failed", error_code="prediction_failed")
