@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import pty
+import select
 import sys
 
 import pytest
@@ -35,7 +36,11 @@ def test_a_bar_is_drawn_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
         for done in range(1, SHOW_FROM + 1):
             step(done, SHOW_FROM)
         terminal.flush()
-        drawn = os.read(leader, 65536).decode()
+        # the terminal hands the bytes on in pieces: read up to the last frame (or 5 s of quiet)
+        received = b""
+        while b"100%" not in received and select.select([leader], [], [], 5)[0]:
+            received += os.read(leader, 65536)
+        drawn = received.decode()
     os.close(leader)
     assert "canceling" in drawn
     assert "100%" in drawn
