@@ -68,11 +68,15 @@ demo: venv
 	@set -e; $(SERVICES_TRAP); \
 	$(BIN)/imageopt demo --images "$(IMAGES)"
 
+# The suite in TEST_WORKERS parallel processes (pytest-xdist): whole modules per worker, longest
+# first (tests/conftest.py orders them), so a module's fixtures are made once; the tests mostly
+# wait on servers, so 2 workers fit 2 cores (README, "Development"). TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
 test: venv prometheus-deps browser-deps
 	@set -e; \
 	export S3_ENDPOINT=$(TEST_S3) IMAGEOPT_RUN_DIR=$(CURDIR)/.run/test; \
 	$(SERVICES_TRAP); \
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # The quick loop: the unit tests (pure logic, no services; ~1 min on 2 cores). Pick single
 # integration modules with `.venv/bin/pytest tests/integration/test_x.py` once services run.

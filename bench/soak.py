@@ -232,6 +232,9 @@ class Run:
     unplanned: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    supervising: threading.Lock = field(default_factory=threading.Lock)
+    """Held by a planned kill until its process is out of the group, and by :meth:`watch`: a
+    process killed on purpose is never seen dead in between and counted as unplanned."""
     stop: threading.Event = field(default_factory=threading.Event)
 
     def log(self, message: str) -> None:
@@ -257,8 +260,9 @@ class Run:
 
     def kill_role(self, role: str) -> None:
         name = self.names[role]
-        self.stack.group.kill(name)
-        self.stack.group.procs.pop(name, None)
+        with self.supervising:
+            self.stack.group.kill(name)
+            self.stack.group.procs.pop(name, None)
 
     def leader(self) -> str | None:
         """The scheduler role that leads now (its incarnation's log says so last)."""
@@ -274,13 +278,14 @@ class Run:
 
     def watch(self) -> None:
         """Restart any process that exited on its own (a supervisor would), and count it."""
-        for role, name in list(self.names.items()):
-            proc = self.stack.group.procs.get(name)
-            if proc is not None and proc.poll() is not None:
-                self.unplanned.append(f"{name} exited {proc.returncode} on its own")
-                self.log(f"UNPLANNED: {name} exited {proc.returncode}; restarting")
-                self.stack.group.procs.pop(name, None)
-                self.start_role(role)
+        with self.supervising:
+            for role, name in list(self.names.items()):
+                proc = self.stack.group.procs.get(name)
+                if proc is not None and proc.poll() is not None:
+                    self.unplanned.append(f"{name} exited {proc.returncode} on its own")
+                    self.log(f"UNPLANNED: {name} exited {proc.returncode}; restarting")
+                    self.stack.group.procs.pop(name, None)
+                    self.start_role(role)
 
     # --- faults ----------------------------------------------------------------------------
     def emulator(self, **changes: Any) -> None:

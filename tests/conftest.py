@@ -20,6 +20,36 @@ IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "images"
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
+LONGEST_FIRST = (
+    "tests/faults/test_soak.py",
+    "tests/integration/test_bench_smoke.py",
+    "tests/integration/test_demo_offline.py",
+    "tests/faults/test_provider_faults.py",
+    "tests/integration/test_health_probes.py",
+)
+"""The modules that take longest (measured: README, "Development"), run first. ``make test``
+hands whole modules to its parallel workers (pytest-xdist ``--dist loadfile``) in collection
+order, so a long one that came last would run alone at the end."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Order modules: :data:`LONGEST_FIRST`, then those with a test marked ``slow``, then the
+    rest; each module's tests stay together and in their order (the sort is stable), so its
+    module-scoped fixtures are still made once."""
+
+    def module(item: pytest.Item) -> str:
+        return item.nodeid.split("::", 1)[0]
+
+    slow = {module(item) for item in items if item.get_closest_marker("slow")}
+
+    def rank(item: pytest.Item) -> int:
+        name = module(item)
+        if name in LONGEST_FIRST:
+            return LONGEST_FIRST.index(name)
+        return len(LONGEST_FIRST) + (0 if name in slow else 1)
+
+    items.sort(key=rank)
+
 
 @pytest.fixture(scope="session")
 def images_dir() -> Path:

@@ -25,6 +25,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+import weakref
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,6 +123,7 @@ class FaultStack:
     item_ids: list[int] = field(default_factory=list)
     killed: set[str] = field(default_factory=set)
     rng: random.Random = field(default_factory=lambda: random.Random(SEED))
+    opened: weakref.WeakSet[psycopg.Connection[Any]] = field(default_factory=weakref.WeakSet)
 
     # --- processes -----------------------------------------------------------------------
     @property
@@ -175,7 +177,15 @@ class FaultStack:
 
     # --- rows ----------------------------------------------------------------------------
     def connect(self) -> psycopg.Connection[Any]:
-        return rows.connect(self.database_url, self.schema)
+        conn = rows.connect(self.database_url, self.schema)
+        self.opened.add(conn)
+        return conn
+
+    def close_connections(self) -> None:
+        """Close what :meth:`connect` opened and a scenario left open: a lock holder whose test
+        failed would otherwise keep the schema's drop waiting for ever."""
+        for conn in list(self.opened):
+            conn.close()
 
     def insert(
         self,
@@ -399,8 +409,12 @@ def _stack(
                 sources[path.name] = f"s3://{storage.bucket}/{key}"
             log_dir = figures_path().parent / "logs" / schema  # kept for post-mortems
             with running_stack(env, log_dir) as processes:
-                yield FaultStack(env, database_url, schema, url, storage, processes, log_dir,
-                                 sources)  # fmt: skip
+                stack = FaultStack(env, database_url, schema, url, storage, processes, log_dir,
+                                   sources)  # fmt: skip
+                try:
+                    yield stack
+                finally:
+                    stack.close_connections()
     finally:
         with contextlib.suppress(psycopg.Error):
             drop_schema(database_url, schema)
