@@ -143,14 +143,16 @@ def test_a_pause_revokes_a_sleeping_reservation_and_it_waits_for_the_pause(
 
     def first_sleep_blocks(seconds: float) -> None:
         if next(calls) == 0:
-            gate.wait(5)
+            gate.wait(30)  # long enough for a loaded host to see the reservation waiting
         else:
             time.sleep(seconds)
 
     sleeper = RateLimiter(client, budget, namespace=namespace, sleep=first_sleep_blocks)
     with ThreadPoolExecutor(max_workers=1) as pool:
         future = pool.submit(sleeper.acquire_grant, 5.0)
+        deadline = time.monotonic() + 20
         while sleeper.stats().waiting == 0:
+            assert time.monotonic() < deadline, "the sleeper never reserved a slot"
             time.sleep(0.005)
         paused_until = sleeper.pause(0.6, "provider_429")
         assert sleeper.stats().waiting == 0
