@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import os
 import random
 import re
@@ -67,6 +66,7 @@ from bench.soak_verdicts import (
     rss_flat,
     rss_steps,
     utilization,
+    utilization_verdict,
 )
 from devstack import rows
 from devstack.processes import free_port
@@ -640,8 +640,7 @@ def verdicts(run: Run, last_fault: float) -> dict[str, Any]:
             peak <= plan.rpm,
         ),
         f"utilization between faults, backlogged (>= {LIMITS['utilization']:.0%})": (
-            f"{util:.1%} over {util_span:.0f} s",
-            math.isnan(util) or util >= LIMITS["utilization"],
+            utilization_verdict(util, util_span)
         ),
         f"Jain's index while backlogged, mean (>= {LIMITS['jain_mean']})": (
             f"{sum(jains) / len(jains):.3f} (min {min(jains):.3f}, {len(jains)} windows)"

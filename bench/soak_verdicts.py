@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -24,6 +25,10 @@ least), Jain's index while backlogged (mean, at least), RSS at the end against t
 run (at most ``ratio x early + slack``)."""
 SETTLE_SECONDS = 10.0
 """Seconds after a fault ends before its effect is over (a restart, a rescue, a re-send)."""
+MIN_UTILIZATION_SPAN = 30.0
+"""Fewest seconds between faults that make a utilization figure: over less, one starved 5 s
+stretch of a shared host decides it (the 2-minute run of ``make test`` has 10-20 s; the
+30-minute runs 360-430 s)."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,15 @@ def utilization(
     if span <= 0:
         return float("nan"), 0.0
     return created / (rate * span), span
+
+
+def utilization_verdict(util: float, span: float) -> tuple[str, bool]:
+    """The utilization verdict's value and whether it is met (:data:`LIMITS`): not judged
+    (met) when fewer than :data:`MIN_UTILIZATION_SPAN` seconds were counted."""
+    if math.isnan(util) or span < MIN_UTILIZATION_SPAN:
+        shown = "none" if math.isnan(util) else f"{util:.1%}"
+        return f"n/a: {shown} over {span:.0f} s (< {MIN_UTILIZATION_SPAN:.0f} s)", True
+    return f"{util:.1%} over {span:.0f} s", util >= LIMITS["utilization"]
 
 
 def jain(counts: Sequence[int]) -> float:

@@ -50,3 +50,12 @@ def test_jain_and_fairness_over_backlogged_stores_only() -> None:
 def test_rss_flat_allows_restarts_and_refuses_growth() -> None:
     assert rss_flat([100, 100, 101, 20, 100, 100, 102, 101, 103, 104])
     assert not rss_flat([100, 100, 100, 140, 180, 220, 260, 300, 340, 380])
+
+
+def test_utilization_is_judged_only_over_enough_seconds_between_faults() -> None:
+    from bench.soak_verdicts import MIN_UTILIZATION_SPAN, utilization_verdict
+
+    assert utilization_verdict(0.657, 11.0) == ("n/a: 65.7% over 11 s (< 30 s)", True)
+    assert utilization_verdict(float("nan"), 0.0) == ("n/a: none over 0 s (< 30 s)", True)
+    assert utilization_verdict(0.657, MIN_UTILIZATION_SPAN) == ("65.7% over 30 s", False)
+    assert utilization_verdict(0.985, 363.0) == ("98.5% over 363 s", True)
