@@ -2,13 +2,14 @@
 
 The real processes (emulator, ``imageopt scheduler`` x 1 or 2, a creation and a polling worker)
 in a database, Redis namespace and bucket of the run's own (:func:`bench._harness.pipeline_stack`),
-at the create budget of ``bench.bench_e2e limit`` x ``--factor``, no faults. A backlog of 25
-stores (Zipf sizes) is inserted at the start, and a new job per store every ``--wave`` seconds
-(as an upstream keeps inserting), each wave 1.2 x the budget's capacity over the wave, so the
-backlog never drains. Every ``--interval`` s it prints each scheduler's ``VmRSS`` and
-``RssAnon`` (``/proc/<pid>/status``) with the items done so far; at the end, per scheduler, the
-mean of the first and last minute and the slope over the second half (least squares, MiB per
-10 minutes).
+at the create budget of ``bench.bench_e2e limit`` x ``--factor`` (faults: ``--faults``). A
+backlog of 25 stores (Zipf sizes) is inserted at the start, and a new job per store every
+``--wave`` seconds (as an upstream keeps inserting), each wave 1.2 x the budget's capacity over
+the wave, so the backlog never drains. Every ``--interval`` s it prints each scheduler's
+``VmRSS`` and ``RssAnon`` (``/proc/<pid>/status``), its glibc thread arenas (count:resident
+MiB, :func:`arenas`) and the items done so far; at the end, per scheduler, the mean RSS over
++20-80 s and over the last minute, and the slope over the second half (least squares, MiB per
+10 minutes). The names are the roles at the start: with ``--faults`` they swap.
 
     .venv/bin/python -m bench.bench_scheduler_memory --minutes 12
     .venv/bin/python -m bench.bench_scheduler_memory --minutes 12 --standby
@@ -64,6 +65,31 @@ SOAK_TIMING = {
 }
 """``--soak-settings``: the scheduler's cadences of ``bench.soak`` (a 0.2 s tick, a rescue pass
 every 0.5 s, a heartbeat every 5 s), many more passes per minute than the defaults."""
+
+
+ARENA_ALIGN = 64 * 2**20
+"""glibc maps each thread arena's heap at a multiple of ``HEAP_MAX_SIZE`` (64 MiB on 64-bit,
+glibc ``malloc/arena.c``); the main arena is ``[heap]``."""
+
+
+def arenas(pid: int) -> tuple[int, float]:
+    """How many glibc thread arenas ``pid`` has (anonymous mappings starting at a multiple of
+    :data:`ARENA_ALIGN`), and their resident MiB, from ``/proc/<pid>/smaps`` (0, 0.0 if gone).
+    A heuristic: another 64 MiB-aligned anonymous mapping would be counted too."""
+    count, kib, in_arena = 0, 0, False
+    try:
+        with open(f"/proc/{pid}/smaps") as handle:
+            for line in handle:
+                head = line.split()
+                if "-" in head[0] and not head[0].endswith(":"):
+                    start = int(head[0].split("-")[0], 16)
+                    in_arena = len(head) == 5 and start % ARENA_ALIGN == 0  # no pathname
+                    count += in_arena
+                elif in_arena and head[0] == "Rss:":
+                    kib += int(head[1])
+    except OSError:
+        return 0, 0.0
+    return count, kib / 1024
 
 
 class Faults:
@@ -166,7 +192,7 @@ def sample(
         f"memtrace={'on' if args.memtrace else 'off'}, faults every {args.faults or '-'} s, "
         f"soak settings {'on' if args.soak_settings else 'off'}"
     )
-    print("t(s) " + " ".join(f"{n}_rss {n}_anon" for n in pids) + " done pending")
+    print("t(s) " + " ".join(f"{n}_rss {n}_anon {n}_arenas" for n in pids) + " done pending")
     series: dict[str, list[tuple[float, float]]] = {n: [] for n in pids}
     started = time.monotonic()
     next_wave = started + args.wave
@@ -188,7 +214,8 @@ def sample(
             rss = (_status_kib(pid, "VmRSS") or 0) / 1024
             anon = (_status_kib(pid, "RssAnon") or 0) / 1024
             series[name].append((elapsed, rss))
-            cells.append(f"{rss:7.1f} {anon:7.1f}")
+            count, arena_mib = arenas(pid)
+            cells.append(f"{rss:7.1f} {anon:7.1f} {count:2d}:{arena_mib:5.1f}")
         print(
             f"{elapsed:5.0f} {' '.join(cells)} {counts.get('DONE', 0):6d}"
             f" {counts.get('PENDING', 0):6d}",
