@@ -55,18 +55,21 @@ class MemTrace(threading.Thread):
         super().__init__(name="memtrace", daemon=True)
         self._path = path
         self._interval = interval
-        self._stop = threading.Event()
+        self._halt = threading.Event()  # not _stop: threading.Thread has a _stop method
 
     def run(self) -> None:
         tracemalloc.start(FRAMES)
         first = tracemalloc.take_snapshot()
         types0 = type_counts()
         started = time.monotonic()
-        while not self._stop.wait(self._interval):
-            self._dump(first, types0, time.monotonic() - started)
+        try:
+            while not self._halt.wait(self._interval):
+                self._dump(first, types0, time.monotonic() - started)
+        finally:
+            tracemalloc.stop()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
 
     def _dump(self, first: tracemalloc.Snapshot, types0: Counter[str], elapsed: float) -> None:
         snapshot = tracemalloc.take_snapshot().filter_traces(

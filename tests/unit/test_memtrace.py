@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import tracemalloc
 from collections import Counter
 from pathlib import Path
@@ -32,6 +33,25 @@ def test_dump_names_the_growing_allocation_and_type(tmp_path: Path) -> None:
     assert "unit/test_memtrace.py:" in top
     assert "Holder +5000" in text.splitlines()[-1]
     assert len(kept) == 5000
+
+
+def test_the_switch_starts_a_thread_that_dumps_and_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IMAGEOPT_MEMTRACE_DIR", str(tmp_path / "dumps"))
+    monkeypatch.setenv("IMAGEOPT_MEMTRACE_SECONDS", "0.05")
+    thread = memtrace.start_from_env("scheduler")
+    assert thread is not None
+    try:
+        deadline = time.monotonic() + 30
+        while not list((tmp_path / "dumps").glob("memtrace-scheduler-*.txt")):
+            assert time.monotonic() < deadline, "no dump within 30 s"
+            time.sleep(0.05)
+    finally:
+        thread.stop()
+        thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert not tracemalloc.is_tracing()
 
 
 def test_off_unless_its_variable_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
