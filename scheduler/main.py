@@ -9,7 +9,7 @@ from types import FrameType
 
 import structlog
 
-from pipeline import health, metrics
+from pipeline import health, memtrace, metrics
 from pipeline.config import Settings
 from pipeline.logging import setup_logging
 from pipeline.metrics_server import serve_metrics
@@ -59,6 +59,7 @@ def webhook_waits_of(settings: Settings) -> Callable[[], WebhookWaits] | None:
 def run(settings: Settings, stop: threading.Event | None = None) -> None:
     """Run a scheduler until SIGTERM/SIGINT (or ``stop``) — leader or standby."""
     setup_logging(settings, process="scheduler")
+    memtrace.start_from_env("scheduler")  # a debugging switch; off unless its variable is set
     stop = stop or threading.Event()
 
     def _stop(signum: int, frame: FrameType | None) -> None:
