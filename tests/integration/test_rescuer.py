@@ -74,10 +74,10 @@ def storage(s3_settings: dict[str, str]) -> Iterator[ObjectStorage]:
     store.close()
 
 
-@pytest.fixture
-def rescuer_and_queue(
-    pool: ConnectionPool[Any], provider: ProviderClient, storage: ObjectStorage
+def make_rescuer(
+    pool: ConnectionPool[Any], provider: ProviderClient, storage: ObjectStorage, **extra: Any
 ) -> tuple[Rescuer, Recorder]:
+    """A rescuer on the test's schema whose messages a :class:`Recorder` keeps."""
     queue = Recorder()
     rescuer = Rescuer(
         repo=Repository(pool),
@@ -86,8 +86,16 @@ def rescuer_and_queue(
         send_create=queue.send_create,
         send_poll=queue.send_poll,
         config=CONFIG,
+        **extra,
     )
     return rescuer, queue
+
+
+@pytest.fixture
+def rescuer_and_queue(
+    pool: ConnectionPool[Any], provider: ProviderClient, storage: ObjectStorage
+) -> tuple[Rescuer, Recorder]:
+    return make_rescuer(pool, provider, storage)
 
 
 def sql(schema: str, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -184,14 +192,10 @@ def test_with_webhooks_an_item_whose_webhook_is_overdue_gets_one_poll(
     """Overdue: not polled yet, and PROCESSING for longer than its model's expected runtime
     plus the grace (here 20 s + 30 s for the job's model, 1 s + 30 s for a model without an
     estimate); a second pass sends nothing."""
-    queue = Recorder()
-    rescuer = Rescuer(
-        repo=Repository(pool),
-        provider=provider,
-        storage=storage,
-        send_create=queue.send_create,
-        send_poll=queue.send_poll,
-        config=CONFIG,
+    rescuer, queue = make_rescuer(
+        pool,
+        provider,
+        storage,
         webhook_waits=lambda: webhook_waits({MODEL: 20.0}, initial=1.0, maximum=30.0, grace=30.0),
     )
     late = crafted_item(db_schema, "PROCESSING", idle_seconds=60, prediction_id="p-late")
