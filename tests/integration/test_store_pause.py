@@ -91,8 +91,9 @@ def test_a_weight_change_takes_effect_on_the_next_pass_and_wakes_the_leader(
     with psycopg.connect(DATABASE_URL, autocommit=True) as listener:
         listener.execute("LISTEN imageopt_pending")
         row = repo.ops_set_store("b", weight=3, quota=50)
-        notes = list(listener.notifies(timeout=5, stop_after=1))
-    assert [n.payload for n in notes] == [db_schema]
+        # The channel is database-wide: other test workers' schemas notify on it too.
+        woken = any(n.payload == db_schema for n in listener.notifies(timeout=5))
+    assert woken
     assert (row["weight"], row["quota"]) == (3, 50)
     sent.ids.clear()
     m.cursor = None
