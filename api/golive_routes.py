@@ -14,6 +14,9 @@ Each change is one row of ``image_optimization_golive`` and one audit entry (who
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
@@ -28,6 +31,7 @@ from pipeline import golive
 from pipeline.golive import FLAGS, Change
 
 FLAGS_MAX_AGE_SECONDS = 2
+_Body = TypeVar("_Body", bound=BaseModel)
 Reason = Field(default=None, max_length=500)
 
 
@@ -76,62 +80,83 @@ async def ops_levers(request: Request) -> Response:
     return ok(golive.describe(state, ctx.models))
 
 
-async def set_flag(request: Request) -> Response:
-    """``POST /ops/api/flags``: turn one feature flag on or off."""
+async def _change_lever(
+    request: Request,
+    shape: type[_Body],
+    check: Callable[[ApiContext, _Body], None] | None,
+    change: Callable[[ApiContext, _Body, str], Change],
+) -> Response:
+    """One operator lever: authenticate, read and check the body, change it (audited), answer.
+
+    ``check`` (if any) refuses what the body's model alone cannot (an unknown name);
+    ``change`` runs in the thread pool with the operator's actor name and writes the lever's
+    row and its audit entry (:mod:`pipeline.golive`).
+
+    Raises:
+        ApiError: 401/403 from :func:`api.operator_auth.require_operator`; 400
+            ``validation_error`` for a malformed body or one ``check`` refuses.
+    """
     who = await require_operator(request)
     ctx: ApiContext = request.app.state.ctx
-    body: _Switch = await read_body(request, _Switch)
+    body: _Body = await read_body(request, shape)
+    if check is not None:
+        check(ctx, body)
+    return _answer(request, await blocking(change, ctx, body, who.actor))
+
+
+def _known_flag(_ctx: ApiContext, body: _Switch) -> None:
     if body.name not in FLAGS:
         raise validation_error("name", f"unknown flag; one of {', '.join(FLAGS)}")
-    change = await blocking(
-        lambda: golive.set_flag(
-            ctx.repo, body.name, body.enabled, reason=body.reason, actor=who.actor
-        )
-    )
-    return _answer(request, change)
+
+
+def _known_model(ctx: ApiContext, body: _Switch) -> None:
+    if body.name not in ctx.models:
+        raise validation_error("name", "unknown model (see GET /api/models)")
+
+
+def _store_ids(_ctx: ApiContext, body: _Rollout) -> None:
+    if any(not s or len(s) > 200 for s in body.allow_stores):
+        raise validation_error("allowStores", "store ids have 1 to 200 characters")
+
+
+async def set_flag(request: Request) -> Response:
+    """``POST /ops/api/flags``: turn one feature flag on or off."""
+    return await _change_lever(
+        request, _Switch, _known_flag,
+        lambda ctx, body, actor: golive.set_flag(
+            ctx.repo, body.name, body.enabled, reason=body.reason, actor=actor
+        ),
+    )  # fmt: skip
 
 
 async def set_model(request: Request) -> Response:
     """``POST /ops/api/models``: switch one model of the allowlist on or off."""
-    who = await require_operator(request)
-    ctx: ApiContext = request.app.state.ctx
-    body: _Switch = await read_body(request, _Switch)
-    if body.name not in ctx.models:
-        raise validation_error("name", "unknown model (see GET /api/models)")
-    change = await blocking(
-        lambda: golive.set_model(
-            ctx.repo, body.name, body.enabled, known=ctx.models, reason=body.reason, actor=who.actor
-        )
-    )
-    return _answer(request, change)
+    return await _change_lever(
+        request, _Switch, _known_model,
+        lambda ctx, body, actor: golive.set_model(
+            ctx.repo, body.name, body.enabled, known=ctx.models, reason=body.reason, actor=actor
+        ),
+    )  # fmt: skip
 
 
 async def set_rollout(request: Request) -> Response:
     """``POST /ops/api/rollout``: the percentage of callers and the always-admitted stores."""
-    who = await require_operator(request)
-    ctx: ApiContext = request.app.state.ctx
-    body: _Rollout = await read_body(request, _Rollout)
-    if any(not s or len(s) > 200 for s in body.allow_stores):
-        raise validation_error("allowStores", "store ids have 1 to 200 characters")
-    change = await blocking(
-        lambda: golive.set_rollout(
-            ctx.repo, body.percent, body.allow_stores, reason=body.reason, actor=who.actor
-        )
-    )
-    return _answer(request, change)
+    return await _change_lever(
+        request, _Rollout, _store_ids,
+        lambda ctx, body, actor: golive.set_rollout(
+            ctx.repo, body.percent, body.allow_stores, reason=body.reason, actor=actor
+        ),
+    )  # fmt: skip
 
 
 async def set_auth_required(request: Request) -> Response:
     """``POST /ops/api/auth-required``: guests may not create (on) or may again (off)."""
-    who = await require_operator(request)
-    ctx: ApiContext = request.app.state.ctx
-    body: _AuthRequired = await read_body(request, _AuthRequired)
-    change = await blocking(
-        lambda: golive.set_auth_required(
-            ctx.repo, body.enabled, reason=body.reason, actor=who.actor
-        )
-    )
-    return _answer(request, change)
+    return await _change_lever(
+        request, _AuthRequired, None,
+        lambda ctx, body, actor: golive.set_auth_required(
+            ctx.repo, body.enabled, reason=body.reason, actor=actor
+        ),
+    )  # fmt: skip
 
 
 ROUTES = [
