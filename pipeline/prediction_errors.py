@@ -13,6 +13,7 @@ download failures; ``IMAGEOPT_INPUT_FETCH_ERROR_PATTERN`` replaces it.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 
 from pipeline.errors import PredictionFailed, PredictionInputUnreachable
@@ -50,3 +51,26 @@ def classify_failure(
     if error and pattern and _compiled(pattern).search(error):
         return PredictionInputUnreachable(message)
     return PredictionFailed(message)
+
+
+@dataclass(frozen=True)
+class FailureClassifier:
+    """The one reading of failed predictions that the polling workers and the scheduler's
+    rescuer share (``IMAGEOPT_INPUT_FETCH_ERROR_PATTERN``).
+
+    Attributes:
+        pattern: regular expression (case-insensitive) over a failed prediction's ``error``
+            that marks an input the provider could not download; empty turns it off.
+    """
+
+    pattern: str = DEFAULT_INPUT_FETCH_ERROR_PATTERN
+
+    def classify(self, error: str | None) -> PredictionFailed:
+        """The error to raise for a prediction that ended ``failed`` with ``error``
+        (:func:`classify_failure` with this pattern)."""
+        return classify_failure(error, pattern=self.pattern)
+
+    def input_unreachable(self, error: str | None) -> bool:
+        """Whether a prediction that ended ``failed`` with ``error`` never got its input (a
+        new prediction may succeed), rather than failing in the model."""
+        return isinstance(self.classify(error), PredictionInputUnreachable)

@@ -15,6 +15,7 @@ from pipeline.logging import setup_logging
 from pipeline.metrics_server import serve_metrics
 from pipeline.pollhints import RuntimeHints
 from pipeline.pollplan import WebhookWaits, webhook_waits
+from pipeline.prediction_errors import FailureClassifier
 from pipeline.presence import PresenceThread
 from pipeline.quotas import quota_config
 from pipeline.wiring import (
@@ -97,7 +98,7 @@ def run(settings: Settings, stop: threading.Event | None = None) -> None:
             processing_timeout=settings.rescue_processing_seconds
             or max(60.0, 3 * settings.poll_max_delay_seconds),
             submitting_timeout=settings.rescue_submitting_seconds,
-            input_fetch_error_pattern=settings.input_fetch_error_pattern,
+            failures=FailureClassifier(settings.input_fetch_error_pattern),
         ),
         quota=quota_config(settings),
         retention=retention_config(settings),

@@ -21,14 +21,14 @@ the scheduler leader on an interval:
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import structlog
 
-from pipeline.errors import PipelineError, PredictionInputUnreachable
+from pipeline.errors import PipelineError
 from pipeline.pollplan import WebhookWaits
-from pipeline.prediction_errors import DEFAULT_INPUT_FETCH_ERROR_PATTERN, classify_failure
+from pipeline.prediction_errors import FailureClassifier
 from pipeline.provider import Prediction, ProviderClient
 from pipeline.repository import Repository
 from pipeline.storage import ObjectStorage
@@ -45,8 +45,8 @@ class RescuerConfig:
     submitting_timeout: float = 300.0
     max_age: float = 3600.0
     batch: int = 500
-    input_fetch_error_pattern: str = DEFAULT_INPUT_FETCH_ERROR_PATTERN
-    """A prediction that failed on this (its input never reached the model) is never adopted:
+    failures: FailureClassifier = field(default_factory=FailureClassifier)
+    """A prediction that failed because its input never reached the model is never adopted:
     the item had it before and went back to PENDING for a new one."""
 
 
@@ -213,10 +213,9 @@ class Rescuer:
         return adopted, resubmitted
 
     def _input_never_fetched(self, prediction: Prediction) -> bool:
-        if prediction.status != "failed":
-            return False
-        error = classify_failure(prediction.error, pattern=self._config.input_fetch_error_pattern)
-        return isinstance(error, PredictionInputUnreachable)
+        return prediction.status == "failed" and self._config.failures.input_unreachable(
+            prediction.error
+        )
 
     def expire_old_items(self, now: datetime) -> int:
         """FAIL (``timeout``) items older than ``max_age``, then cancel them at the provider.

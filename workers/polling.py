@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import structlog
@@ -37,7 +37,7 @@ from pipeline.errors import (
 from pipeline.images import ImageInfo, format_of_pillow, inspect_output
 from pipeline.lifecycle import Fail, backoff_delay, decide, poll_delay
 from pipeline.object_keys import result_key
-from pipeline.prediction_errors import DEFAULT_INPUT_FETCH_ERROR_PATTERN, classify_failure
+from pipeline.prediction_errors import FailureClassifier
 from pipeline.presets import apply_preset, resolve_preset
 from pipeline.provider import Prediction
 from pipeline.rows import WorkItem
@@ -66,7 +66,9 @@ class PollingPolicy:
     """Attempts (predictions) per item when the provider could not download the input."""
     backoff_base: float = 2.0
     backoff_max: float = 300.0
-    input_fetch_error_pattern: str = DEFAULT_INPUT_FETCH_ERROR_PATTERN
+    failures: FailureClassifier = field(default_factory=FailureClassifier)
+    """Tells a prediction whose input never reached the model (a new one, as an attempt) from
+    the model's own failure (final)."""
 
 
 PollAction = Literal["done", "failed", "again", "retried", "skipped"]
@@ -175,9 +177,7 @@ class PollingService:
                 polls = self._repo.record_poll(item_id) or polls + 1
             self._record_unfinished_cost(item_id, prediction)
             if prediction.status == "failed":
-                raise classify_failure(
-                    prediction.error, pattern=self._policy.input_fetch_error_pattern
-                )
+                raise self._policy.failures.classify(prediction.error)
             if prediction.status == "canceled":
                 raise PredictionCanceled("prediction was canceled at the provider")
         except ProviderRateLimited as exc:

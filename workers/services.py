@@ -19,6 +19,7 @@ from pipeline.config import Settings
 from pipeline.db import create_pool
 from pipeline.fetch import SourceFetcher
 from pipeline.pollhints import RuntimeHints
+from pipeline.prediction_errors import FailureClassifier
 from pipeline.provider import MAX_SYNC_WAIT_SECONDS, Prediction
 from pipeline.repository import Repository
 from pipeline.ssrf import AddressPolicy
@@ -144,7 +145,7 @@ def worker_services(settings: Settings, queue: TaskQueue, pool_size: int) -> Wor
             max_attempts=settings.max_attempts,
             backoff_base=settings.backoff_base_seconds,
             backoff_max=settings.backoff_max_seconds,
-            input_fetch_error_pattern=settings.input_fetch_error_pattern,
+            failures=FailureClassifier(settings.input_fetch_error_pattern),
         ),
     )
 

@@ -15,6 +15,7 @@ import pytest
 
 from pipeline.errors import ProviderRateLimited, ProviderUnavailable, RateLimitTimeout
 from pipeline.lifecycle import poll_delay
+from pipeline.prediction_errors import FailureClassifier
 from pipeline.provider import Prediction
 from pipeline.statuses import ItemStatus
 from tests.unit.service_fakes import (
@@ -64,7 +65,7 @@ class Harness:
                 max_output_bytes=1 << 20,
                 max_output_pixels=10_000_000,
                 webhooks=webhooks,
-                **({} if pattern is None else {"input_fetch_error_pattern": pattern}),
+                **({} if pattern is None else {"failures": FailureClassifier(pattern)}),
             ),
             on_runtime=lambda model, seconds: self.runtimes.append((model, seconds)),
             first_delay=lambda _model: 3.5,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline.errors import PredictionFailed, PredictionInputUnreachable
-from pipeline.prediction_errors import classify_failure
+from pipeline.prediction_errors import FailureClassifier, classify_failure
 
 
 @pytest.mark.parametrize(
@@ -49,3 +49,14 @@ def test_the_pattern_is_a_setting_and_empty_turns_it_off() -> None:
         classify_failure("weights gone", pattern="weights"), PredictionInputUnreachable
     )
     assert type(classify_failure("could not be fetched", pattern="")) is PredictionFailed
+
+
+def test_the_classifier_answers_as_classify_failure_with_its_pattern() -> None:
+    default, custom = FailureClassifier(), FailureClassifier(pattern="weights")
+    assert isinstance(default.classify("File could not be downloaded"), PredictionInputUnreachable)
+    assert type(default.classify("weights gone")) is PredictionFailed
+    assert isinstance(custom.classify("weights gone"), PredictionInputUnreachable)
+    assert default.input_unreachable("input image could not be fetched: HTTP 503")
+    assert not default.input_unreachable("CUDA out of memory")
+    assert not default.input_unreachable(None)
+    assert not FailureClassifier(pattern="").input_unreachable("could not be fetched")
