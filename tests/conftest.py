@@ -160,4 +160,4 @@ def settings_from(env: dict[str, str]) -> Settings:
 
 
 pytest_plugins = ["tests.support.api_fixtures"]
-"""The api tests' shared fixtures (``api_env``, ``api``, ``repo``)."""
+"""Shared fixtures: the api tests' ``api_env`` and ``api``, and every test's ``repo``."""

@@ -35,7 +35,7 @@ SPEC = {"format": "webp", "width": 800, "quality": 70}
 
 @pytest.fixture
 def api_env(pipeline_env: dict[str, str]) -> dict[str, str]:
-    """The shared ``api`` and ``repo`` fixtures (tests/support/api_fixtures.py) use these."""
+    """The shared ``api`` fixture (tests/support/api_fixtures.py) uses these."""
     return {**pipeline_env, **LIMITS}
 
 

@@ -34,7 +34,7 @@ MODEL = "nightmareai/real-esrgan"
 
 @pytest.fixture
 def api_env(pipeline_env: dict[str, str]) -> dict[str, str]:
-    """The shared ``api`` and ``repo`` fixtures (tests/support/api_fixtures.py) use these."""
+    """The shared ``api`` fixture (tests/support/api_fixtures.py) uses these."""
     return {**pipeline_env, **LIMITS}
 
 

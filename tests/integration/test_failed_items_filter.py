@@ -4,29 +4,19 @@ and the bulk retry select the same rows for the same filter (real Postgres)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import psycopg
 import pytest
 
-from pipeline.db import create_pool
 from pipeline.queries import load_queries
 from pipeline.repository import FailedFilter, Repository
-from tests.conftest import DATABASE_URL
 from tests.support.rows import connect, insert_job
 
 pytestmark = pytest.mark.integration
 
 ESRGAN = "nightmareai/real-esrgan"
 SDXL = "stability-ai/sdxl"
-
-
-@pytest.fixture
-def repo(db_schema: str) -> Iterator[Repository]:
-    pool = create_pool(DATABASE_URL, db_schema, max_size=2, name="t")
-    yield Repository(pool)
-    pool.close()
 
 
 def fail(conn: psycopg.Connection[object], item_id: int, code: str, ago: timedelta) -> None:

@@ -9,13 +9,11 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg_pool import ConnectionPool
 
 from devstack.emulator import run_emulator
 from emulator.config import EmulatorConfig
 from pipeline.allowlist import build_allowlist
 from pipeline.cancellation import cancel_item, retry_item
-from pipeline.db import create_pool
 from pipeline.errors import InvalidPreset, UnknownPreset
 from pipeline.presets import add_custom_preset, list_presets, resolve_preset
 from pipeline.provider import ProviderClient
@@ -29,18 +27,6 @@ from tests.conftest import DATABASE_URL
 
 pytestmark = pytest.mark.integration
 TOKEN = "r8_features-test-token"
-
-
-@pytest.fixture
-def pool(db_schema: str) -> Iterator[ConnectionPool[Any]]:
-    pool = create_pool(DATABASE_URL, db_schema, max_size=2, name="test")
-    yield pool
-    pool.close()
-
-
-@pytest.fixture
-def repo(pool: ConnectionPool[Any]) -> Repository:
-    return Repository(pool)
 
 
 def _sql(schema: str, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:

@@ -3,7 +3,6 @@ item's effective model, prompt, params and preset (real Postgres)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,20 +10,12 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from pipeline.db import create_pool
 from pipeline.repository import Repository
 from tests.conftest import DATABASE_URL
 
 pytestmark = pytest.mark.integration
 
 JOB_MODEL, ITEM_MODEL = "nightmareai/real-esrgan", "tencentarc/gfpgan"
-
-
-@pytest.fixture
-def repo(db_schema: str) -> Iterator[Repository]:
-    pool = create_pool(DATABASE_URL, db_schema, max_size=2, name="test-item-settings")
-    yield Repository(pool)
-    pool.close()
 
 
 def _items(schema: str) -> tuple[int, int]:

@@ -16,7 +16,6 @@ import pytest
 
 from api.auth import create_api_key
 from api.operator_auth import LOGIN_ATTEMPTS_PER_MINUTE, create_operator_key
-from pipeline.db import create_pool
 from pipeline.repository import FailedFilter, Repository
 from tests.conftest import DATABASE_URL, settings_from
 from tests.support.api import run_api
@@ -37,13 +36,6 @@ WRITES = {
 def api(pipeline_env: dict[str, str]) -> Iterator[str]:
     with run_api(settings_from(pipeline_env)) as base:
         yield base
-
-
-@pytest.fixture
-def repo(pipeline_env: dict[str, str]) -> Iterator[Repository]:
-    pool = create_pool(DATABASE_URL, pipeline_env["IMAGEOPT_DB_SCHEMA"], max_size=2, name="t")
-    yield Repository(pool)
-    pool.close()
 
 
 def failed_item(schema: str, store: str, message: str) -> tuple[int, int]:

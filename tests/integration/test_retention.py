@@ -18,7 +18,6 @@ import httpx
 import psycopg
 import pytest
 import structlog.testing
-from psycopg_pool import ConnectionPool
 from typer.testing import CliRunner
 
 from api.auth import hash_secret
@@ -52,18 +51,6 @@ def storage(env: dict[str, str]) -> Iterator[ObjectStorage]:
     yield storage
     purge_bucket(storage)
     storage.close()
-
-
-@pytest.fixture
-def pool(db_schema: str) -> Iterator[ConnectionPool[Any]]:
-    pool = create_pool(DATABASE_URL, db_schema, max_size=2, name="test")
-    yield pool
-    pool.close()
-
-
-@pytest.fixture
-def repo(pool: ConnectionPool[Any]) -> Repository:
-    return Repository(pool)
 
 
 def _sql(schema: str, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:

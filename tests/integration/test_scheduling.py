@@ -3,16 +3,13 @@ store, the in-flight bound, the pause flag, items in backoff, and job counters."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 import pytest
-from psycopg_pool import ConnectionPool
 
 from pipeline.allowlist import build_allowlist
-from pipeline.db import create_pool
 from pipeline.repository import Repository
 from scheduler.metering import PendingDispatcher
 from tests.conftest import DATABASE_URL
@@ -20,18 +17,6 @@ from tests.conftest import DATABASE_URL
 pytestmark = pytest.mark.integration
 
 MODEL = "nightmareai/real-esrgan"
-
-
-@pytest.fixture
-def pool(db_schema: str) -> Iterator[ConnectionPool[Any]]:
-    pool = create_pool(DATABASE_URL, db_schema, max_size=2, name="test-scheduling")
-    yield pool
-    pool.close()
-
-
-@pytest.fixture
-def repo(pool: ConnectionPool[Any]) -> Repository:
-    return Repository(pool)
 
 
 def sql(schema: str, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:

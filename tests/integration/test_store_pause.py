@@ -4,14 +4,9 @@ a change of a store's settings wakes the scheduler leader (NOTIFY)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
 import psycopg
 import pytest
-from psycopg_pool import ConnectionPool
 
-from pipeline.db import create_pool
 from pipeline.repository import Repository
 from tests.conftest import DATABASE_URL
 from tests.integration.test_scheduling import (
@@ -25,13 +20,6 @@ from tests.integration.test_scheduling import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def repo(db_schema: str) -> Iterator[Repository]:
-    pool: ConnectionPool[Any] = create_pool(DATABASE_URL, db_schema, max_size=2, name="test-pause")
-    yield Repository(pool)
-    pool.close()
 
 
 def pending_of(schema: str, store: str) -> int:

@@ -1,6 +1,8 @@
 """Fixtures of the api tests, shared (registered by ``pytest_plugins`` in tests/conftest.py): the
-api under uvicorn, a repository on its schema, and the HTTP clients a test opened closed after it.
-A module that needs other settings defines its own ``api_env``; its ``api`` and ``repo`` follow.
+api under uvicorn, a repository on the test's schema, and the HTTP clients a test opened closed
+after it. A module that needs other settings defines its own ``api_env``; its ``api`` follows.
+``repo`` serves every test module, the api's or not: it is on ``db_schema``, the schema
+``api_env`` names (a module whose api runs on another schema defines its own ``repo``).
 """
 
 from __future__ import annotations
@@ -28,9 +30,9 @@ def api(api_env: dict[str, str]) -> Iterator[str]:
 
 
 @pytest.fixture
-def repo(api_env: dict[str, str]) -> Iterator[Repository]:
-    """A repository on the api's schema."""
-    with repository(api_env["IMAGEOPT_DB_SCHEMA"]) as opened:
+def repo(db_schema: str) -> Iterator[Repository]:
+    """A repository (a pool of 2) on this test's schema, which is the api's; closed after."""
+    with repository(db_schema) as opened:
         yield opened
 
 
