@@ -4,6 +4,7 @@ emulator over HTTP), and each run twice: the second run finds nothing to do."""
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -282,6 +283,30 @@ def test_a_half_done_submission_the_provider_never_saw_is_queued_again(
     assert status(db_schema, live)[0] == "SUBMITTING"
     assert rescuer.resolve_stale_submitting(now()) == (0, 0)
     assert rescuer.requeue_lost_queued(now()) == 0  # just re-queued: not stale
+
+
+def test_a_half_done_submission_whose_prediction_never_got_its_input_is_queued_again(
+    db_schema: str, pool: ConnectionPool[Any], storage: ObjectStorage
+) -> None:
+    key = "inputs/s/1/never-stored.png"  # the provider's download of it answers 404
+    with run_emulator(EmulatorConfig()) as url, ProviderClient(url, "") as provider:
+        spec = build_allowlist("1:1")[MODEL]
+        created = provider.create_prediction(
+            spec, spec.build_input(storage.presigned_get_url(key), None, {})
+        )
+        deadline = time.monotonic() + 20
+        while (failed := provider.get_prediction(created.id)).status != "failed":
+            assert time.monotonic() < deadline, failed.status
+            time.sleep(0.1)
+        assert "could not be fetched" in (failed.error or "")
+        rescuer, queue = make_rescuer(pool, provider, storage)
+        item = crafted_item(db_schema, "SUBMITTING", idle_seconds=600, input_key=key)
+        # That prediction is the item's, but adopting it would end the item FAILED for an
+        # input the model never saw: a new prediction instead.
+        assert rescuer.resolve_stale_submitting(now()) == (0, 1)
+    assert status(db_schema, item) == ("QUEUED", None, None)
+    assert queue.created == [item]
+    assert queue.polled == []
 
 
 def test_run_once_reports_each_duty_and_a_second_run_does_nothing(
