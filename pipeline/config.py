@@ -192,8 +192,9 @@ class Settings(BaseSettings):
     api_port: int = Field(8080, validation_alias="IMAGEOPT_API_PORT")
     api_rate_per_minute: int = Field(30, validation_alias="IMAGEOPT_API_RATE_PER_MINUTE")
     """Requests per caller per rolling minute on ``/api/*`` that are not reads (``POST``,
-    ``PUT``, ``DELETE``: job creation, previews, analyses, cancel, retry, preset writes, sign-in)
-    and on every request that fails to authenticate (seed 002: ``apiRateLimiter`` 30/min)."""
+    ``PUT``, ``DELETE``: job creation, previews, analyses, cancel, retry, preset writes), and per
+    client address on every request that starts a guest session or fails to authenticate
+    (seed 002: ``apiRateLimiter`` 30/min)."""
     api_read_rate_per_minute: int = Field(300, validation_alias="IMAGEOPT_API_READ_RATE_PER_MINUTE")
     """Reads (``GET``/``HEAD``: the console page, flags, usage, history, job status, event
     streams, images) per caller per rolling minute; 0 = unlimited. The console's busiest minute
