@@ -2,7 +2,10 @@
 
 One place for the order that matters: who is asking (401 for a bad key or, where a caller is
 required, no credentials), then their request limit (429) before any other work, then the path
-id (404 past ``bigint``), the row (404) and its owner (403). A route states what it needs::
+id (404 past ``bigint``), the row (404) and its owner (403). The request limit depends on the
+method: a ``GET``/``HEAD`` counts against the caller's read budget
+(``IMAGEOPT_API_READ_RATE_PER_MINUTE``), anything else against seed 002's 30/min
+(``IMAGEOPT_API_RATE_PER_MINUTE``; :meth:`ApiContext.throttle`). A route states what it needs::
 
     admission = await admit(request)                          # a caller, throttled
     admission = await admit(request, guest="new", create=True)  # a new guest if need be
@@ -22,6 +25,7 @@ from api.auth import Caller
 from api.context import ApiContext, blocking
 from api.envelope import ApiError
 from api.golive import auth_required_error, check_creator, refuse_new_guest
+from api.throttle import is_read
 from pipeline.repository import Repository, Row
 
 MAX_ID = 2**63 - 1
@@ -125,7 +129,7 @@ async def admit(
         found = await ctx.caller(request)
         assert found is not None  # required: a missing caller is a 401
         caller = found
-    await ctx.throttle(caller, create=create)
+    await ctx.throttle(caller, read=is_read(request.method), create=create)
     if create:  # the go-live levers: guests off, the staged rollout
         await check_creator(request, caller)
     if owned is None:
@@ -141,12 +145,17 @@ async def admit(
 
 async def admit_anyone(request: Request) -> tuple[ApiContext, Caller | None]:
     """The prelude of a public route: the caller if there is one (401 only for a bad API key),
-    throttled as itself, or as its client network when anonymous.
+    throttled as itself, or as its client network when anonymous (a read against the read
+    budget either way).
 
     Raises:
         ApiError: 401 for a bad or revoked API key, 429 over the request limit.
     """
     ctx = context_of(request)
     caller = await ctx.caller(request, required=False)
-    await (ctx.throttle(caller) if caller else ctx.throttle_anonymous(request))
+    read = is_read(request.method)
+    if caller is None:
+        await ctx.throttle_anonymous(request, read=read)
+    else:
+        await ctx.throttle(caller, read=read)
     return ctx, caller

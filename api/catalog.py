@@ -94,6 +94,7 @@ async def usage_view(ctx: ApiContext, caller: Caller, request: Request) -> dict[
             "maxUploadBytes": ctx.settings.api_max_upload_bytes,
             "maxFilesPerJob": ctx.settings.api_max_files_per_job,
             "requestsPerMinute": ctx.settings.api_rate_per_minute,
+            "readsPerMinute": ctx.settings.api_read_rate_per_minute,
             "jobsPerMinute": ctx.settings.api_create_rate_per_minute,
         },
         "now": datetime.now(UTC).isoformat(),

@@ -141,12 +141,18 @@ class ApiContext:
         )  # fmt: skip
 
     # --- per-caller limits -------------------------------------------------------------------
-    async def throttle(self, caller: Caller, *, create: bool = False) -> None:
-        """Count a request against the caller's limits.
+    async def throttle(self, caller: Caller, *, read: bool = False, create: bool = False) -> None:
+        """Count a request against the caller's limits: a read (:func:`api.throttle.is_read`)
+        against ``IMAGEOPT_API_READ_RATE_PER_MINUTE``, anything else against
+        ``IMAGEOPT_API_RATE_PER_MINUTE`` (seed 002's 30/min), and a job creation also against
+        ``IMAGEOPT_API_CREATE_RATE_PER_MINUTE``. Each is checked and counted in one Redis script.
 
         Raises:
             ApiError: 429 with ``Retry-After`` when over a limit.
         """
+        if read:
+            await self._hit("read", caller.throttle_key, self.settings.api_read_rate_per_minute)
+            return
         await self._hit("api", caller.throttle_key, self.settings.api_rate_per_minute)
         if create:
             await self._hit("create", caller.throttle_key, self.settings.api_create_rate_per_minute)
@@ -162,10 +168,20 @@ class ApiContext:
             "preset-write", caller.throttle_key, self.settings.api_preset_writes_per_minute
         )
 
-    async def throttle_anonymous(self, request: Request) -> None:
+    async def throttle_anonymous(self, request: Request, *, read: bool = False) -> None:
         """Count a request without a caller against its client network (the peer, or what a
-        trusted proxy forwarded; :mod:`api.addresses`)."""
-        await self._hit("api", f"ip-{client_network(request)}", self.settings.api_rate_per_minute)
+        trusted proxy forwarded; :mod:`api.addresses`): a public read (``read``) against the
+        read budget, anything else, every refused credential included, against
+        ``IMAGEOPT_API_RATE_PER_MINUTE``, so guessing keys stays at seed 002's 30/min.
+
+        Raises:
+            ApiError: 429 with ``Retry-After`` when over the limit.
+        """
+        network = f"ip-{client_network(request)}"
+        if read:
+            await self._hit("read", network, self.settings.api_read_rate_per_minute)
+        else:
+            await self._hit("api", network, self.settings.api_rate_per_minute)
 
     def quotas(self, caller: Caller, request: Request) -> ApiQuotas:
         """The item quotas a caller's new items count against over the rolling 24 h: the
@@ -196,6 +212,7 @@ class ApiContext:
 
 _LIMIT_MESSAGES = {
     "api": "too many requests: {limit} per minute allowed",
+    "read": "too many reads: {limit} per minute allowed",
     "create": "too many requests: {limit} per minute allowed for job creation",
     "guest-session": "too many new guest sessions from this address: {limit} per hour allowed",
     "preset-write": "too many preset changes: {limit} per minute allowed",

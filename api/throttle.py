@@ -1,4 +1,5 @@
-"""Per-caller request limits of the API (seed 002: 30/min for the API, 10/min for job creation).
+"""Per-caller request limits of the API (seed 002: 30/min for the API, 10/min for job creation;
+reads have a larger budget of their own, :func:`is_read`).
 
 A sliding log per caller and limit in Redis (``throttle.lua``), so every api replica shares
 the count and no rolling window ever admits more than the limit. The provider's global budget
@@ -20,6 +21,14 @@ import redis
 from pipeline.errors import RateLimiterUnavailable
 
 MICROS_PER_SECOND = 1_000_000
+READ_METHODS = frozenset({"GET", "HEAD"})
+"""The safe methods (RFC 9110 §9.2.1) the routes answer: they change nothing, so they count
+against the read budget (``IMAGEOPT_API_READ_RATE_PER_MINUTE``), not the 30/min."""
+
+
+def is_read(method: str) -> bool:
+    """Whether a request with ``method`` is a read (:data:`READ_METHODS`)."""
+    return method.upper() in READ_METHODS
 
 
 @dataclass(frozen=True)
@@ -66,7 +75,7 @@ class Throttle:
         """Count one request of ``caller`` against limit ``name``.
 
         Args:
-            name: the limit (``api``, ``create``, ``guest-session``).
+            name: the limit (``api``, ``read``, ``create``, ``guest-session``, ...).
             caller: a stable, bounded-length caller key (never a raw secret).
             limit: requests per window; ``0`` or less disables the limit.
             window_seconds: this limit's rolling window, seconds; None = the throttle's own.

@@ -191,7 +191,16 @@ class Settings(BaseSettings):
     api_host: str = Field("127.0.0.1", validation_alias="IMAGEOPT_API_HOST")
     api_port: int = Field(8080, validation_alias="IMAGEOPT_API_PORT")
     api_rate_per_minute: int = Field(30, validation_alias="IMAGEOPT_API_RATE_PER_MINUTE")
-    """Requests per caller per rolling minute on ``/api/*`` (seed 002: apiRateLimiter 30/min)."""
+    """Requests per caller per rolling minute on ``/api/*`` that are not reads (``POST``,
+    ``PUT``, ``DELETE``: job creation, previews, analyses, cancel, retry, preset writes), and per
+    client address on every request that starts a guest session or fails to authenticate
+    (seed 002: ``apiRateLimiter`` 30/min)."""
+    api_read_rate_per_minute: int = Field(300, validation_alias="IMAGEOPT_API_READ_RATE_PER_MINUTE")
+    """Reads (``GET``/``HEAD``: the console page, flags, usage, history, job status, event
+    streams, images) per caller per rolling minute; 0 = unlimited. The console's busiest minute
+    for one person is about 220 reads (a cold page of five 10-image jobs, two older pages, a
+    10-image job followed by polling; docs/CONSOLE.md "Requests and limits"); 300 covers it with
+    room and still bounds a script to 5 reads a second per caller."""
     api_create_rate_per_minute: int = Field(
         10, validation_alias="IMAGEOPT_API_CREATE_RATE_PER_MINUTE"
     )

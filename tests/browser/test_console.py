@@ -55,10 +55,6 @@ def stack(pipeline_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
             "REPLICATE_BASE_URL": url, "REPLICATE_API_TOKEN": TOKEN,
             "IMAGEOPT_POLL_INITIAL_DELAY_SECONDS": "0.2", "IMAGEOPT_POLL_MAX_DELAY_SECONDS": "1.0",
             "IMAGEOPT_SCHEDULER_TICK_SECONDS": "0.2",
-            # A whole flow in a minute (page loads with flags, presets, usage and history;
-            # previews, analyses, images) is over the default 30 requests per caller; the
-            # limit has tests of its own (tests/integration/test_api_abuse.py).
-            "IMAGEOPT_API_RATE_PER_MINUTE": "1000",
         }  # fmt: skip
         with running_stack(env, tmp_path / "logs") as processes:
             processes.start_scheduler()

@@ -39,9 +39,7 @@ def test_history_pages_shows_results_and_expiry_and_cancels_and_retries(
 
     photo = tmp_path / Path(PHOTOS[0]).name
     shutil.copy(images_dir / PHOTOS[0], photo)
-    env = {**pipeline_env, "IMAGEOPT_API_RATE_PER_MINUTE": "1000",
-           "IMAGEOPT_API_CREATE_RATE_PER_MINUTE": "1000"}  # fmt: skip
-    settings = settings_from(env)
+    settings = settings_from(pipeline_env)  # the default request limits
     schema = settings.db_schema
     storage = ObjectStorage.from_settings(settings)
     pool = create_pool(DATABASE_URL, schema, max_size=1, name="test")

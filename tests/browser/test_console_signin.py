@@ -43,8 +43,7 @@ def test_a_person_signs_in_with_the_stores_key_uses_its_history_and_presets_and_
 ) -> None:
     from playwright.sync_api import expect, sync_playwright
 
-    env = {**pipeline_env, "IMAGEOPT_API_RATE_PER_MINUTE": "1000",
-           "IMAGEOPT_API_STORE_DAILY_ITEMS": "500"}  # fmt: skip
+    env = {**pipeline_env, "IMAGEOPT_API_STORE_DAILY_ITEMS": "500"}
     settings = settings_from(env)
     pool = create_pool(DATABASE_URL, settings.db_schema, max_size=1, name="test")
     try:

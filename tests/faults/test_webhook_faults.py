@@ -67,6 +67,7 @@ def test_webhook_faults_end_every_item_done_once_and_no_forgery_is_accepted(
             "IMAGEOPT_WEBHOOK_POLL_GRACE_SECONDS": "3",
             "IMAGEOPT_RESCUE_PROCESSING_SECONDS": "60",
             "IMAGEOPT_API_RATE_PER_MINUTE": "100000",
+            "IMAGEOPT_API_READ_RATE_PER_MINUTE": "100000",
         },
         emulator=EmulatorConfig(
             latency_min=0.05,

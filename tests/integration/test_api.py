@@ -418,19 +418,37 @@ def test_callers_over_their_request_rate_get_429_with_retry_after(
     env = {
         **pipeline_env,
         "IMAGEOPT_API_RATE_PER_MINUTE": "4",
+        "IMAGEOPT_API_READ_RATE_PER_MINUTE": "3",
         "IMAGEOPT_API_CREATE_RATE_PER_MINUTE": "1",
     }
     with run_api(settings_from(env)) as base:
-        client = guest(base)  # 1 request
-        assert upload(client, ("a.png", photo)).status_code == 201  # 2
-        second = upload(client, ("a.png", photo))  # 3, but the second creation this minute
+        client = guest(base)  # read 1
+        created = upload(client, ("a.png", photo))  # write 1
+        assert created.status_code == 201
+        second = upload(client, ("a.png", photo))  # write 2, but the second creation this minute
         assert second.status_code == 429
         assert "job creation" in str(error_of(second)["message"])
         assert 1 <= int(second.headers["retry-after"]) <= 60
-        assert client.get("/api/usage").status_code == 200  # 4
+        assert client.get("/api/usage").status_code == 200  # read 2
+        assert client.get("/api/usage").status_code == 200  # read 3
         limited = client.get("/api/usage")
         assert limited.status_code == 429
         assert error_of(limited)["type"] == "rate_limited"
+        assert error_of(limited)["details"] == {
+            "limit": 3,
+            "retryAfter": limited.headers["retry-after"],
+        }
+        assert "reads" in str(error_of(limited)["message"])
+        assert 1 <= int(limited.headers["retry-after"]) <= 60
+        cancel = f"/api/jobs/{created.json()['data']['id']}/cancel"
+        assert client.post(cancel).status_code == 200  # write 3: reads and writes count apart
+        assert client.post(cancel).status_code == 200  # write 4
+        refused = client.post(cancel)
+        assert refused.status_code == 429
+        assert error_of(refused)["details"] == {
+            "limit": 4,
+            "retryAfter": refused.headers["retry-after"],
+        }
         assert guest(base).get("/api/usage").status_code == 200  # another caller is not limited
 
 
@@ -595,17 +613,17 @@ def test_preview_and_analyze_refuse_images_over_the_pixel_cap_and_count_against_
     pipeline_env: dict[str, str], photo: bytes
 ) -> None:
     env = {**pipeline_env, "IMAGEOPT_MAX_INPUT_PIXELS": "10000",
-           "IMAGEOPT_API_RATE_PER_MINUTE": "4"}  # fmt: skip
+           "IMAGEOPT_API_RATE_PER_MINUTE": "3"}  # fmt: skip
     image = {"image": ("coffee.png", photo, "image/png")}
     with run_api(settings_from(env)) as base:
-        client = guest(base)  # 1 request
-        big = client.post("/api/analyze", files=image)  # 2
+        client = guest(base)  # a read: counted against the read budget, not this limit
+        big = client.post("/api/analyze", files=image)  # 1
         assert big.status_code == 413
         assert error_of(big)["details"]["field"] == "image"  # type: ignore[index]
         assert client.post("/api/preview", files=image, data={"preset": "thumb-400"}
-                           ).status_code == 413  # 3  # fmt: skip
+                           ).status_code == 413  # 2  # fmt: skip
         assert client.post("/api/preview", files=image, data={"preset": "x"}).status_code == 400
-        limited = client.post("/api/analyze", files=image)  # 5
+        limited = client.post("/api/analyze", files=image)  # 4
         assert limited.status_code == 429
         assert int(limited.headers["retry-after"]) >= 1
 

@@ -278,7 +278,7 @@ def test_new_guest_sessions_per_address_are_rate_limited(
 def test_forged_forwarded_for_from_an_untrusted_peer_does_not_change_the_throttle_key(
     env: dict[str, str],
 ) -> None:
-    settings = settings_from({**env, "IMAGEOPT_API_RATE_PER_MINUTE": "3"})
+    settings = settings_from({**env, "IMAGEOPT_API_READ_RATE_PER_MINUTE": "3"})
     with run_api(settings) as base:
         answers = [
             httpx.get(f"{base}/api/models", headers={"X-Forwarded-For": f"198.51.100.{i}"})
@@ -307,6 +307,7 @@ def test_a_configured_trusted_proxy_sets_the_client_address_of_every_limit(
             **env,
             "IMAGEOPT_TRUSTED_PROXIES": "10.255.0.0/16, 127.0.0.1",
             "IMAGEOPT_API_RATE_PER_MINUTE": "3",
+            "IMAGEOPT_API_READ_RATE_PER_MINUTE": "3",
             "IMAGEOPT_API_GUEST_ADDRESS_DAILY_ITEMS": "10",
         }
     )

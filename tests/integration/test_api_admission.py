@@ -46,7 +46,8 @@ def test_a_bad_key_is_401_on_every_guarded_route_before_any_lookup(
 def test_the_request_limit_is_counted_before_the_resource_is_looked_up(
     pipeline_env: dict[str, str],
 ) -> None:
-    env = {**pipeline_env, "IMAGEOPT_API_RATE_PER_MINUTE": "1"}
+    env = {**pipeline_env, "IMAGEOPT_API_RATE_PER_MINUTE": "1",
+           "IMAGEOPT_API_READ_RATE_PER_MINUTE": "1"}  # fmt: skip
     pool = create_pool(DATABASE_URL, env["IMAGEOPT_DB_SCHEMA"], max_size=1, name="test")
     repo = Repository(pool)
     try:

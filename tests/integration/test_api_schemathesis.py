@@ -43,6 +43,7 @@ def test_generated_requests_find_no_server_error(pipeline_env: dict[str, str]) -
     env = {
         **pipeline_env,
         "IMAGEOPT_API_RATE_PER_MINUTE": "100000",
+        "IMAGEOPT_API_READ_RATE_PER_MINUTE": "100000",
         "IMAGEOPT_API_CREATE_RATE_PER_MINUTE": "100000",
         "IMAGEOPT_API_PRESET_WRITES_PER_MINUTE": "100000",
         "IMAGEOPT_API_GUEST_DAILY_ITEMS": "0",

@@ -20,6 +20,7 @@ from tests.conftest import DATABASE_URL
 
 HIGH_LIMITS = {
     "IMAGEOPT_API_RATE_PER_MINUTE": "1000",
+    "IMAGEOPT_API_READ_RATE_PER_MINUTE": "1000",
     "IMAGEOPT_API_CREATE_RATE_PER_MINUTE": "1000",
 }
 """Per-caller request limits high enough that a test's own requests never meet them."""

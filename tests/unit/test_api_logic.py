@@ -1,5 +1,6 @@
 """Pure logic of the api: who owns what, file sniffing, job status from items, the stats
-document and its health thresholds, bearer parsing, the CSRF decision, camelCase keys."""
+document and its health thresholds, bearer parsing, the CSRF decision, camelCase keys, which
+requests count against the read budget."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from api.auth import KEY_PREFIX, Caller, bearer_token, hash_secret, new_api_key
 from api.imaging import camel, camel_keys
 from api.ops import stats_payload
 from api.security import CsrfMiddleware
+from api.throttle import is_read
 from api.views import display_name, job_status
 from pipeline.controls import PauseState
 from pipeline.ratelimit import LimiterStats
@@ -159,3 +161,12 @@ def test_preview_and_analysis_keys_become_camel_case_but_model_params_stay() -> 
         "storedWidth": 1, "notes": [{"aB": 1}],
         "recommendation": {"modelReason": "x", "params": {"face_enhance": True}},
     }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("method", "read"),
+    [("GET", True), ("HEAD", True), ("get", True), ("POST", False), ("PUT", False),
+     ("DELETE", False), ("PATCH", False), ("OPTIONS", False)],
+)  # fmt: skip
+def test_only_the_safe_methods_count_against_the_read_budget(method: str, read: bool) -> None:
+    assert is_read(method) is read
