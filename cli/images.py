@@ -136,11 +136,16 @@ def preview(
         chosen = _preview_preset(settings, preset, store)
         if model is None:
             assert chosen is not None  # checked above
-            result = preview_size(data, chosen, max_pixels=settings.max_input_pixels)
+            result = preview_size(
+                data, chosen, max_pixels=settings.max_input_pixels,
+                max_render_pixels=settings.preview_max_render_pixels,
+            )  # fmt: skip
         else:
             spec, cleaned = _preview_model(settings, model, params)
-            limit = settings.max_input_pixels
-            result = preview_pipeline(data, spec, cleaned, chosen, max_pixels=limit)
+            result = preview_pipeline(
+                data, spec, cleaned, chosen, max_pixels=settings.max_input_pixels,
+                max_render_pixels=settings.preview_max_render_pixels,
+            )  # fmt: skip
     except PipelineError as exc:
         raise fail(f"{exc.code}: {exc.message}") from exc
     if as_json:
