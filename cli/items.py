@@ -209,6 +209,7 @@ def retry(
     saying so; a bulk retry skips such items and prints how many (exit 1 when it skipped all).
     """
     from pipeline.cancellation import retry_item
+    from pipeline.errors import StorageError
     from pipeline.repository import FailedFilter
     from pipeline.storage import ObjectStorage
 
@@ -242,6 +243,8 @@ def retry(
             target = f"item {item}" if item is not None else f"filter {match.params()}"
             details = {"items": len(ids), "source_deleted": skipped, "via": "cli"}
             repo.ops_audit(actor(), "retry", target, reason, details)
+    except StorageError as exc:  # the stat of --item's source: nothing was changed
+        raise fail(f"{exc.code}: {exc.message}", code=1) from exc
     finally:
         storage.close()
     if skipped and not ids:

@@ -233,3 +233,20 @@ def test_the_cli_refuses_one_such_item_and_a_bulk_retry_reports_the_count_it_ski
     assert _statuses(schema, job_id) == {
         http_item: ("PENDING", None), upload_item: ("FAILED", "provider_timeout"),
     }  # fmt: skip
+
+
+def test_the_cli_retry_of_one_item_exits_1_and_changes_nothing_when_the_bucket_is_down(
+    api: str, repo: Repository, api_env: dict[str, str], photo: bytes
+) -> None:
+    schema = api_env["IMAGEOPT_DB_SCHEMA"]
+    shop = store_client(api, repo, "shop-1")
+    job_id = _uploaded_job(shop, photo)
+    _fail_all(schema, job_id)
+    (item,) = _upload_items(schema, job_id)
+    down = {**api_env, "S3_ENDPOINT": "127.0.0.1:9"}  # the discard port: nothing listens
+
+    result = CliRunner().invoke(app, ["retry", "--item", str(item)], env=down)
+
+    assert result.exit_code == 1, result.output
+    assert result.stderr.splitlines()[-1].startswith("error: storage_error: storage stat_object")
+    assert _statuses(schema, job_id) == {item: ("FAILED", "provider_timeout")}
