@@ -6,6 +6,7 @@ while API clients keep their JSON 403, and every sign-in attempt is counted in
 from __future__ import annotations
 
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -114,3 +115,23 @@ def test_sign_ins_of_both_consoles_are_counted_by_console_and_outcome(
     )
     assert set(before) >= {(c, o) for c in ("store", "operator")
                            for o in ("ok", "refused", "limited")}  # fmt: skip
+
+
+def test_concurrent_sign_ins_over_the_limit_are_counted_once_each_as_refused_or_limited(
+    api: str,
+) -> None:
+    store = browser(api)
+    before = sign_in_counts(api)
+
+    def attempt(_: int) -> int:
+        return store.post("/api/session", json={"key": WRONG}).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        codes = Counter(pool.map(attempt, range(STORE_SIGN_INS_PER_MINUTE + 10)))
+
+    assert codes == Counter({401: STORE_SIGN_INS_PER_MINUTE, 429: 10})
+    counted = sign_in_counts(api)
+    counted.subtract(before)
+    assert +counted == Counter(
+        {("store", "refused"): STORE_SIGN_INS_PER_MINUTE, ("store", "limited"): 10}
+    )
