@@ -157,9 +157,12 @@ def preview(
             f"{image.name}: {stage.name} {stage.input_width}x{stage.input_height} -> "
             f"{stage.width}x{stage.height} {stage.content_type}"
         )
+    method = result.method
+    if result.render_size is not None:  # over IMAGEOPT_PREVIEW_MAX_RENDER_PIXELS
+        method += f" from a {result.render_size[0]}x{result.render_size[1]} render"
     typer.echo(
         f"{image.name}: {result.width}x{result.height} {result.content_type} "
-        f"~{result.estimated_bytes} bytes ({result.method}; input {result.input_bytes} bytes)"
+        f"~{result.estimated_bytes} bytes ({method}; input {result.input_bytes} bytes)"
     )
 
 

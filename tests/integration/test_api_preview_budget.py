@@ -2,7 +2,8 @@
 uvicorn): a store's 8192 x 8192 upscaling preset is laid out within
 ``IMAGEOPT_PREVIEW_MAX_RENDER_PIXELS`` inside the api, with and without a model, and the answer
 says so (``method: downscaled``, ``renderWidth`` x ``renderHeight``) while keeping the exact
-output size; a preset within the budget is rendered at full size."""
+output size; a preset within the budget is rendered at full size; ``imageopt preview`` keeps
+the same budget and says so too."""
 
 from __future__ import annotations
 
@@ -10,6 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from typer.testing import CliRunner
+
+from cli.app import app
+from pipeline.presets import add_custom_preset
 from pipeline.repository import Repository
 from tests.support.api import HIGH_LIMITS, store_client
 
@@ -75,3 +80,21 @@ def test_a_preset_within_the_budget_is_rendered_at_its_full_size(
     assert (preview["renderWidth"], preview["renderHeight"]) == (
         preview["width"], preview["height"],
     )  # fmt: skip
+
+
+def test_the_cli_preview_of_a_huge_preset_keeps_the_budget_and_names_the_render(
+    repo: Repository, api_env: dict[str, str], images_dir: Path
+) -> None:
+    add_custom_preset(repo, "shop-1", "poster", POSTER)
+    photo = str(images_dir / PHOTO)
+
+    line = CliRunner().invoke(
+        app, ["preview", photo, "--preset", "poster", "--store", "shop-1"], env=api_env
+    )
+
+    assert line.exit_code == 0, line.output
+    words = line.stdout.split()
+    assert words[1:3] == ["8192x5461", "image/jpeg"]
+    assert "(downscaled from a " in line.stdout
+    width, height = (int(n) for n in words[words.index("render;") - 1].split("x"))
+    assert width * height <= BUDGET
