@@ -166,12 +166,17 @@ async def preview(request: Request) -> Response:
     finally:
         await form.close()
     limit = ctx.settings.max_input_pixels
+    budget = ctx.settings.preview_max_render_pixels  # a huge custom preset is laid out smaller
     run: Callable[[], SizePreview]
     if model is None:
         assert chosen is not None  # required without a model
-        run = functools.partial(preview_size, data, chosen, max_pixels=limit)
+        run = functools.partial(
+            preview_size, data, chosen, max_pixels=limit, max_render_pixels=budget
+        )
     else:
-        run = functools.partial(preview_pipeline, data, *model, chosen, max_pixels=limit)
+        run = functools.partial(
+            preview_pipeline, data, *model, chosen, max_pixels=limit, max_render_pixels=budget
+        )
     try:
         result = await image_work(request, run)
     except SourceError as exc:

@@ -29,12 +29,13 @@ from api.envelope import ApiError, ok, validation_error
 from api.golive import check_model, golive_state, require_flag
 from api.views import job_view
 from pipeline.allowlist import ModelSpec
+from pipeline.cancellation import SOURCE_DELETED, SOURCE_DELETED_MESSAGE
 from pipeline.cancellation import cancel_job as cancel_job_items
 from pipeline.errors import InvalidParams, InvalidSourceUrl, MissingPrompt, NotJson, PipelineError
 from pipeline.golive import CUSTOM_PRESETS
 from pipeline.images import ALLOWED_CONTENT_TYPES
 from pipeline.presets import Preset, resolve_preset
-from pipeline.repository import ApiQuotas, ApiUsage, NewJob
+from pipeline.repository import ApiQuotas, ApiUsage, FailedFilter, NewJob
 from pipeline.uploads import new_batch, sniff_content_type, store_upload
 from pipeline.uploads import upload_key_of as _upload_key_of
 from pipeline.validation import check_source_url, check_text, parse_json
@@ -546,13 +547,26 @@ async def cancel_job(request: Request) -> Response:
 
 
 async def retry_job(request: Request) -> Response:
-    """``POST /api/jobs/{id}/retry``: FAILED items back to PENDING (attempts start over)."""
+    """``POST /api/jobs/{id}/retry``: FAILED items back to PENDING (attempts start over).
+
+    Items whose uploaded source retention deleted stay FAILED (:mod:`pipeline.cancellation`);
+    the answer counts them (``sourceDeleted``).
+
+    Raises:
+        ApiError: 409 ``source_deleted`` when every FAILED item was skipped for that reason.
+    """
     admission = await admit(request, owned=JOB)
     ctx, job_id = admission.ctx, admission.resource_id
     ids = await blocking(ctx.repo.retry_failed, job_id, None)
-    log.info("api_job_retried", job_id=job_id, items=len(ids))
+    skipped = await blocking(ctx.repo.ops_count_source_deleted, FailedFilter(job_id=job_id))
+    log.info("api_job_retried", job_id=job_id, items=len(ids), source_deleted=skipped)
+    if skipped and not ids:
+        raise ApiError(
+            409, SOURCE_DELETED, f"{skipped} failed item(s) cannot be retried: "
+            f"{SOURCE_DELETED_MESSAGE}", details={"sourceDeleted": skipped},
+        )  # fmt: skip
     view = await blocking(_job_view, ctx, job_id)
-    return ok({"retried": len(ids), "job": view})
+    return ok({"retried": len(ids), "sourceDeleted": skipped, "job": view})
 
 
 ROUTES = [

@@ -10,6 +10,9 @@ conditional UPDATEs, and store settings and the submissions switch wake the sche
   retry must say how many items the operator confirmed; when more match now, nothing is done
   and the answer is 409 with the current count (confirm again), and it never moves more than
   that many (one statement with a LIMIT, so failures arriving meanwhile cannot slip in).
+  Items whose uploaded source retention deleted stay FAILED (:mod:`pipeline.cancellation`):
+  one such item is a 409 ``source_deleted``; a job or filter skips them and says how many
+  (``sourceDeleted``), and is a 409 ``source_deleted`` when it skipped every one.
 * ``cancel``: ``{"itemId"}`` or ``{"jobId"}`` (running predictions are canceled at the
   provider too; :mod:`pipeline.cancellation`).
 * ``submissions``: ``{"paused": bool}``: the global switch (:mod:`pipeline.controls`).
@@ -29,7 +32,13 @@ from starlette.routing import Route
 from api.context import ApiContext, blocking
 from api.envelope import ApiError, ok, read_body, validation_error
 from api.operator_auth import Operator, require_operator
-from pipeline.cancellation import cancel_item, cancel_job, retry_item
+from pipeline.cancellation import (
+    SOURCE_DELETED,
+    SOURCE_DELETED_MESSAGE,
+    cancel_item,
+    cancel_job,
+    retry_item,
+)
 from pipeline.controls import SUBMISSIONS_PAUSED
 from pipeline.repository import STORE_DEFAULTS, FailedFilter
 
@@ -101,8 +110,12 @@ async def retry(request: Request) -> Response:
     ctx: ApiContext = request.app.state.ctx
     body: _RetryBody = await read_body(request, _RetryBody)
     _one_target(body, allow_filter=True)
+    skipped = 0
     if body.item_id is not None:
-        ids = [body.item_id] if await blocking(retry_item, ctx.repo, body.item_id) else []
+        result = await blocking(retry_item, ctx.repo, ctx.storage, body.item_id)
+        if result.refused is not None:
+            raise ApiError(409, result.refused, result.message, details={"itemId": body.item_id})
+        ids = [body.item_id] if result.retried else []
         target = f"item {body.item_id}"
     else:
         match = (
@@ -119,9 +132,15 @@ async def retry(request: Request) -> Response:
                     details={"matching": now},
                 )  # fmt: skip
         ids = await blocking(ctx.repo.ops_retry_failed, match, body.expected)
+        skipped = await blocking(ctx.repo.ops_count_source_deleted, match)
         target = f"job {body.job_id}" if body.job_id is not None else f"filter {match.params()}"
-    await _audit(ctx, who, "retry", target, body.reason, items=len(ids))
-    return ok({"retried": len(ids), "itemIds": ids[:1000]})
+        if skipped and not ids:
+            raise ApiError(
+                409, SOURCE_DELETED, f"{skipped} FAILED item(s) cannot be retried: "
+                f"{SOURCE_DELETED_MESSAGE}", details={"sourceDeleted": skipped},
+            )  # fmt: skip
+    await _audit(ctx, who, "retry", target, body.reason, items=len(ids), source_deleted=skipped)
+    return ok({"retried": len(ids), "itemIds": ids[:1000], "sourceDeleted": skipped})
 
 
 async def cancel(request: Request) -> Response:

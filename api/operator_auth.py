@@ -42,6 +42,7 @@ from api.auth import (
 from api.context import ApiContext, blocking
 from api.envelope import ApiError
 from api.sessions import SessionCookie, count_sign_in_attempt, new_token
+from pipeline import metrics
 from pipeline.repository import Repository, Row
 
 OPS_COOKIE = "ops_session"
@@ -173,14 +174,16 @@ async def sign_in(request: Request, key: str) -> tuple[Operator, str]:
             a store key, 401 for anything else that is not a live operator key.
     """
     ctx: ApiContext = request.app.state.ctx
-    await count_sign_in_attempt(request, "ops-login", LOGIN_ATTEMPTS_PER_MINUTE)
+    await count_sign_in_attempt(request, "ops-login", LOGIN_ATTEMPTS_PER_MINUTE, console="operator")
     found = await blocking(operator_from_key, ctx.repo, key)
     if found is None:
+        metrics.record_sign_in("operator", "refused")
         if await blocking(caller_from_key, ctx.repo, key) is not None:
             raise ApiError(403, "forbidden", "operators only: this is a store's key")
         raise ApiError(401, "unauthorized", "invalid operator key")
     token, token_hash = new_token()
     await blocking(ctx.repo.ops_insert_session, token_hash, found.key_id, SESSION_SECONDS)
+    metrics.record_sign_in("operator", "ok")
     return found, token
 
 

@@ -82,12 +82,26 @@ def _with_csrf_cookie(request: Request, response: Response) -> Response:
     return response
 
 
+def _browser_navigation(request: Request) -> bool:
+    """Whether a browser is opening the page (it asks for HTML and sends no ``Authorization``:
+    an API client with a key is told 403 in JSON instead)."""
+    accept = request.headers.get("accept", "")
+    return "text/html" in accept.lower() and "authorization" not in request.headers
+
+
 async def ops_page(request: Request) -> Response:
-    """``GET /ops``: the console; without operator credentials, to the sign-in page (303)."""
+    """``GET /ops``: the console; to the sign-in page (303) without operator credentials, or
+    when a browser holding a guest's or a store's session opens it (it can sign in there with
+    an operator key); a 403 in JSON for a store's key or a non-browser client with such a
+    cookie.
+
+    Raises:
+        ApiError: 403 as above; 429 over the operator's request limit.
+    """
     try:
         operator = await require_operator(request)
     except ApiError as exc:
-        if exc.status == 401:
+        if exc.status == 401 or (exc.status == 403 and _browser_navigation(request)):
             return RedirectResponse("/ops/login", status_code=303, headers=NO_STORE)
         raise
     response = templates.TemplateResponse(

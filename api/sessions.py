@@ -9,7 +9,9 @@ revoking the key or reaching the expiry ends the session, and signing out delete
 
 Sign-in attempts count against the client network (:func:`api.addresses.client_network`) in
 the Redis throttle, which checks and counts in one atomic step, so concurrent attempts cannot
-slip past the limit. A cookie-authenticated write passes the CSRF check of
+slip past the limit. Each attempt with a well-formed body is counted in
+``imageopt_api_sign_ins_total{console, outcome}``
+(``ok``, ``refused``, ``limited``). A cookie-authenticated write passes the CSRF check of
 :mod:`api.security` like every other.
 """
 
@@ -26,6 +28,7 @@ from api.addresses import client_network
 from api.auth import MAX_TOKEN_CHARS, hash_secret
 from api.context import ApiContext, blocking
 from api.envelope import ApiError
+from pipeline import metrics
 
 
 class KeyBody(BaseModel):
@@ -74,9 +77,18 @@ def new_token() -> tuple[str, bytes]:
     return token, hash_secret(token)
 
 
-async def count_sign_in_attempt(request: Request, limit_name: str, limit: int) -> None:
+async def count_sign_in_attempt(
+    request: Request, limit_name: str, limit: int, *, console: str
+) -> None:
     """Count one sign-in attempt against the client network (``limit`` per rolling minute,
     ``0`` = unlimited), checked and counted in one Redis script.
+
+    Args:
+        request: the sign-in request.
+        limit_name: the throttle's name of this console's sign-in limit.
+        limit: attempts per rolling minute.
+        console: ``store`` or ``operator``: the ``console`` label of
+            ``imageopt_api_sign_ins_total``, counted ``limited`` when refused here.
 
     Raises:
         ApiError: 429 with ``Retry-After`` when the network is over the limit.
@@ -86,6 +98,7 @@ async def count_sign_in_attempt(request: Request, limit_name: str, limit: int) -
         ctx.throttler.hit, limit_name, f"ip-{client_network(request)}", limit, None
     )
     if not decision.admitted:
+        metrics.record_sign_in(console, "limited")
         raise ApiError(
             429, "rate_limited", f"too many sign-in attempts: {limit} per minute allowed",
             details={"limit": limit, "retryAfter": decision.retry_after_header},

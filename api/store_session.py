@@ -28,6 +28,7 @@ from api.auth import STORE_COOKIE, Caller, caller_from_key
 from api.context import ApiContext, blocking
 from api.envelope import ApiError, ok, read_body
 from api.sessions import KeyBody, SessionCookie, count_sign_in_attempt, new_token
+from pipeline import metrics
 
 log = structlog.get_logger(__name__)
 
@@ -62,17 +63,19 @@ async def sign_in(request: Request) -> Response:
     ctx: ApiContext = request.app.state.ctx
     body: KeyBody = await read_body(request, KeyBody)
     await count_sign_in_attempt(
-        request, SIGN_IN_LIMIT, ctx.settings.api_sign_in_attempts_per_minute
+        request, SIGN_IN_LIMIT, ctx.settings.api_sign_in_attempts_per_minute, console="store"
     )
     caller = await blocking(caller_from_key, ctx.repo, body.key)
     if caller is None or caller.key_id is None:
         log.info("store_sign_in_refused")
+        metrics.record_sign_in("store", "refused")
         raise ApiError(401, "unauthorized", WRONG_KEY)
     key_id = caller.key_id
     token, token_hash = new_token()
     seconds = session_seconds(ctx)
     await blocking(ctx.repo.api_insert_store_session, token_hash, key_id, seconds)
     log.info("store_signed_in", store_id=caller.store_id, key_id=key_id)
+    metrics.record_sign_in("store", "ok")
     response = ok(_view(caller, True))
     STORE_SESSION.set(request, response, token, seconds)
     return response

@@ -136,11 +136,16 @@ def preview(
         chosen = _preview_preset(settings, preset, store)
         if model is None:
             assert chosen is not None  # checked above
-            result = preview_size(data, chosen, max_pixels=settings.max_input_pixels)
+            result = preview_size(
+                data, chosen, max_pixels=settings.max_input_pixels,
+                max_render_pixels=settings.preview_max_render_pixels,
+            )  # fmt: skip
         else:
             spec, cleaned = _preview_model(settings, model, params)
-            limit = settings.max_input_pixels
-            result = preview_pipeline(data, spec, cleaned, chosen, max_pixels=limit)
+            result = preview_pipeline(
+                data, spec, cleaned, chosen, max_pixels=settings.max_input_pixels,
+                max_render_pixels=settings.preview_max_render_pixels,
+            )  # fmt: skip
     except PipelineError as exc:
         raise fail(f"{exc.code}: {exc.message}") from exc
     if as_json:
@@ -152,9 +157,12 @@ def preview(
             f"{image.name}: {stage.name} {stage.input_width}x{stage.input_height} -> "
             f"{stage.width}x{stage.height} {stage.content_type}"
         )
+    method = result.method
+    if result.render_size is not None:  # over IMAGEOPT_PREVIEW_MAX_RENDER_PIXELS
+        method += f" from a {result.render_size[0]}x{result.render_size[1]} render"
     typer.echo(
         f"{image.name}: {result.width}x{result.height} {result.content_type} "
-        f"~{result.estimated_bytes} bytes ({result.method}; input {result.input_bytes} bytes)"
+        f"~{result.estimated_bytes} bytes ({method}; input {result.input_bytes} bytes)"
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -20,6 +20,10 @@ from cli.progress import StepBar, on_terminal, progress
 from pipeline.config import Settings
 from pipeline.errors import MalformedInput, NotJson
 from pipeline.statuses import ItemStatus
+
+if TYPE_CHECKING:
+    from pipeline.repository import FailedFilter, Repository
+    from pipeline.storage import ObjectStorage
 
 
 def _parse_params(values: list[str]) -> dict[str, Any]:
@@ -200,10 +204,14 @@ def retry(
     """Send FAILED items (dead letters) back to PENDING, attempts reset; prints how many.
 
     More than RETRY_CONFIRM_ABOVE (100) items need a yes at the terminal or --yes; without a
-    terminal and without --yes, such a retry exits 1 and changes nothing.
+    terminal and without --yes, such a retry exits 1 and changes nothing. An item whose
+    uploaded source retention deleted stays FAILED (it could only fail again): --item exits 1
+    saying so; a bulk retry skips such items and prints how many (exit 1 when it skipped all).
     """
     from pipeline.cancellation import retry_item
+    from pipeline.errors import StorageError
     from pipeline.repository import FailedFilter
+    from pipeline.storage import ObjectStorage
 
     if reason is not None and len(reason) > 500:
         raise fail("--reason must be at most 500 characters")
@@ -211,28 +219,64 @@ def retry(
         raise fail("--item goes alone (it names one item)")
     settings = load_settings()
     match = FailedFilter(store_id=store, job_id=job, model=model, error_code=error_code)
-    with open_repository(settings) as repo:
-        if item is not None:
-            row = repo.ops_get_item(item)
-            count = 1 if row is not None and row["status"] == ItemStatus.FAILED else 0
-        else:
-            count = repo.ops_count_failed(match)
-        if dry_run:
-            typer.echo(f"{count} item(s) would go back to PENDING")
-            return
-        confirmed = yes or count <= RETRY_CONFIRM_ABOVE
-        if not confirmed and on_terminal():
-            confirmed = typer.confirm(f"retry {count} FAILED item(s)?", err=True)
-        if not confirmed:
-            raise fail(f"{count} items match: confirm at a terminal, or pass --yes", code=1)
-        # one conditional UPDATE: nothing to show progress of
-        if item is not None:
-            ids = [item] if retry_item(repo, item) else []
-        else:
-            ids = repo.ops_retry_failed(match, count)  # never more than was counted
-        target = f"item {item}" if item is not None else f"filter {match.params()}"
-        repo.ops_audit(actor(), "retry", target, reason, {"items": len(ids), "via": "cli"})
-    typer.echo(f"{len(ids)} item(s) back to PENDING")
+    storage = ObjectStorage.from_settings(settings)
+    try:
+        with open_repository(settings) as repo:
+            count, skipped = _retry_counts(repo, storage, item, match)
+            movable = count - skipped
+            if dry_run:
+                typer.echo(f"{movable} item(s) would go back to PENDING" + _skipped(skipped))
+                return
+            confirmed = yes or movable <= RETRY_CONFIRM_ABOVE
+            if not confirmed and on_terminal():
+                confirmed = typer.confirm(f"retry {movable} FAILED item(s)?", err=True)
+            if not confirmed:
+                raise fail(f"{movable} items match: confirm at a terminal, or pass --yes", code=1)
+            # one conditional UPDATE: nothing to show progress of
+            if item is not None:
+                result = retry_item(repo, storage, item)
+                if result.refused is not None:  # retention got there between the two looks
+                    raise fail(result.message, code=1)
+                ids = [item] if result.retried else []
+            else:
+                ids = repo.ops_retry_failed(match, count)  # never more than was counted
+            target = f"item {item}" if item is not None else f"filter {match.params()}"
+            details = {"items": len(ids), "source_deleted": skipped, "via": "cli"}
+            repo.ops_audit(actor(), "retry", target, reason, details)
+    except StorageError as exc:  # the stat of --item's source: nothing was changed
+        raise fail(f"{exc.code}: {exc.message}", code=1) from exc
+    finally:
+        storage.close()
+    if skipped and not ids:
+        raise fail(f"0 item(s) back to PENDING{_skipped(skipped)}", code=1)
+    typer.echo(f"{len(ids)} item(s) back to PENDING" + _skipped(skipped))
+
+
+def _retry_counts(
+    repo: Repository, storage: ObjectStorage, item: int | None, match: FailedFilter
+) -> tuple[int, int]:
+    """``(FAILED items that match, those of them a retry skips)`` for ``retry``.
+
+    Raises:
+        typer.Exit: code 1, ``--item`` names a FAILED item whose source is gone.
+    """
+    from pipeline.cancellation import SOURCE_DELETED, RetryResult, source_gone
+
+    if item is None:
+        return repo.ops_count_failed(match), repo.ops_count_source_deleted(match)
+    row = repo.ops_get_item(item)
+    if row is None or row["status"] != ItemStatus.FAILED:
+        return 0, 0
+    if source_gone(row, storage):
+        raise fail(RetryResult(item, False, SOURCE_DELETED).message, code=1)
+    return 1, 0
+
+
+def _skipped(count: int) -> str:
+    """The tail of retry's line naming the items it skips (none: empty)."""
+    if not count:
+        return ""
+    return f"; {count} skipped (source_deleted: retention deleted their uploaded source)"
 
 
 @app.command()

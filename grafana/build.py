@@ -956,6 +956,18 @@ def api_panels() -> list[Item]:
             ],
             unit="short",
         ),
+        Series(
+            "Console sign-ins by outcome",
+            "Sign-ins with a key per minute, store console and operator console, by outcome (imageopt_api_sign_ins_total: ok; refused, not a live key; limited, over the address's sign-in limit). Rising refused or limited: someone guessing, or a script with a stale key.",
+            (12, 21, 12, 8),
+            [
+                Q(
+                    "sum by (console, outcome) (rate(imageopt_api_sign_ins_total[$__rate_interval])) * 60",
+                    "{{console}} {{outcome}}",
+                ),
+            ],
+            unit="short",
+        ),
     ]
 
 

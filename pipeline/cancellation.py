@@ -10,7 +10,14 @@ Cancel rules (every step one conditional UPDATE, so a race with a worker is harm
   poller skips non-PROCESSING items, so a late result is never stored.
 * ``DONE``, ``FAILED``, ``CANCELED``: nothing to cancel (``canceled=False``).
 
-Retry: ``FAILED`` -> ``PENDING`` with ``attempts`` reset and the job reopened.
+Retry: ``FAILED`` -> ``PENDING`` with ``attempts`` reset and the job reopened, unless the
+item's source is gone (:data:`SOURCE_DELETED`): an ``s3://`` upload that retention deleted
+(``source_deleted_at``, migration 0007), or, when the item's normalized input is not stored
+either, an ``s3://`` source the bucket no longer holds (one stat). Such an item would only go
+back to PENDING to fail with ``storage_error``, so it stays FAILED and the caller says why. An
+``http(s)`` source is fetched again on a retry, so a deleted input never blocks it. Bulk
+retries (a job, a filter) decide by the row alone, in their one UPDATE, and report the count
+they skipped.
 """
 
 from __future__ import annotations
@@ -20,10 +27,12 @@ from dataclasses import dataclass
 
 import structlog
 
-from pipeline.errors import PipelineError
+from pipeline.errors import InvalidSourceUrl, PipelineError
+from pipeline.fetch import parse_s3_url
 from pipeline.provider import ProviderClient
-from pipeline.repository import Repository
+from pipeline.repository import Repository, Row
 from pipeline.statuses import ItemStatus
+from pipeline.storage import ObjectStorage
 
 log = structlog.get_logger(__name__)
 
@@ -103,12 +112,102 @@ def cancel_job(
     return results
 
 
-def retry_item(repo: Repository, item_id: int) -> bool:
-    """A FAILED item back to PENDING (attempts reset); False when it is not FAILED."""
+SOURCE_DELETED = "source_deleted"
+"""The stable code of a refused retry: the item's source image is gone (API ``error.type``,
+the CLI's message; docs/API.md and docs/OPERATIONS.md)."""
+
+SOURCE_DELETED_MESSAGE = (
+    "its uploaded source image was deleted by retention, so a new attempt could only fail; "
+    "submit the image again"
+)
+
+
+@dataclass(frozen=True)
+class RetryResult:
+    """What a retry of one item did.
+
+    Attributes:
+        item_id: the item.
+        retried: it is PENDING now because of this call.
+        refused: why it stays FAILED although it is FAILED (:data:`SOURCE_DELETED`), else None
+            (not retried and not refused: it does not exist or is not FAILED).
+    """
+
+    item_id: int
+    retried: bool
+    refused: str | None = None
+
+    @property
+    def message(self) -> str:
+        """One line saying what happened, for the CLI and the API's error."""
+        if self.retried:
+            return f"item {self.item_id} back to PENDING"
+        if self.refused == SOURCE_DELETED:
+            return f"item {self.item_id} cannot be retried: {SOURCE_DELETED_MESSAGE}"
+        return f"item {self.item_id} is not FAILED"
+
+
+def source_gone(item: Row, storage: ObjectStorage) -> bool:
+    """Tell whether a retry of this item could not read its source any more.
+
+    Args:
+        item: the item as :meth:`Repository.ops_get_item` returns it (``source_url``,
+            ``input_key``, ``input_deleted_at``, ``source_deleted_at``).
+        storage: the pipeline's bucket, asked (one stat) only for an ``s3://`` source of it
+            whose normalized input is not stored.
+
+    Returns:
+        True for an ``s3://`` source that retention deleted, or that the bucket no longer
+        holds while the item's input is gone too; False for ``http(s)`` sources (fetched
+        again), a stored input (the worker reuses it), or a URL the worker refuses anyway.
+
+    Raises:
+        StorageError: the bucket did not answer the stat.
+    """
+    try:
+        s3 = parse_s3_url(str(item["source_url"]))
+    except InvalidSourceUrl:
+        return False  # the worker fails it with invalid_source_url, as before
+    if s3 is None:
+        return False
+    if item["source_deleted_at"] is not None:
+        return True
+    if item["input_key"] and item["input_deleted_at"] is None:
+        return False
+    bucket, key = s3
+    return bucket == storage.bucket and not storage.exists(key)
+
+
+def retry_item(repo: Repository, storage: ObjectStorage, item_id: int) -> RetryResult:
+    """A FAILED item back to PENDING (attempts reset), unless its source is gone.
+
+    Args:
+        repo: the repository.
+        storage: the bucket, for :func:`source_gone`'s stat.
+        item_id: the item.
+
+    Returns:
+        ``retried`` when it moved; ``refused=SOURCE_DELETED`` when it is FAILED but its source
+        is gone (it stays FAILED); neither when it does not exist or is not FAILED.
+
+    Raises:
+        StorageError: the bucket did not answer the stat.
+    """
+    item = repo.ops_get_item(item_id)
+    if item is None or item["status"] != ItemStatus.FAILED:
+        return RetryResult(item_id, retried=False)
+    if source_gone(item, storage):
+        log.info("item_retry_refused", item_id=item_id, reason=SOURCE_DELETED)
+        return RetryResult(item_id, retried=False, refused=SOURCE_DELETED)
     done = repo.retry_item(item_id)
     if done:
         log.info("item_retried", item_id=item_id)
-    return done
+        return RetryResult(item_id, retried=True)
+    # The UPDATE's own condition refused it: retention marked the source deleted meanwhile
+    # (say so), or the item moved on (another retry won).
+    now = repo.ops_get_item(item_id)
+    marked = now is not None and now["status"] == ItemStatus.FAILED
+    return RetryResult(item_id, retried=False, refused=SOURCE_DELETED if marked else None)
 
 
 def _cancel_at_provider(

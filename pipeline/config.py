@@ -107,6 +107,13 @@ class Settings(BaseSettings):
     max_input_pixels: int = Field(50_000_000, validation_alias="IMAGEOPT_MAX_INPUT_PIXELS")
     max_output_bytes: int = Field(100 * 1024 * 1024, validation_alias="IMAGEOPT_MAX_OUTPUT_BYTES")
     max_output_pixels: int = Field(150_000_000, validation_alias="IMAGEOPT_MAX_OUTPUT_PIXELS")
+    preview_max_render_pixels: int = Field(
+        16_000_000, ge=250_000, validation_alias="IMAGEOPT_PREVIEW_MAX_RENDER_PIXELS"
+    )
+    """Pixels the size preview lays a preset's output out at, at most (16 MP: about 48 MB as
+    RGB, 64 MB as RGBA, per preview at once). A larger output (a custom preset may ask for
+    8192 x 8192 with upscale: 67 MP) is laid out smaller and its bytes extrapolated; the answer
+    says so (``method: downscaled``, ``render_width``/``render_height``; docs/API.md)."""
     fetch_timeout_seconds: float = Field(20.0, validation_alias="IMAGEOPT_FETCH_TIMEOUT_SECONDS")
     fetch_max_redirects: int = Field(3, validation_alias="IMAGEOPT_FETCH_MAX_REDIRECTS")
     source_allowlist: str = Field("", validation_alias="IMAGEOPT_SOURCE_ALLOWLIST")

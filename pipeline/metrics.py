@@ -642,3 +642,30 @@ for _action in PRESET_ACTIONS:  # every series from the start, so rate() sees th
 def record_custom_preset(action: str) -> None:
     """Count one successful custom preset write (``action``: one of :data:`PRESET_ACTIONS`)."""
     CUSTOM_PRESETS_TOTAL.labels(action).inc()
+
+
+# --- console sign-ins (api/store_session.py, api/operator_auth.py) --------------------------
+
+SIGN_IN_CONSOLES = ("store", "operator")
+SIGN_IN_OUTCOMES = ("ok", "refused", "limited")
+SIGN_INS_TOTAL = Counter(
+    "imageopt_api_sign_ins_total",
+    "Console sign-ins with a key, by console (store: POST /api/session, operator: POST "
+    "/ops/login) and outcome (ok; refused: not a live key of that console; limited: over "
+    "the client network's sign-in limit, the key not checked). Malformed bodies (400) are "
+    "not counted.",
+    ["console", "outcome"],
+)
+for _console in SIGN_IN_CONSOLES:  # every series from the start, so rate() sees the first one
+    for _outcome in SIGN_IN_OUTCOMES:
+        SIGN_INS_TOTAL.labels(_console, _outcome)
+
+
+def record_sign_in(console: str, outcome: str) -> None:
+    """Count one console sign-in attempt.
+
+    Args:
+        console: one of :data:`SIGN_IN_CONSOLES`.
+        outcome: one of :data:`SIGN_IN_OUTCOMES`.
+    """
+    SIGN_INS_TOTAL.labels(console, outcome).inc()

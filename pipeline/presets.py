@@ -439,8 +439,19 @@ def render(data: bytes, preset: Preset, *, max_pixels: int) -> Image.Image:
         EmptySource, NotAnImage, UnsupportedMediaType, ImageTooLarge, ImageTruncated: from
             :func:`pipeline.images.decode_srgb`.
     """
+    return layout(decode_for(data, preset, max_pixels=max_pixels), preset)
+
+
+def decode_for(data: bytes, preset: Preset, *, max_pixels: int) -> Image.Image:
+    """Decode ``data`` upright and sRGB, as :func:`render` does before the layout (JPEG drafts
+    at the output's scale when that is smaller).
+
+    Raises:
+        EmptySource, NotAnImage, UnsupportedMediaType, ImageTooLarge, ImageTruncated: from
+            :func:`pipeline.images.decode_srgb`.
+    """
     scale = _draft_scale(data, preset, max_pixels)
-    return layout(decode_srgb(data, max_pixels=max_pixels, draft_scale=scale), preset)
+    return decode_srgb(data, max_pixels=max_pixels, draft_scale=scale)
 
 
 def _draft_scale(data: bytes, preset: Preset, max_pixels: int) -> float:

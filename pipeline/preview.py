@@ -35,6 +35,17 @@ estimates what the pipeline stores for a model and a preset, in the pipeline's o
 
 Width, height and format are the real model's; the bytes are an estimate whose error against
 the pipeline's results (emulator as the provider) is measured by ``bench/bench_preview.py``.
+
+**Render budget.** A preset's output is laid out whole before it is encoded (or sampled), and a
+custom preset may ask for 8192 x 8192 with upscale (67 MP, some 270 MB as RGBA). Given
+``max_render_pixels`` (the api passes ``IMAGEOPT_PREVIEW_MAX_RENDER_PIXELS``), a layout whose
+resampled image or canvas is larger is made ``scale`` times smaller in both directions
+(:func:`scaled_geometry`: the same crop and padding, centred as the preset centres them), its
+bytes estimated as above, and once more at half that scale (a quarter of the pixels); the
+full output's bytes follow ``bytes ~ pixels^k`` with ``k`` fitted on the two
+(:func:`extrapolate_bytes`). ``method`` says ``downscaled`` and ``render_width`` x
+``render_height`` is the larger render. Width, height and format stay exact; the bytes are
+coarser than a full render's (docs/BENCHMARKS.md, "Size preview of huge presets").
 """
 
 from __future__ import annotations
@@ -50,7 +61,7 @@ from PIL import Image
 from pipeline.allowlist import ModelSpec
 from pipeline.images import decode_srgb, normalize_input
 from pipeline.model_outputs import ModelOutput, model_output
-from pipeline.presets import Preset, encode, place, plan_geometry, render
+from pipeline.presets import Geometry, Preset, decode_for, encode, layout, place, plan_geometry
 
 EXACT_BELOW_PIXELS = 250_000
 Box = tuple[float, float, float, float]
@@ -106,10 +117,14 @@ class SizePreview:
         width: output width, pixels (exact).
         height: output height, pixels (exact).
         content_type: output media type (exact).
-        method: ``exact`` (whole image encoded) or ``sampled`` (bands, extrapolated).
-        sampled_fraction: fraction of the output rows that were encoded (1.0 when exact).
+        method: ``exact`` (whole image encoded), ``sampled`` (bands, extrapolated) or
+            ``downscaled`` (laid out smaller than the output to stay within the render budget,
+            then encoded whole or sampled, and the bytes scaled up by the pixel ratio).
+        sampled_fraction: fraction of the rendered rows that were encoded (1.0 when exact).
         input_bytes: size of the image given, bytes.
         model: the model stage when the estimate is of model + preset, else None.
+        render_size: ``(width, height)`` the output was laid out at, pixels, when smaller than
+            the output (``downscaled``); None when laid out at full size.
     """
 
     preset: str | None
@@ -121,9 +136,12 @@ class SizePreview:
     sampled_fraction: float
     input_bytes: int
     model: ModelStage | None = None
+    render_size: tuple[int, int] | None = None
 
     def as_dict(self) -> dict[str, object]:
-        """JSON-ready form (for the API and ``imageopt preview --json``)."""
+        """JSON-ready form (for the API and ``imageopt preview --json``); ``render_width`` and
+        ``render_height`` are the output's own size unless ``method`` is ``downscaled``."""
+        render_width, render_height = self.render_size or (self.width, self.height)
         return {
             "model": self.model.as_dict() if self.model is not None else None,
             "preset": self.preset,
@@ -133,6 +151,8 @@ class SizePreview:
             "content_type": self.content_type,
             "method": self.method,
             "sampled_fraction": round(self.sampled_fraction, 4),
+            "render_width": render_width,
+            "render_height": render_height,
             "input_bytes": self.input_bytes,
             "ratio": round(self.estimated_bytes / self.input_bytes, 4)
             if self.input_bytes
@@ -216,6 +236,7 @@ def preview_size(
     exact_below_pixels: int = EXACT_BELOW_PIXELS,
     sample_fraction: float | None = None,
     band_rows: int | None = None,
+    max_render_pixels: int | None = None,
 ) -> SizePreview:
     """Estimate the output of ``preset`` for an image, without running the pipeline.
 
@@ -228,6 +249,8 @@ def preview_size(
             format, :data:`SAMPLING`).
         band_rows: height of each sampled band, pixels (a multiple of 16, the JPEG MCU / WebP
             macroblock height; default by format).
+        max_render_pixels: lay the output out at most this many pixels (the module
+            docstring's render budget); None: always at full size.
 
     Returns:
         The estimate, with exact dimensions and media type.
@@ -240,24 +263,127 @@ def preview_size(
         band_rows is not None and band_rows < 1
     ):
         raise ValueError("sample_fraction must be in (0, 1] and band_rows >= 1")
-    image = render(data, preset, max_pixels=max_pixels)
-    size, method, fraction = estimate_encoded_size(
-        image,
-        preset,
-        exact_below_pixels=exact_below_pixels,
-        sample_fraction=sample_fraction,
-        band_rows=band_rows,
+    decoded = decode_for(data, preset, max_pixels=max_pixels)
+    geometry = plan_geometry(decoded.width, decoded.height, preset)
+
+    def lay_out(at: Geometry) -> Image.Image:
+        if at == geometry:
+            return layout(decoded, preset)  # what the pipeline's render does, exactly
+        return place(decoded.resize(at.resize, Image.Resampling.LANCZOS), at, preset)
+
+    def estimate(image: Image.Image) -> tuple[int, str, float]:
+        return estimate_encoded_size(
+            image,
+            preset,
+            exact_below_pixels=exact_below_pixels,
+            sample_fraction=sample_fraction,
+            band_rows=band_rows,
+        )
+
+    size, method, fraction, render_size = _estimate_within(
+        lay_out, estimate, geometry, max_render_pixels
     )
     return SizePreview(
         preset=preset.name,
         estimated_bytes=size,
-        width=image.width,
-        height=image.height,
+        width=geometry.canvas[0],
+        height=geometry.canvas[1],
         content_type=preset.content_type,
         method=method,
         sampled_fraction=fraction,
         input_bytes=len(data),
+        render_size=render_size,
     )
+
+
+def render_scale(geometry: Geometry, max_render_pixels: int | None) -> float:
+    """The linear scale that brings a layout's largest image (the resampled one, or the canvas)
+    within ``max_render_pixels``: 1.0 when it is within already, or without a budget (pure)."""
+    largest = max(geometry.resize[0] * geometry.resize[1], geometry.canvas[0] * geometry.canvas[1])
+    if max_render_pixels is None or largest <= max_render_pixels:
+        return 1.0
+    return math.sqrt(max_render_pixels / largest)
+
+
+def scaled_geometry(geometry: Geometry, scale: float) -> Geometry:
+    """The same layout ``scale`` times smaller in both directions (0 < scale < 1; pure).
+
+    Sizes are rounded down (so the budget :func:`render_scale` computed holds) and never below
+    one pixel; the crop (``cover``) and the padding (``pad``) stay centred, as
+    :func:`pipeline.presets.plan_geometry` centres them.
+    """
+
+    def down(value: int) -> int:
+        return max(1, int(value * scale))
+
+    resize = (down(geometry.resize[0]), down(geometry.resize[1]))
+    canvas = (down(geometry.canvas[0]), down(geometry.canvas[1]))
+    if geometry.crop is not None:
+        left, top = (resize[0] - canvas[0]) // 2, (resize[1] - canvas[1]) // 2
+        return Geometry(resize, (left, top, left + canvas[0], top + canvas[1]), canvas, (0, 0))
+    if canvas != resize:
+        offset = ((canvas[0] - resize[0]) // 2, (canvas[1] - resize[1]) // 2)
+        return Geometry(resize, None, canvas, offset)
+    return Geometry(resize, None, canvas, (0, 0))
+
+
+def _estimate_within(
+    lay_out: Callable[[Geometry], Image.Image],
+    estimate: Callable[[Image.Image], tuple[int, str, float]],
+    geometry: Geometry,
+    max_render_pixels: int | None,
+) -> tuple[int, str, float, tuple[int, int] | None]:
+    """Estimate a layout's encoded bytes within the render budget (module docstring).
+
+    Args:
+        lay_out: renders the layout at a geometry (the full one, or a scaled one).
+        estimate: ``(bytes, method, sampled_fraction)`` of a rendered image.
+        geometry: the full layout.
+        max_render_pixels: the budget (None: none).
+
+    Returns:
+        ``(bytes, method, sampled_fraction, render_size)``; ``render_size`` is None when the
+        layout was rendered at full size, else the size of the larger of the two renders.
+    """
+    scale = render_scale(geometry, max_render_pixels)
+    if scale >= 1:
+        size, method, fraction = estimate(lay_out(geometry))
+        return size, method, fraction, None
+    image = lay_out(scaled_geometry(geometry, scale))
+    rendered = image.size
+    size, _, fraction = estimate(image)
+    del image  # the second render is a quarter of the first: the peak stays the first's
+    half = lay_out(scaled_geometry(geometry, scale / 2))
+    size_half, _, _ = estimate(half)
+    full = extrapolate_bytes(
+        (_pixels(rendered), size), (_pixels(half.size), size_half), _pixels(geometry.canvas)
+    )
+    return full, "downscaled", fraction, rendered
+
+
+def _pixels(size: tuple[int, int]) -> int:
+    return size[0] * size[1]
+
+
+EXPONENT_RANGE = (0.5, 1.0)
+"""Bounds of the fitted exponent of bytes ~ pixels^k: 1 is bytes per pixel unchanged, 0.5 bytes
+growing with the side length only (measured on the corpus: 0.69 to 0.79 for 8192 px upscales)."""
+
+
+def extrapolate_bytes(larger: tuple[int, int], smaller: tuple[int, int], pixels: int) -> int:
+    """Bytes at ``pixels`` from two renders of one layout, ``(pixels, bytes)`` each (pure).
+
+    Encoded bytes grow slower than pixels when an image is enlarged (resampled pixels carry no
+    new detail), so a straight pixel ratio overshoots (by 19 to 68 % for 8192 px upscales of
+    the corpus, docs/BENCHMARKS.md); the exponent ``k`` of ``bytes ~ pixels^k`` is fitted on
+    the two renders (clamped to :data:`EXPONENT_RANGE`) and applied from the larger one.
+    """
+    (p1, b1), (p2, b2) = larger, smaller
+    k = EXPONENT_RANGE[1]
+    if p1 > p2 > 0 and b1 > 0 and b2 > 0:
+        fitted = math.log(b1 / b2) / math.log(p1 / p2)
+        k = min(EXPONENT_RANGE[1], max(EXPONENT_RANGE[0], fitted))
+    return round(b1 * math.pow(pixels / p1, k))
 
 
 # --- model + preset -----------------------------------------------------------------------------
@@ -296,6 +422,7 @@ def preview_pipeline(
     *,
     max_pixels: int,
     sample_pixels: int = MODEL_SAMPLE_PIXELS,
+    max_render_pixels: int | None = None,
 ) -> SizePreview:
     """Estimate what the pipeline stores for an image sent through a model, then a preset.
 
@@ -306,6 +433,9 @@ def preview_pipeline(
         preset: the output preset, or None (the model's file is stored as it is).
         max_pixels: refuse images over this many pixels (``Settings.max_input_pixels``).
         sample_pixels: pixels of a raw model output encoded at most (the rest extrapolated).
+        max_render_pixels: lay a preset's output out at most this many pixels (the module
+            docstring's render budget); None: always at full size. The model's own file is
+            rendered band by band within ``sample_pixels`` already.
 
     Returns:
         The estimate: width, height and media type of the stored file (the real model's rules,
@@ -330,12 +460,17 @@ def preview_pipeline(
     )
     if preset is not None:
         geometry = plan_geometry(out.width, out.height, preset)
-        resized = source.resize(geometry.resize, Image.Resampling.LANCZOS, box=box)
-        image = place(resized, geometry, preset)
-        size, method, fraction = estimate_encoded_size(image, preset)
+
+        def lay_out(at: Geometry) -> Image.Image:
+            return place(source.resize(at.resize, Image.Resampling.LANCZOS, box=box), at, preset)
+
+        size, method, fraction, render_size = _estimate_within(
+            lay_out, lambda image: estimate_encoded_size(image, preset), geometry,
+            max_render_pixels,
+        )  # fmt: skip
         return SizePreview(
-            preset.name, size, image.width, image.height, preset.content_type, method, fraction,
-            len(data), stage,
+            preset.name, size, geometry.canvas[0], geometry.canvas[1], preset.content_type,
+            method, fraction, len(data), stage, render_size,
         )  # fmt: skip
     size, method, fraction = _estimate_model_file(source, box, out, sample_pixels)
     return SizePreview(

@@ -430,7 +430,8 @@ class Repository:
         return [CanceledItem.from_row(r) for r in rows]
 
     def retry_failed(self, job_id: int | None, error_code: str | None) -> list[int]:
-        """FAILED -> PENDING (dead letters retried by ops); returns the item ids."""
+        """FAILED -> PENDING (dead letters retried by ops); returns the item ids. Items whose
+        uploaded source retention deleted stay FAILED (:meth:`ops_count_source_deleted`)."""
         rows = self._all("retry_failed_items", job_id=job_id, error_code=error_code)
         job_ids = sorted({int(r["job_id"]) for r in rows})
         if job_ids:
@@ -619,7 +620,8 @@ class Repository:
         return row
 
     def retry_item(self, item_id: int) -> bool:
-        """One FAILED item back to PENDING with attempts reset; reopens its job."""
+        """One FAILED item back to PENDING with attempts reset; reopens its job. False when it
+        is not FAILED, or retention deleted its uploaded source (``source_deleted_at``)."""
         row = self._one("retry_item", id=item_id)
         if row is None:
             return False
@@ -1010,9 +1012,16 @@ class Repository:
         row = self._one("ops_count_failed", **match.params())
         return int(row["n"]) if row else 0
 
+    def ops_count_source_deleted(self, match: FailedFilter) -> int:
+        """How many FAILED items match ``match`` but stay FAILED on a retry: retention deleted
+        their uploaded source (``source_deleted_at``)."""
+        row = self._one("ops_count_source_deleted", **match.params())
+        return int(row["n"]) if row else 0
+
     def ops_retry_failed(self, match: FailedFilter, limit: int | None = None) -> list[int]:
         """FAILED items matching ``match`` (at most ``limit``; None: all) back to PENDING,
-        their jobs reopened; returns the item ids."""
+        their jobs reopened; returns the item ids. Items whose uploaded source retention
+        deleted are skipped (:meth:`ops_count_source_deleted`)."""
         rows = self._all("ops_retry_failed", limit=limit, **match.params())
         job_ids = sorted({int(r["job_id"]) for r in rows})
         if job_ids:

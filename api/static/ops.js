@@ -26,6 +26,7 @@ async function call(method, url, body) {
   if (!response.ok || !doc || !doc.success) {
     const error = new Error(doc && doc.error ? doc.error.message : `HTTP ${response.status}`);
     error.status = response.status;
+    error.type = doc && doc.error ? doc.error.type : null;
     error.details = doc && doc.error ? doc.error.details : null;
     throw error;
   }
@@ -206,10 +207,16 @@ async function loadFailed() {
   $("#failed tbody").replaceChildren(...data.items.map(failedRow));
 }
 
+// A retry leaves items whose uploaded source retention deleted FAILED and counts them.
+function skippedText(data) {
+  const n = data.sourceDeleted || 0;
+  return n ? `; ${n} skipped: retention deleted their uploaded source` : "";
+}
+
 async function act(url, body, verb) {
   try {
     const data = await call("POST", url, { ...body, reason: reason() });
-    say(`${data[verb]} item(s) ${verb}`, true);
+    say(`${data[verb]} item(s) ${verb}${skippedText(data)}`, true);
     await refresh();
   } catch (error) {
     say(error.message);
@@ -223,9 +230,10 @@ async function retryMatching() {
   if (!window.confirm(`Retry ${count} failed item(s) matching this filter?`)) return;
   try {
     const data = await call("POST", "/ops/api/retry", { filter, expected: count, reason: reason() });
-    say(`${data.retried} item(s) retried`, true);
+    say(`${data.retried} item(s) retried${skippedText(data)}`, true);
   } catch (error) {
-    say(error.status === 409 ? `${error.message}: look again and confirm` : error.message);
+    const recount = error.status === 409 && error.type === "conflict";
+    say(recount ? `${error.message}: look again and confirm` : error.message);
   }
   await refresh();
 }

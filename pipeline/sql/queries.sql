@@ -386,12 +386,13 @@ WHERE job_id = %(job_id)s AND status IN ('PENDING', 'QUEUED', 'SUBMITTING', 'PRO
 RETURNING id, prediction_id;
 
 -- name: retry_failed_items
--- Dead letters back to PENDING (ops' retry): attempts start over.
+-- Dead letters back to PENDING (ops' retry): attempts start over. Items whose uploaded source
+-- retention deleted (source_deleted_at) stay FAILED: a new attempt could only fail again.
 UPDATE image_optimization_items
 SET status = 'PENDING', attempts = 0, next_attempt_at = NULL, prediction_id = NULL,
     error_code = NULL, error_message = NULL, completed_at = NULL, input_deleted_at = NULL,
     updated_at = now()
-WHERE status = 'FAILED'
+WHERE status = 'FAILED' AND source_deleted_at IS NULL
   AND (%(job_id)s::bigint IS NULL OR job_id = %(job_id)s::bigint)
   AND (%(error_code)s::text IS NULL OR error_code = %(error_code)s::text)
 RETURNING id, job_id;
@@ -508,12 +509,13 @@ WHERE id = %(id)s AND status = ANY(%(from_statuses)s::text[])
 RETURNING id, job_id, prediction_id;
 
 -- name: retry_item
--- One FAILED item back to PENDING (attempts start over).
+-- One FAILED item back to PENDING (attempts start over), unless retention deleted its
+-- uploaded source (pipeline/cancellation.py says why to the caller).
 UPDATE image_optimization_items
 SET status = 'PENDING', attempts = 0, next_attempt_at = NULL, prediction_id = NULL,
     error_code = NULL, error_message = NULL, completed_at = NULL, input_deleted_at = NULL,
     updated_at = now()
-WHERE id = %(id)s AND status = 'FAILED'
+WHERE id = %(id)s AND status = 'FAILED' AND source_deleted_at IS NULL
 RETURNING id, job_id;
 
 -- name: retention_due_inputs
@@ -1033,9 +1035,20 @@ FROM image_optimization_failed_matching(
     %(store_id)s::text, %(job_id)s::bigint, %(model)s::text, %(error_code)s::text,
     %(since)s::timestamptz, %(until)s::timestamptz);
 
+-- name: ops_count_source_deleted
+-- How many FAILED items match the filters but cannot be retried: retention deleted their
+-- uploaded source (what a retry of the filter skips).
+SELECT count(*) AS n
+FROM image_optimization_failed_matching(
+    %(store_id)s::text, %(job_id)s::bigint, %(model)s::text, %(error_code)s::text,
+    %(since)s::timestamptz, %(until)s::timestamptz) AS f
+JOIN image_optimization_items i ON i.id = f.item_id
+WHERE i.source_deleted_at IS NOT NULL;
+
 -- name: ops_retry_failed
 -- FAILED items matching the filters back to PENDING (attempts start over), at most %(limit)s
--- of them (NULL: all): never more than an operator confirmed. Returns them.
+-- of them (NULL: all): never more than an operator confirmed. Items whose uploaded source
+-- retention deleted stay FAILED (ops_count_source_deleted counts them). Returns the others.
 UPDATE image_optimization_items i
 SET status = 'PENDING', attempts = 0, next_attempt_at = NULL, prediction_id = NULL,
     error_code = NULL, error_message = NULL, completed_at = NULL, input_deleted_at = NULL,
@@ -1047,7 +1060,7 @@ FROM (
     ORDER BY f.item_id
     LIMIT %(limit)s::bigint
 ) AS m
-WHERE i.id = m.item_id AND i.status = 'FAILED'
+WHERE i.id = m.item_id AND i.status = 'FAILED' AND i.source_deleted_at IS NULL
 RETURNING i.id, i.job_id;
 
 -- name: ops_get_item

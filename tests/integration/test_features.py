@@ -215,7 +215,15 @@ def test_cancel_of_a_running_prediction_cancels_it_at_the_provider(
     assert provider.get_prediction(prediction.id).status == "canceled"
 
 
-def test_retry_of_a_failed_item_resets_attempts(repo: Repository, db_schema: str) -> None:
+def test_retry_of_a_failed_item_resets_attempts(
+    repo: Repository, db_schema: str, s3_settings: dict[str, str]
+) -> None:
+    storage = ObjectStorage(
+        endpoint=s3_settings["S3_ENDPOINT"],
+        access_key=s3_settings["S3_ACCESS_KEY"],
+        secret_key=s3_settings["S3_SECRET_KEY"],
+        bucket=s3_settings["S3_BUCKET"],
+    )
     job = _job(repo, "s", 2)
     _sql(
         db_schema,
@@ -232,8 +240,9 @@ def test_retry_of_a_failed_item_resets_attempts(repo: Repository, db_schema: str
         )
     )
     repo.refresh_active_jobs()
-    assert retry_item(repo, first)
-    assert not retry_item(repo, first)  # no longer FAILED
+    assert retry_item(repo, storage, first).retried
+    again = retry_item(repo, storage, first)
+    assert (again.retried, again.refused) == (False, None)  # no longer FAILED
     rows = _sql(
         db_schema,
         "SELECT id, status, attempts, error_code FROM "

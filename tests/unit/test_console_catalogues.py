@@ -42,3 +42,11 @@ def test_the_presets_errors_are_sentences_in_both() -> None:
     )
     for catalogue in CATALOGUES.values():
         assert all(catalogue.get(f"error.{kind}") for kind in types)
+
+
+def test_a_retry_refused_for_a_deleted_upload_is_a_sentence_in_both() -> None:
+    # the console shows error.{type} for the store's job retry (docs/LIFECYCLE.md)
+    for catalogue in CATALOGUES.values():
+        assert catalogue.get("error.source_deleted", "").endswith(
+            ("upload them again", "erneut hochladen")
+        )
