@@ -1,16 +1,20 @@
 """Classical image operations that stand in for the AI models (pure Pillow, no I/O).
 
-Each allowlisted model has a ``kind`` (see :mod:`pipeline.allowlist`); :func:`run_model_op`
-applies the matching operation so that outputs have the geometry the real model would give:
+Each allowlisted model has a ``kind`` (see :mod:`pipeline.allowlist`). :func:`run_model_op`
+first works out the real model's output file for this input (size, format, alpha:
+:mod:`emulator.model_files`, which reads :mod:`pipeline.model_outputs`), then applies the
+operation of the model's kind, straight to that size:
 
-- ``upscale`` (Real-ESRGAN): Lanczos resize by ``scale`` plus an unsharp mask.
-- ``face_restore`` (GFPGAN, CodeFormer): 3x3 median denoise, smoothing, sharpening, resize by
-  ``scale`` / ``upscale``.
-- ``edit`` (nano-banana): centre crop to ``aspect_ratio`` plus mild colour and contrast.
-- ``img2img`` (SDXL): resize so the longest side is 1024 px plus autocontrast.
+- ``upscale`` (Real-ESRGAN): Lanczos resize plus an unsharp mask.
+- ``face_restore`` (GFPGAN, CodeFormer): 3x3 median denoise, smoothing, Lanczos resize,
+  sharpening.
+- ``edit`` (nano-banana): centre crop to the output's aspect ratio, Lanczos resize, mild colour
+  and contrast.
+- ``img2img`` (SDXL): Lanczos resize plus autocontrast.
 
-None of this is AI; it is only enough real work to give the pipeline real images back.
-The module also builds the hostile outputs of the fault-injection suite.
+:func:`encode` writes the file as the real model's writer does (format, PNG level, JPEG
+quality). None of this is AI; it is only enough real work to give the pipeline real images
+back. The module also builds the hostile outputs of the fault-injection suite.
 """
 
 from __future__ import annotations
@@ -23,29 +27,11 @@ from typing import Any
 
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
-SDXL_LONG_SIDE = 1024
-"""SDXL works at about one megapixel; its img2img output's longest side is 1024 px."""
+from emulator.model_files import output_file
+from pipeline.allowlist import ModelSpec
+from pipeline.model_outputs import ModelOutput
 
-PNG_COMPRESS_LEVEL = 1
-"""zlib level of output PNGs: fast (a 4x upscale is tens of megapixels), a bit larger files."""
-
-MAX_SCALE = 8
-"""Largest linear scale factor accepted, to bound memory (the allowlist caps it at 4)."""
-
-
-def fraction_of_ratio(ratio: str) -> tuple[int, int]:
-    """Parse ``"16:9"`` into ``(16, 9)``.
-
-    Raises:
-        ValueError: not two positive integers separated by a colon.
-    """
-    parts = ratio.split(":")
-    if len(parts) != 2:
-        raise ValueError(f"aspect ratio {ratio!r} is not W:H")
-    width, height = int(parts[0]), int(parts[1])
-    if width <= 0 or height <= 0:
-        raise ValueError(f"aspect ratio {ratio!r} must be positive")
-    return width, height
+Size = tuple[int, int]
 
 
 def normalize_mode(image: Image.Image) -> Image.Image:
@@ -58,36 +44,30 @@ def normalize_mode(image: Image.Image) -> Image.Image:
     return image if image.mode == target else image.convert(target)
 
 
-def _scaled(image: Image.Image, scale: float) -> Image.Image:
-    if not 0 < scale <= MAX_SCALE:
-        raise ValueError(f"scale must be in (0, {MAX_SCALE}]")
-    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    return image.resize(size, Image.Resampling.LANCZOS)
+def _resized(image: Image.Image, size: Size) -> Image.Image:
+    return image if image.size == size else image.resize(size, Image.Resampling.LANCZOS)
 
 
-def upscale(image: Image.Image, scale: float) -> Image.Image:
-    """Resize by ``scale`` with Lanczos, then sharpen edges with an unsharp mask.
+def upscale(image: Image.Image, size: Size) -> Image.Image:
+    """Resize to ``size`` with Lanczos, then sharpen edges with an unsharp mask.
 
     Args:
         image: RGB or RGBA input.
-        scale: linear factor, e.g. 4 gives 4x width and 4x height.
+        size: ``(width, height)`` of the output, pixels.
     """
-    resized = _scaled(image, scale)
+    resized = _resized(image, size)
     return resized.filter(ImageFilter.UnsharpMask(radius=2, percent=80, threshold=2))
 
 
-def face_restore(image: Image.Image, scale: float) -> Image.Image:
-    """Light denoise (3x3 median, smooth), sharpen, and resize by ``scale``."""
+def face_restore(image: Image.Image, size: Size) -> Image.Image:
+    """Light denoise (3x3 median, smooth), resize to ``size``, sharpen."""
     denoised = image.filter(ImageFilter.MedianFilter(3)).filter(ImageFilter.SMOOTH)
-    return _scaled(denoised, scale).filter(ImageFilter.SHARPEN)
+    return _resized(denoised, size).filter(ImageFilter.SHARPEN)
 
 
-def crop_to_aspect(image: Image.Image, aspect_ratio: str) -> Image.Image:
-    """Centre-crop to ``aspect_ratio`` (``"16:9"``); ``"match_input_image"`` keeps the shape."""
-    if aspect_ratio == "match_input_image":
-        return image.copy()
-    ratio_w, ratio_h = fraction_of_ratio(aspect_ratio)
-    target = ratio_w / ratio_h
+def crop_to_aspect(image: Image.Image, aspect: Size) -> Image.Image:
+    """Centre-crop to the ratio ``aspect`` = ``(width, height)``, e.g. ``(1344, 768)``."""
+    target = aspect[0] / aspect[1]
     width, height = image.size
     if width / height > target:
         new_width, new_height = max(1, round(height * target)), height
@@ -98,65 +78,63 @@ def crop_to_aspect(image: Image.Image, aspect_ratio: str) -> Image.Image:
     return image.crop((left, top, left + new_width, top + new_height))
 
 
-def _enhance_colours(image: Image.Image, colour: float, contrast: float) -> Image.Image:
-    rgb = image.convert("RGB") if image.mode == "RGBA" else image
-    enhanced = ImageEnhance.Contrast(ImageEnhance.Color(rgb).enhance(colour)).enhance(contrast)
-    if image.mode == "RGBA":
-        enhanced.putalpha(image.getchannel("A"))
-    return enhanced
+def edit(image: Image.Image, size: Size) -> Image.Image:
+    """Crop to the ratio of ``size``, resize to it, boost colour by 10 % and contrast by 5 %."""
+    framed = _resized(crop_to_aspect(image, size), size).convert("RGB")
+    return ImageEnhance.Contrast(ImageEnhance.Color(framed).enhance(1.1)).enhance(1.05)
 
 
-def edit(image: Image.Image, aspect_ratio: str) -> Image.Image:
-    """Crop to ``aspect_ratio`` and boost colour by 10 % and contrast by 5 %."""
-    return _enhance_colours(crop_to_aspect(image, aspect_ratio), colour=1.1, contrast=1.05)
+def img2img(image: Image.Image, size: Size) -> Image.Image:
+    """Resize to ``size`` and stretch the contrast (1 % cutoff)."""
+    return ImageOps.autocontrast(_resized(image, size).convert("RGB"), cutoff=1)
 
 
-def img2img(image: Image.Image) -> Image.Image:
-    """Resize so the longest side is :data:`SDXL_LONG_SIDE` and stretch the contrast."""
-    factor = SDXL_LONG_SIDE / max(image.size)
-    resized = _scaled(image, factor)
-    rgb = resized.convert("RGB")
-    stretched = ImageOps.autocontrast(rgb, cutoff=1)
-    if resized.mode == "RGBA":
-        stretched.putalpha(resized.getchannel("A"))
-    return stretched
-
-
-def run_model_op(kind: str, image: Image.Image, params: Mapping[str, Any]) -> Image.Image:
-    """Apply the operation of a model ``kind`` with the prediction's input ``params``.
+def run_model_op(
+    spec: ModelSpec, image: Image.Image, params: Mapping[str, Any]
+) -> tuple[Image.Image, ModelOutput]:
+    """Play ``spec`` on one input: the real model's output size and format, classical pixels.
 
     Args:
-        kind: ``upscale`` | ``face_restore`` | ``edit`` | ``img2img``.
+        spec: the allowlisted model (its ``kind`` picks the operation).
         image: decoded input (any mode; EXIF orientation not yet applied).
-        params: the prediction's ``input`` (``scale``, ``upscale``, ``aspect_ratio``, ...).
-
-    Raises:
-        ValueError: unknown kind or a bad parameter.
-    """
-    image = normalize_mode(image)
-    if kind == "upscale":
-        return upscale(image, float(params.get("scale", 4)))
-    if kind == "face_restore":
-        return face_restore(image, float(params.get("scale", params.get("upscale", 2))))
-    if kind == "edit":
-        return edit(image, str(params.get("aspect_ratio", "match_input_image")))
-    if kind == "img2img":
-        return img2img(image)
-    raise ValueError(f"unknown model kind {kind!r}")
-
-
-def encode(image: Image.Image, output_format: str) -> tuple[bytes, str, str]:
-    """Encode an image as PNG, or JPEG for ``jpg``/``jpeg``.
+        params: the prediction's ``input`` (``scale``, ``upscale``, ``aspect_ratio``,
+            ``output_format``; missing ones take the real model's default).
 
     Returns:
-        ``(data, file extension, content type)``.
+        ``(image, output)``: the image has ``output``'s size, and an alpha channel only when
+        ``output.alpha`` (the real model keeps the input's transparency).
+
+    Raises:
+        ValueError: unknown kind or a bad parameter (:func:`emulator.model_files.output_file`).
+    """
+    image = normalize_mode(image)
+    output = output_file(spec, params, image.width, image.height, alpha=image.mode == "RGBA")
+    if image.mode == "RGBA" and not output.alpha:
+        image = image.convert("RGB")
+    size = (output.width, output.height)
+    if spec.kind == "upscale":
+        return upscale(image, size), output
+    if spec.kind == "face_restore":
+        return face_restore(image, size), output
+    if spec.kind == "edit":
+        return edit(image, size), output
+    if spec.kind == "img2img":
+        return img2img(image, size), output
+    raise ValueError(f"unknown model kind {spec.kind!r}")
+
+
+def encode(image: Image.Image, output: ModelOutput) -> tuple[bytes, str, str]:
+    """Encode as the real model's writer does: ``output``'s format, PNG level, JPEG quality.
+
+    Returns:
+        ``(data, file extension, content type)``; the extension is ``png`` or ``jpg``.
     """
     buffer = io.BytesIO()
-    if output_format in ("jpg", "jpeg"):
-        image.convert("RGB").save(buffer, format="JPEG", quality=90)
-        return buffer.getvalue(), "jpg", "image/jpeg"
-    image.save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
-    return buffer.getvalue(), "png", "image/png"
+    if output.format == "jpeg":
+        image.convert("RGB").save(buffer, format="JPEG", quality=output.jpeg_quality)
+        return buffer.getvalue(), "jpg", output.content_type
+    image.save(buffer, format="PNG", compress_level=output.png_level)
+    return buffer.getvalue(), "png", output.content_type
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -165,7 +143,7 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
 
 
 def decompression_bomb_png(side: int = 30_000) -> bytes:
-    """A valid 1-bit ``side`` x ``side`` PNG of zeros: a few hundred KB, ``side**2`` pixels.
+    """A valid 1-bit ``side`` x ``side`` PNG of zeros: ~110 KB at the default, ``side**2`` pixels.
 
     Built chunk by chunk (PNG spec, RFC 2083) so that no large image is ever held in memory.
     At the default 900 million pixels, Pillow refuses it on open (``DecompressionBombError``,

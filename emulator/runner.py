@@ -186,14 +186,14 @@ class Runner:
         try:
             with Image.open(io.BytesIO(data)) as image:
                 image.load()
-                result = ops.run_model_op(record.kind, image, record.input)
+                result, output = ops.run_model_op(record.spec, image, record.input)
         except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
             raise InputError(f"input image could not be decoded: {exc}") from exc
         except (OSError, SyntaxError) as exc:  # truncated or corrupt data
             raise InputError(f"input image is corrupt: {type(exc).__name__}") from exc
         except ValueError as exc:
             raise InputError(f"invalid input: {exc}") from exc
-        payload, ext, content_type = ops.encode(result, str(record.input.get("output_format")))
+        payload, ext, content_type = ops.encode(result, output)
         return OutputFile(payload, ext, content_type)
 
     def _fetch(self, url: str) -> bytes:

@@ -270,7 +270,7 @@ async def _create(state: EmulatorState, request: Request, spec: ModelSpec, body:
     record = state.store.create(
         model=spec.name,
         version=spec.version or "hidden",
-        kind=spec.kind,
+        spec=spec,
         input=payload,
         image_urls=images,
         base_url=state.base_url(request),

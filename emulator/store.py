@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from pipeline.allowlist import ModelSpec
+
 TERMINAL = frozenset({"succeeded", "failed", "canceled"})
 
 
@@ -43,7 +45,7 @@ class PredictionRecord:
     seq: int
     model: str
     version: str
-    kind: str
+    spec: ModelSpec
     input: dict[str, Any]
     image_urls: tuple[str, ...]
     base_url: str
