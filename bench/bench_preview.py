@@ -8,9 +8,10 @@
    ``bench/_harness.py``), one job per model/params/preset combination, and each DONE item's
    stored bytes, width, height and type compared with
    :func:`pipeline.preview.preview_pipeline` of the same upload. The provider is the emulator:
-   where its output differs from the real model's (docs/EMULATOR.md; size for SDXL and the
-   prompt-edit model, format for GFPGAN's JPEGs, PNG level for SDXL), the table says so and the
-   error is against the emulator, not the model.
+   its outputs have the real models' sizes and formats (``emulator/model_files.py`` follows
+   :mod:`pipeline.model_outputs`), but its pixels come from a filter per model
+   (``emulator/ops.py``), not the model; the table names the filter, and the byte error is
+   against the emulator, not the model.
 
 Run: ``.venv/bin/python -m bench.bench_preview [IMAGES_DIR] [--part presets|pipeline|both]
 [--limit N] [--combos real-esrgan:scale=2:web-2048,...]`` (default ../shared/data/images).
@@ -52,13 +53,15 @@ DEFAULT_COMBOS = (
     "real-esrgan:scale=2:square-1080,codeformer:upscale=2:none,codeformer:upscale=2:web-2048,"
     "gfpgan:scale=2:none,nano-banana:aspect_ratio=1:1:none,sdxl::none,sdxl::web-2048"
 )
-EMULATOR_DIFFERS = {
-    "tencentarc/gfpgan": "format: the model writes a JPEG for JPEG inputs, the emulator a PNG",
-    "google/nano-banana": "size: the model draws a fixed ~1 MP size, the emulator crops the input",
-    "stability-ai/sdxl": "size: the model keeps the input's size, the emulator 1024 px long side",
-    "sczhou/codeformer": "size for inputs under 512 px (the model enlarges those first)",
+EMULATOR_PIXELS = {
+    "nightmareai/real-esrgan": "Lanczos + unsharp mask",
+    "tencentarc/gfpgan": "median denoise, smooth, Lanczos, sharpen",
+    "sczhou/codeformer": "median denoise, smooth, Lanczos, sharpen",
+    "google/nano-banana": "crop to the ratio, Lanczos",
+    "stability-ai/sdxl": "Lanczos + autocontrast",
 }
-"""Where the emulator is not the model (docs/EMULATOR.md vs pipeline/model_outputs.py)."""
+"""What stands in for each model's pixels in the emulator (``emulator/ops.py``): the source
+of the byte error against a real model, which these runs cannot measure."""
 
 
 def corpus(root: Path, limit: int | None) -> list[Path]:
@@ -209,7 +212,7 @@ def _compare(
     files: Sequence[Path], combos: Sequence[Combo], results: Sequence[Sequence[Mapping[str, Any]]]
 ) -> bool:
     print("| model, params, preset | done | size = model's | type = | mean abs % | p95 % | max % "
-          "| mean signed % | preview ms | emulator vs model |")  # fmt: skip
+          "| mean signed % | preview ms | emulator's pixels |")  # fmt: skip
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     clean = True
     same_errors: list[float] = []
@@ -237,7 +240,7 @@ def _compare(
         if not errors:
             continue
         absolute = [abs(e) for e in errors]
-        differs = EMULATOR_DIFFERS.get(combo.spec.name, "same size and format")
+        pixels = EMULATOR_PIXELS.get(combo.spec.name, "?")
         if same_size == same_type == done:
             same_errors.extend(absolute)
         else:  # only where the emulator is the model do the worst cases say something
@@ -245,7 +248,7 @@ def _compare(
         print(
             f"| {combo.label} | {done}/{len(files)} | {same_size}/{done} | {same_type}/{done} "
             f"| {statistics.fmean(absolute):.1f} | {p95(absolute):.1f} | {max(absolute):.1f} "
-            f"| {statistics.fmean(errors):+.1f} | {spent / done * 1000:.0f} | {differs} |"
+            f"| {statistics.fmean(errors):+.1f} | {spent / done * 1000:.0f} | {pixels} |"
         )
     if same_errors:
         print(
