@@ -68,9 +68,10 @@ def worker(
     nproc = processes or settings.worker_processes
     nthreads = threads or settings.worker_threads
     os.environ["IMAGEOPT_WORKER_THREADS"] = str(nthreads)
-    # dramatiq reads its worker timeout (an idle consumer's longest pause) from this variable
+    # dramatiq reads its worker timeout (an idle consumer's longest pause) from this variable;
+    # the latency-path queues get their shorter pause from the broker (workers/actors.py)
     timeout_var = "dramatiq_worker_timeout"  # dramatiq's own lower-case name (dramatiq/worker.py)
-    os.environ[timeout_var] = str(settings.worker_fetch_wait_ms)
+    os.environ[timeout_var] = str(settings.worker_idle_fetch_wait_ms)
     port = settings.worker_metrics_port if metrics_port is None else metrics_port
     os.environ.update(worker_metrics_env(settings, port))  # multiprocess metrics, before dramatiq
     argv = [

@@ -155,9 +155,18 @@ class Settings(BaseSettings):
     worker_threads: int = Field(8, validation_alias="IMAGEOPT_WORKER_THREADS")
     worker_fetch_wait_ms: int = Field(100, ge=10, validation_alias="IMAGEOPT_WORKER_FETCH_WAIT_MS")
     """Longest pause, ms, of a worker's queue consumer between two looks at its queue when it
-    found nothing (or its prefetch was full): dramatiq's worker timeout, whose default of
-    1,000 ms made a message of a quiet queue wait up to a second (p90 484 -> 77 ms at
-    2 messages/s, docs/BENCHMARKS.md, ``bench.bench_consumer_wait``)."""
+    found nothing (or its prefetch was full), for the queues on the latency path
+    (:func:`pipeline.taskqueue.latency_queues`: creations, webhook finishes, and polls when
+    webhooks are off). dramatiq's default of 1,000 ms made a message of a quiet queue wait up
+    to a second (p90 484 -> 77 ms at 2 messages/s, docs/BENCHMARKS.md,
+    ``bench.bench_consumer_wait``)."""
+    worker_idle_fetch_wait_ms: int = Field(
+        1000, ge=10, validation_alias="IMAGEOPT_WORKER_IDLE_FETCH_WAIT_MS"
+    )
+    """The same pause for every other consumer (delay queues of retries and early webhooks,
+    the fallback polls with webhooks on): dramatiq's worker timeout and its default. Ten looks
+    a second there cost an idle polling worker 30 ms of CPU per second against 4 ms at
+    1,000 ms (docs/BENCHMARKS.md)."""
 
     # --- observability ----------------------------------------------------------------------
     log_level: str = Field("INFO", validation_alias="IMAGEOPT_LOG_LEVEL")

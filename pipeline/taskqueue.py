@@ -14,11 +14,12 @@ polls inside a worker too (docs/LIFECYCLE.md, "Webhooks").
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
+from dramatiq.common import dq_name
 
 from pipeline.broker import ResilientRedisBroker
 
@@ -32,10 +33,30 @@ POLL_ACTOR = "poll_prediction"
 WEBHOOK_ACTOR = "finish_prediction"
 
 
-def build_broker(redis_url: str, namespace: str) -> RedisBroker:
-    """A Redis broker whose keys live under ``{namespace}-dramatiq``, every queue declared."""
-    # dramatiq's RedisBroker.__init__ carries no annotations.
-    broker = ResilientRedisBroker(url=redis_url, namespace=f"{namespace}-dramatiq")  # type: ignore[no-untyped-call]
+def latency_queues(*, webhooks: bool) -> tuple[str, ...]:
+    """The queues (and delay queues) whose messages someone waits for, in a worker's eyes:
+    creations and webhook finishes always; polls and their delay queue (every poll is a
+    delayed message, released by its consumer) only when no webhooks come, since with webhooks
+    on a poll is the late fallback. The rest (retries' and early webhooks' delay queues) wait
+    seconds by design."""
+    polls = () if webhooks else (POLL_QUEUE, dq_name(POLL_QUEUE))
+    return (CREATE_QUEUE, WEBHOOK_QUEUE, *polls)
+
+
+def build_broker(
+    redis_url: str, namespace: str, *, fetch_wait_ms: Mapping[str, int] | None = None
+) -> RedisBroker:
+    """A Redis broker whose keys live under ``{namespace}-dramatiq``, every queue declared.
+
+    Args:
+        redis_url: the broker's Redis.
+        namespace: the deployment's Redis namespace.
+        fetch_wait_ms: longest idle pause per consumed queue, milliseconds
+            (:class:`pipeline.broker.ResilientRedisBroker`); only workers consume.
+    """
+    broker = ResilientRedisBroker(
+        url=redis_url, namespace=f"{namespace}-dramatiq", fetch_wait_ms=fetch_wait_ms
+    )
     for name in QUEUES:
         broker.declare_queue(name)
     return broker

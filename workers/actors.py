@@ -34,6 +34,7 @@ from pipeline.taskqueue import (
     WEBHOOK_QUEUE,
     TaskQueue,
     build_broker,
+    latency_queues,
 )
 from pipeline.wiring import redis_client
 from workers.health import BeatFile
@@ -44,7 +45,14 @@ from workers.services import WorkerServices, left_to_the_rescuer_when_redis_is_g
 
 settings = Settings()
 setup_logging(settings, process="worker")  # again after the fork: plain `dramatiq` set its own
-broker = build_broker(settings.redis_url, settings.redis_namespace)
+broker = build_broker(
+    settings.redis_url,
+    settings.redis_namespace,
+    fetch_wait_ms=dict.fromkeys(
+        latency_queues(webhooks=bool(settings.replicate_webhook_url)),
+        settings.worker_fetch_wait_ms,
+    ),
+)
 heartbeat: list[HeartbeatOutput] = [PresenceKey(redis_client(settings), settings.redis_namespace)]
 if settings.worker_metrics_port and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     broker.add_middleware(WorkerPrometheus())  # set up by `imageopt worker` (docs/OBSERVABILITY.md)

@@ -69,8 +69,10 @@ def test_an_unknown_queue_name_is_refused(monkeypatch: pytest.MonkeyPatch) -> No
     assert "--queues must name create, poll and/or webhook" in result.output
 
 
-def test_dramatiqs_worker_timeout_is_the_fetch_wait_setting(
+def test_dramatiqs_worker_timeout_is_the_idle_fetch_wait_setting(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    assert run_worker(monkeypatch).timeout == "100"
-    assert run_worker(monkeypatch, IMAGEOPT_WORKER_FETCH_WAIT_MS="250").timeout == "250"
+    assert run_worker(monkeypatch).timeout == "1000"
+    # the latency-path queues' shorter pause is the broker's, not dramatiq's timeout
+    assert run_worker(monkeypatch, IMAGEOPT_WORKER_FETCH_WAIT_MS="250").timeout == "1000"
+    assert run_worker(monkeypatch, IMAGEOPT_WORKER_IDLE_FETCH_WAIT_MS="2500").timeout == "2500"
