@@ -459,8 +459,9 @@ class ProviderClient:
             target = httpx.URL(url)
         except httpx.InvalidURL:
             return False
-        if not target.is_absolute_url:
-            return True
+        return not target.is_absolute_url or self._on_api_origin(target)
+
+    def _on_api_origin(self, target: httpx.URL) -> bool:
         return (target.scheme, target.host, target.port) == (
             self._base.scheme,
             self._base.host,
@@ -469,12 +470,12 @@ class ProviderClient:
 
     def _output_allowed(self, url: str) -> bool:
         try:
-            target = httpx.URL(url)
+            target = httpx.URL(url)  # parsed once: it runs for every output (profiled)
         except httpx.InvalidURL:
             return False
         if not target.is_absolute_url:
             return False
-        if self._same_origin(url):
+        if self._on_api_origin(target):
             return True
         host = target.host.lower().rstrip(".")
         return target.scheme == "https" and any(

@@ -93,6 +93,10 @@ def test_the_webhook_url_carries_the_item_and_keeps_its_own_query() -> None:
     assert webhook_url("https://h.example/hook?env=prod", 7) == (
         "https://h.example/hook?env=prod&item=7"
     )
+    assert webhook_url("https://h.example/hook?item=1&env=prod", 8) == (
+        "https://h.example/hook?item=8&env=prod"
+    )
+    assert webhook_url("https://h.example/hook#top", 9) == "https://h.example/hook?item=9#top"
 
 
 def test_prices_default_to_the_table_and_the_setting_overrides_or_adds() -> None:
