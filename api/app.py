@@ -167,7 +167,7 @@ def create_app(
             Middleware(SecurityHeadersMiddleware),
             Middleware(SchemaGateMiddleware),
             Middleware(BodyLimitMiddleware, max_bytes=max_body),
-            Middleware(InputGuardMiddleware, max_json_bytes=max_json),
+            Middleware(InputGuardMiddleware, max_json_bytes=max_json, signed_paths={webhooks.PATH}),
             Middleware(CsrfMiddleware, allowed_origins=origins, routes=routes),
         ],
         exception_handlers={

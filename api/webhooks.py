@@ -147,4 +147,7 @@ async def replicate_webhook(request: Request) -> Response:
     return JSONResponse({"status": status}, status_code=202 if status == "accepted" else 200)
 
 
-ROUTES = [Route("/api/webhooks/replicate", replicate_webhook, methods=["POST"])]
+PATH = "/api/webhooks/replicate"
+"""The receiving route; its body is verified before anything parses it (the api's input guard
+leaves it alone, :mod:`api.input_guard`)."""
+ROUTES = [Route(PATH, replicate_webhook, methods=["POST"])]

@@ -26,6 +26,7 @@ from api.auth import create_api_key
 from pipeline.db import create_pool
 from pipeline.repository import Repository
 from pipeline.validation import MAX_JSON_DEPTH, MAX_TEXT_CHARS
+from pipeline.webhooks import new_secret
 from tests.conftest import DATABASE_URL, settings_from
 from tests.support.api import run_api
 
@@ -34,7 +35,11 @@ pytestmark = pytest.mark.integration
 SPEC = yaml.safe_load((Path(__file__).resolve().parents[2] / "api" / "openapi.yaml").read_text())
 EXAMPLES_PER_TARGET = 12
 PLACEHOLDER = "__HOSTILE__"
+SIGNED = {("POST", "/api/webhooks/replicate")}
+"""Routes whose body is a signed provider webhook (:mod:`api.input_guard`, signed paths)."""
 LIMITS = {
+    "IMAGEOPT_WEBHOOK_URL": "https://imageopt.example/api/webhooks/replicate",
+    "REPLICATE_WEBHOOK_SECRET": new_secret(),
     "IMAGEOPT_API_RATE_PER_MINUTE": "100000",
     "IMAGEOPT_API_READ_RATE_PER_MINUTE": "100000",
     "IMAGEOPT_API_CREATE_RATE_PER_MINUTE": "100000",
@@ -257,6 +262,11 @@ def _send(client: httpx.Client, target: Target, draw: st.DrawFn) -> tuple[httpx.
 
 def _check(target: Target, response: httpx.Response, huge: bool) -> None:
     assert response.status_code < 500, (str(target), response.text[:300])
+    if (target.method, target.path) in SIGNED and target.kind == "json":
+        # verified over the raw bytes before anything parses it: nobody signed these
+        assert response.status_code == 401, (str(target), response.text[:300])
+        assert response.json()["error"]["code"] == "invalid_signature"
+        return
     if target.kind == "path":
         assert response.status_code == 404, (str(target), response.text[:300])
         return
