@@ -158,6 +158,18 @@ def test_a_webhook_without_a_valid_item_or_prediction_is_a_400(
     assert _queued(pipeline_env) == []
 
 
+def test_an_unsigned_hostile_body_is_refused_on_its_signature_before_it_is_parsed(
+    pipeline_env: dict[str, str],
+) -> None:
+    hostile = [b'{"id": NaN}', b"[" * 5000, b'{"id": "\\u0000"}', b"not json"]
+    with _api(pipeline_env) as api:  # signed, but with a key that is not ours
+        answers = [_post(api, body, secret=new_secret()) for body in hostile]
+    assert {(a.status_code, a.json()["error"]["type"]) for a in answers} == {
+        (401, "invalid_signature")
+    }
+    assert _queued(pipeline_env) == []
+
+
 def test_concurrent_deliveries_of_one_webhook_queue_it_once(
     pipeline_env: dict[str, str],
 ) -> None:
