@@ -7,6 +7,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import redis
@@ -15,6 +16,9 @@ from dramatiq.brokers.stub import StubBroker
 from pipeline.config import Settings
 from pipeline.migrate import drop_schema, migrate
 from pipeline.taskqueue import POLL_QUEUE
+
+if TYPE_CHECKING:
+    from pipeline.storage import ObjectStorage
 
 IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "images"
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -84,6 +88,22 @@ def s3_settings() -> Iterator[dict[str, str]]:
     for key in list(storage.list_keys("")):
         storage.delete(key)
     storage.remove_bucket()
+
+
+@pytest.fixture
+def storage(s3_settings: dict[str, str]) -> Iterator[ObjectStorage]:
+    """The pipeline's S3 client on the session's bucket (:func:`s3_settings`); modules whose
+    api or stack has a bucket of its own define their own ``storage``."""
+    from pipeline.storage import ObjectStorage
+
+    store = ObjectStorage(
+        endpoint=s3_settings["S3_ENDPOINT"],
+        access_key=s3_settings["S3_ACCESS_KEY"],
+        secret_key=s3_settings["S3_SECRET_KEY"],
+        bucket=s3_settings["S3_BUCKET"],
+    )
+    yield store
+    store.close()
 
 
 @pytest.fixture

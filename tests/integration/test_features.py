@@ -216,14 +216,8 @@ def test_cancel_of_a_running_prediction_cancels_it_at_the_provider(
 
 
 def test_retry_of_a_failed_item_resets_attempts(
-    repo: Repository, db_schema: str, s3_settings: dict[str, str]
+    repo: Repository, db_schema: str, storage: ObjectStorage
 ) -> None:
-    storage = ObjectStorage(
-        endpoint=s3_settings["S3_ENDPOINT"],
-        access_key=s3_settings["S3_ACCESS_KEY"],
-        secret_key=s3_settings["S3_SECRET_KEY"],
-        bucket=s3_settings["S3_BUCKET"],
-    )
     job = _job(repo, "s", 2)
     _sql(
         db_schema,
@@ -258,14 +252,8 @@ def test_retry_of_a_failed_item_resets_attempts(
 
 # --- retention ------------------------------------------------------------------------------
 def test_retention_deletes_exactly_what_is_due(
-    repo: Repository, db_schema: str, s3_settings: dict[str, str]
+    repo: Repository, db_schema: str, storage: ObjectStorage
 ) -> None:
-    storage = ObjectStorage(
-        endpoint=s3_settings["S3_ENDPOINT"],
-        access_key=s3_settings["S3_ACCESS_KEY"],
-        secret_key=s3_settings["S3_SECRET_KEY"],
-        bucket=s3_settings["S3_BUCKET"],
-    )
     now = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
     day = timedelta(days=1)
     # (age since completion, status): old/new done, 40-day done, 100-day done job, running.

@@ -63,18 +63,6 @@ def provider() -> Iterator[ProviderClient]:
         yield client
 
 
-@pytest.fixture
-def storage(s3_settings: dict[str, str]) -> Iterator[ObjectStorage]:
-    store = ObjectStorage(
-        endpoint=s3_settings["S3_ENDPOINT"],
-        access_key=s3_settings["S3_ACCESS_KEY"],
-        secret_key=s3_settings["S3_SECRET_KEY"],
-        bucket=s3_settings["S3_BUCKET"],
-    )
-    yield store
-    store.close()
-
-
 def make_rescuer(
     pool: ConnectionPool[Any], provider: ProviderClient, storage: ObjectStorage, **extra: Any
 ) -> tuple[Rescuer, Recorder]:

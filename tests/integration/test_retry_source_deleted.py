@@ -101,6 +101,15 @@ def _run_retention(repo: Repository, storage: ObjectStorage) -> None:
     assert result.originals_deleted >= 1, result
 
 
+def _half_gone_job(
+    shop: httpx.Client, schema: str, repo: Repository, storage: ObjectStorage, photo: bytes
+) -> tuple[int, int]:
+    """A FAILED job of one upload, whose source retention deleted, and one http item: its id
+    and the http item's."""
+    job_id, http_item = _half_gone_job(shop, schema, repo, storage, photo)
+    return job_id, http_item
+
+
 def _upload_keys(schema: str, job_id: int, bucket: str) -> list[str]:
     rows = _sql(schema, "SELECT source_url FROM image_optimization_items WHERE job_id = %s "
                         "AND source_url LIKE 's3://%%'", (job_id,))  # fmt: skip
@@ -135,10 +144,7 @@ def test_a_job_retry_skips_items_whose_upload_is_gone_and_retries_the_others(
 ) -> None:
     schema = api_env["IMAGEOPT_DB_SCHEMA"]
     shop = store_client(api, repo, "shop-1")
-    job_id = _uploaded_job(shop, photo)
-    http_item = _add_http_item(schema, job_id)
-    _fail_all(schema, job_id)
-    _run_retention(repo, storage)
+    job_id, http_item = _half_gone_job(shop, schema, repo, storage, photo)
 
     response = shop.post(f"/api/jobs/{job_id}/retry")
 
@@ -184,10 +190,7 @@ def test_an_operator_job_retry_counts_the_items_it_skips(
 ) -> None:
     schema = api_env["IMAGEOPT_DB_SCHEMA"]
     shop = store_client(api, repo, "shop-1")
-    job_id = _uploaded_job(shop, photo)
-    http_item = _add_http_item(schema, job_id)
-    _fail_all(schema, job_id)
-    _run_retention(repo, storage)
+    job_id, http_item = _half_gone_job(shop, schema, repo, storage, photo)
     key, _ = create_operator_key(repo, "alice")
     ops = track(httpx.Client(base_url=api, headers={"Authorization": f"Bearer {key}"}))
 
@@ -207,10 +210,7 @@ def test_the_cli_refuses_one_such_item_and_a_bulk_retry_reports_the_count_it_ski
     schema = api_env["IMAGEOPT_DB_SCHEMA"]
     cli = CliRunner()
     shop = store_client(api, repo, "shop-1")
-    job_id = _uploaded_job(shop, photo)
-    http_item = _add_http_item(schema, job_id)
-    _fail_all(schema, job_id)
-    _run_retention(repo, storage)
+    job_id, http_item = _half_gone_job(shop, schema, repo, storage, photo)
     (upload_item,) = _upload_items(schema, job_id)
 
     one = cli.invoke(app, ["retry", "--item", str(upload_item)], env=api_env)
