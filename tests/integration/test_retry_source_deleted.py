@@ -106,7 +106,10 @@ def _half_gone_job(
 ) -> tuple[int, int]:
     """A FAILED job of one upload, whose source retention deleted, and one http item: its id
     and the http item's."""
-    job_id, http_item = _half_gone_job(shop, schema, repo, storage, photo)
+    job_id = _uploaded_job(shop, photo)
+    http_item = _add_http_item(schema, job_id)
+    _fail_all(schema, job_id)
+    _run_retention(repo, storage)
     return job_id, http_item
 
 
