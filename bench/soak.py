@@ -65,6 +65,7 @@ from bench.soak_verdicts import (
     responses_429_outside,
     rss_flat,
     rss_steps,
+    rss_steps_by_process,
     utilization,
     utilization_verdict,
 )
@@ -424,6 +425,7 @@ class Run:
                 continue
             rss = sum(_status_kib(pid, "VmRSS") or 0 for pid in _session_pids(proc.pid))
             s.rss_kib[kind] = s.rss_kib.get(kind, 0) + rss
+            s.rss_by_process_kib[name] = rss
         return s
 
     def sampler(self) -> None:
@@ -681,6 +683,7 @@ def verdicts(run: Run, last_fault: float) -> dict[str, Any]:
         "t0": run.t0,
         "last_fault": last_fault - run.t0,
         "checks": {name: [str(v), ok] for name, (v, ok) in checks.items()},
+        "rss_by_process": rss_steps_by_process(run.samples),
         "ok": all(ok for _, ok in checks.values()),
         "samples": [asdict(s) for s in run.samples],
         "creations": stamps,
@@ -706,6 +709,9 @@ def print_report(report: dict[str, Any]) -> None:
         f"insert -> DONE p50 {report['p50_insert_to_done']:.1f} s, "
         f"p99 {report['p99_insert_to_done']:.1f} s; tracebacks in the logs: {report['tracebacks']}"
     )
+    print("RSS per process, MiB at 10 % steps (0: not running):")
+    for name, steps in report["rss_by_process"].items():
+        print(f"  {name}: " + " ".join(f"{v:.0f}" for v in steps))
     print("\n| verdict | value | ok |\n| --- | --- | --- |")
     for name, (value, ok) in report["checks"].items():
         print(f"| {name} | {value} | {'yes' if ok else '**NO**'} |")

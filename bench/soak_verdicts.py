@@ -52,6 +52,10 @@ class Sample:
     failed: int = 0
     responses_429: int = 0
     rss_kib: dict[str, int] = field(default_factory=dict)
+    """RSS per process kind (KiB, its processes summed)."""
+    rss_by_process_kib: dict[str, int] = field(default_factory=dict)
+    """RSS per process of the run (KiB, by its name, one per incarnation: ``scheduler-b.2`` is
+    the second start of ``scheduler-b``, after a kill)."""
     db_ok: bool = True
 
 
@@ -159,7 +163,22 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 def rss_steps(samples: Sequence[Sample], kind: str, steps: int = 10) -> list[float]:
     """RSS of ``kind`` (MiB, summed over its processes) at each 10 % of the run."""
-    series = [s.rss_kib.get(kind, 0) for s in samples]
+    return _at_steps([s.rss_kib.get(kind, 0) for s in samples], steps)
+
+
+def rss_steps_by_process(samples: Sequence[Sample], steps: int = 10) -> dict[str, list[float]]:
+    """RSS of each process incarnation (MiB, by name) at each 10 % of the run; 0 where it was
+    not running (not yet started, or killed). Tells a restart's warm-up from growth, which the
+    per-kind sum cannot (docs/RELIABILITY.md, "Scheduler memory")."""
+    names = sorted({name for s in samples for name in s.rss_by_process_kib})
+    return {
+        name: _at_steps([s.rss_by_process_kib.get(name, 0) for s in samples], steps)
+        for name in names
+    }
+
+
+def _at_steps(series: Sequence[int], steps: int) -> list[float]:
+    """``series`` (KiB, one value a sample) in MiB at each ``1 / steps`` of its length."""
     if not series:
         return []
     return [series[min(len(series) - 1, round(i * (len(series) - 1) / steps))] / 1024

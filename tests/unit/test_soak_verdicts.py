@@ -10,6 +10,8 @@ from bench.soak_verdicts import (
     max_in_window,
     responses_429_outside,
     rss_flat,
+    rss_steps,
+    rss_steps_by_process,
     utilization,
 )
 
@@ -59,3 +61,17 @@ def test_utilization_is_judged_only_over_enough_seconds_between_faults() -> None
     assert utilization_verdict(float("nan"), 0.0) == ("n/a: none over 0 s (< 30 s)", True)
     assert utilization_verdict(0.657, MIN_UTILIZATION_SPAN) == ("65.7% over 30 s", False)
     assert utilization_verdict(0.985, 363.0) == ("98.5% over 363 s", True)
+
+
+def test_rss_by_process_shows_a_restart_where_the_sum_of_its_kind_hides_it() -> None:
+    samples = [
+        Sample(at=float(t), rss_by_process_kib={"scheduler": kib, "scheduler-standby": 81 * 1024},
+               rss_kib={"scheduler": kib + 81 * 1024})
+        for t, kib in enumerate([80 * 1024] * 5 + [0] + [40 * 1024] * 4)
+    ]  # fmt: skip
+    by_process = rss_steps_by_process(samples, steps=5)
+    assert by_process == {
+        "scheduler": [80.0, 80.0, 0.0, 40.0, 40.0],
+        "scheduler-standby": [81.0] * 5,
+    }
+    assert rss_steps(samples, "scheduler", steps=5) == [161.0, 161.0, 81.0, 121.0, 121.0]
