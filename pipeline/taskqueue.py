@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import dramatiq
+import redis
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import dq_name
 
@@ -43,8 +44,21 @@ def latency_queues(*, webhooks: bool) -> tuple[str, ...]:
     return (CREATE_QUEUE, WEBHOOK_QUEUE, *polls)
 
 
+BROKER_SOCKET_TIMEOUT_SECONDS = 10.0
+"""Longest wait for one answer of the broker's Redis, seconds (as the pipeline's own Redis
+client, :func:`pipeline.wiring.redis_client`). dramatiq's broker, built from a URL, has none:
+a connection whose packets a partition drops without a reset then waits for ever. Found by the
+hour-long faulted scheduler run (docs/RELIABILITY.md, "Scheduler memory"): both schedulers hung
+in an enqueue's read and nothing was dispatched again. dramatiq sends no blocking command (it
+polls), so no answer takes this long."""
+
+
 def build_broker(
-    redis_url: str, namespace: str, *, fetch_wait_ms: Mapping[str, int] | None = None
+    redis_url: str,
+    namespace: str,
+    *,
+    fetch_wait_ms: Mapping[str, int] | None = None,
+    socket_timeout: float = BROKER_SOCKET_TIMEOUT_SECONDS,
 ) -> RedisBroker:
     """A Redis broker whose keys live under ``{namespace}-dramatiq``, every queue declared.
 
@@ -53,9 +67,18 @@ def build_broker(
         namespace: the deployment's Redis namespace.
         fetch_wait_ms: longest idle pause per consumed queue, milliseconds
             (:class:`pipeline.broker.ResilientRedisBroker`); only workers consume.
+        socket_timeout: longest wait for a connection or an answer, seconds; past it a call
+            raises ``redis.TimeoutError`` (the scheduler stands down and leads again, a worker's
+            consumer reconnects).
     """
+    client = redis.Redis.from_url(
+        redis_url,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=socket_timeout,
+        health_check_interval=30,
+    )
     broker = ResilientRedisBroker(
-        url=redis_url, namespace=f"{namespace}-dramatiq", fetch_wait_ms=fetch_wait_ms
+        client=client, namespace=f"{namespace}-dramatiq", fetch_wait_ms=fetch_wait_ms
     )
     for name in QUEUES:
         broker.declare_queue(name)
