@@ -56,7 +56,7 @@ def request_id_from(scope: Scope) -> str:
         if REQUEST_ID_PATTERN.fullmatch(candidate):
             return candidate
     # A correlation id, not a secret: 128 bits of the process's PRNG (reseeded in each forked
-    # child) in UUID4's hex form; uuid4's os.urandom call was 4 % of the api's CPU per webhook.
+    # child) as 32 hex digits; uuid4's os.urandom call was 4 % of the api's CPU per webhook.
     return f"{random.getrandbits(128):032x}"
 
 

@@ -113,6 +113,12 @@ def _half_gone_job(
     return job_id, http_item
 
 
+def _operator_client(api: str, repo: Repository) -> httpx.Client:
+    """An operator's API client (a new operator key), closed after the test."""
+    key, _ = create_operator_key(repo, "alice")
+    return track(httpx.Client(base_url=api, headers={"Authorization": f"Bearer {key}"}))
+
+
 def _upload_keys(schema: str, job_id: int, bucket: str) -> list[str]:
     rows = _sql(schema, "SELECT source_url FROM image_optimization_items WHERE job_id = %s "
                         "AND source_url LIKE 's3://%%'", (job_id,))  # fmt: skip
@@ -172,8 +178,7 @@ def test_an_operator_retrying_an_item_whose_upload_left_the_bucket_gets_409_sour
     gone_key = upload_key_of(url[0][0], storage.bucket)
     assert gone_key is not None
     storage.delete(gone_key)
-    key, _ = create_operator_key(repo, "alice")
-    ops = track(httpx.Client(base_url=api, headers={"Authorization": f"Bearer {key}"}))
+    ops = _operator_client(api, repo)
 
     refused = ops.post("/ops/api/retry", json={"itemId": gone})
     retried = ops.post("/ops/api/retry", json={"itemId": kept})
@@ -194,8 +199,7 @@ def test_an_operator_job_retry_counts_the_items_it_skips(
     schema = api_env["IMAGEOPT_DB_SCHEMA"]
     shop = store_client(api, repo, "shop-1")
     job_id, http_item = _half_gone_job(shop, schema, repo, storage, photo)
-    key, _ = create_operator_key(repo, "alice")
-    ops = track(httpx.Client(base_url=api, headers={"Authorization": f"Bearer {key}"}))
+    ops = _operator_client(api, repo)
 
     response = ops.post("/ops/api/retry", json={"jobId": job_id})
     again = ops.post("/ops/api/retry", json={"jobId": job_id})
